@@ -1,0 +1,1 @@
+"""Runnable benchmark scripts: ``python -m benchmarks.NAME``. Never imported by the library."""

@@ -1,0 +1,87 @@
+"""Side-by-side timing: handprop's fast path, its reference path and PyTorch CPU, interleaved
+in one run so that machine noise hits every implementation alike.
+
+A workload is a name, its forward FLOPs, and a ``make(impl)`` that returns
+``(forward, forward_backward)`` callables for ``impl`` in ``IMPLS`` (or None when that
+implementation is not available, e.g. torch not installed). Forward+backward FLOPs are taken
+as 3x forward (the backward computes two products of the forward's size).
+"""
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+IMPLS = ("fast", "reference", "torch")
+
+
+def try_import_torch():
+    """PyTorch if importable (an optional reference), else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+@dataclass
+class Workload:
+    name: str
+    flops: float
+    make: Callable
+
+
+def time_call(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(workloads, impls=IMPLS, repeats=7, reference_repeats=3):
+    """Return ``{(workload, impl): {"cold": s, "forward": s, "forward_backward": s}}``.
+
+    The first forward+backward of each implementation is its cold time (for the fast path:
+    including JIT compilation or loading numba's cache); the warm times are medians over
+    ``repeats`` rounds in which the implementations take turns.
+    """
+    results = {}
+    for w in workloads:
+        fns = {impl: w.make(impl) for impl in impls}
+        fns = {impl: f for impl, f in fns.items() if f is not None}
+        times = {impl: {"forward": [], "forward_backward": []} for impl in fns}
+        for impl, (fwd, fwd_bwd) in fns.items():
+            results[(w.name, impl)] = {"cold": time_call(fwd_bwd)}
+        for r in range(repeats):
+            for impl, (fwd, fwd_bwd) in fns.items():
+                if impl == "reference" and r >= reference_repeats:
+                    continue
+                times[impl]["forward"].append(time_call(fwd))
+                times[impl]["forward_backward"].append(time_call(fwd_bwd))
+        for impl, t in times.items():
+            results[(w.name, impl)].update({k: statistics.median(v) for k, v in t.items()})
+    return results
+
+
+def markdown_table(workloads, results):
+    """Rows: workload x implementation, with ms, GFLOP/s and the ratio to PyTorch."""
+    lines = ["| workload | impl | forward ms | fwd+bwd ms | fwd+bwd GFLOP/s | fwd+bwd / PyTorch |",
+             "|---|---|---:|---:|---:|---:|"]
+    for w in workloads:
+        torch_t = results.get((w.name, "torch"), {}).get("forward_backward")
+        for impl in IMPLS:
+            r = results.get((w.name, impl))
+            if r is None:
+                continue
+            fb = r["forward_backward"]
+            ratio = f"{fb / torch_t:.2f}x" if torch_t else "n/a"
+            gflops = 3 * w.flops / fb / 1e9 if w.flops else float("nan")
+            lines.append(f"| {w.name} | {impl} | {r['forward'] * 1e3:.2f} | {fb * 1e3:.2f} | {gflops:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def cold_table(workloads, results):
+    lines = ["| workload | fast cold (first call) ms | fast warm ms |", "|---|---:|---:|"]
+    for w in workloads:
+        r = results.get((w.name, "fast"))
+        if r:
+            lines.append(f"| {w.name} | {r['cold'] * 1e3:.1f} | {r['forward_backward'] * 1e3:.2f} |")
+    return "\n".join(lines)

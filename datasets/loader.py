@@ -1,0 +1,89 @@
+"""``DataLoader``: mini-batches of paired arrays, in order or shuffled reproducibly."""
+import math
+
+import numpy as np
+
+
+def _check_array(name, value):
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"DataLoader: expected {name} to be a numpy array, got {type(value).__name__}")
+    if value.ndim < 1:
+        raise ValueError(f"DataLoader: expected {name} to have a sample axis (ndim >= 1), got a 0-d array")
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"DataLoader: expected batch_size to be an int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"DataLoader: expected batch_size >= 1, got {batch_size}")
+
+
+class DataLoader:
+    """Iterate over ``(xb, yb)`` mini-batches of two arrays that share their first axis.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape ``(N, ...)``
+        Inputs, e.g. images ``(N, C, H, W)`` or sequences ``(N, T, F)``; any dtype.
+    y : np.ndarray, shape ``(N, ...)``
+        Targets, e.g. class labels ``(N,)`` / ``(N, T)`` or regression targets ``(N, K)``.
+    batch_size : int >= 1
+    shuffle : bool
+        Visit the samples in a new random order every epoch.
+    seed : int, np.random.SeedSequence or None
+        Seeds the loader's own generator ``np.random.default_rng(seed)``, created once. Each
+        epoch (each ``iter(loader)``) draws the next permutation from it, so epochs differ from
+        one another, while two loaders built with the same seed yield the same sequence of
+        epochs. ``None`` takes fresh entropy from the operating system.
+    drop_last : bool
+        Skip the final batch when it is smaller than ``batch_size``.
+
+    Yields
+    ------
+    (xb, yb)
+        ``xb`` shaped ``(B, ...)`` like ``x`` and ``yb`` ``(B, ...)`` like ``y``, with the same
+        dtypes, ``B = batch_size`` except perhaps for the last batch. Batches are copies: writing
+        into them leaves ``x`` and ``y`` unchanged. Each epoch yields every sample exactly once
+        (with ``drop_last``, at most once: the ``N % batch_size`` left over are skipped).
+
+    ``len(loader)`` is the number of batches per epoch.
+    """
+
+    def __init__(self, x, y, batch_size, shuffle=False, seed=None, drop_last=False):
+        _check_array("x", x)
+        _check_array("y", y)
+        if len(x) != len(y):
+            raise ValueError(
+                f"DataLoader: expected x and y with the same number of samples (first axis), "
+                f"got x of shape {x.shape} and y of shape {y.shape}")
+        _check_batch_size(batch_size)
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def n_samples(self):
+        """Number of samples ``N``."""
+        return len(self.x)
+
+    def __len__(self):
+        if self.drop_last:
+            return self.n_samples // self.batch_size
+        return math.ceil(self.n_samples / self.batch_size)
+
+    def _order(self):
+        if self.shuffle:
+            return self.rng.permutation(self.n_samples)
+        return np.arange(self.n_samples)
+
+    def __iter__(self):
+        order = self._order()
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+    def __repr__(self):
+        return (f"DataLoader(n_samples={self.n_samples}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, batches={len(self)})")

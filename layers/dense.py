@@ -1,0 +1,55 @@
+"""`Dense`: the fully connected (affine) layer."""
+import numpy as np
+
+from nn import Module, Parameter
+from nn.checks import check_float_array
+from nn.init import fan_in_bound, uniform
+
+
+class Dense(Module):
+    """``z = x @ W.T + b``.
+
+    Shapes: ``x (..., in_features)`` -> ``z (..., out_features)`` (any leading dimensions, so
+    it also maps every step of a ``(N, T, F)`` sequence); ``weight W (out_features,
+    in_features)``, ``bias b (out_features,)`` -- PyTorch's ``Linear`` layout and default
+    initialisation U(-1/sqrt(in), 1/sqrt(in)).
+
+    Intermediates (when recording): ``z``.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        bound = fan_in_bound(self.in_features)
+        self.weight = Parameter(uniform((self.out_features, self.in_features), bound, rng, dtype))
+        self.bias = Parameter(uniform((self.out_features,), bound, rng, dtype)) if bias else None
+        self._x = None
+
+    def forward(self, x):
+        check_float_array("Dense", x, dtype=self.weight.dtype)
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
+            raise ValueError(f"Dense: expected input of shape (N, ..., {self.in_features}), got {x.shape}")
+        self._x = x
+        z = x @ self.weight.data.T
+        if self.bias is not None:
+            z += self.bias.data
+        return self._tap("z", z)
+
+    def backward(self, dz):
+        """With ``X`` and ``dZ`` flattened to rows (one per sample and step)::
+
+            dW += dZ.T @ X,   db += dZ.sum(0),   dX = dZ @ W
+        """
+        dz = self._tap_grad("z", dz)
+        x2 = self._x.reshape(-1, self.in_features)
+        dz2 = dz.reshape(-1, self.out_features)
+        self.weight.grad += dz2.T @ x2
+        if self.bias is not None:
+            self.bias.grad += dz2.sum(axis=0)
+        return dz @ self.weight.data
+
+    def flops(self, input_shape, output_shape):
+        return 2 * int(np.prod(input_shape[:-1])) * self.in_features * self.out_features
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"

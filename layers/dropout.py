@@ -1,0 +1,38 @@
+"""`Dropout`: inverted dropout."""
+import numpy as np
+
+from nn import Module
+from nn.checks import check_float_array
+from nn.random import get_rng
+
+
+class Dropout(Module):
+    """In training ``y = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` drawn per element, so
+    ``E[y] = x`` and eval needs no rescaling: in eval mode ``y = x``.
+
+    Backward applies the same mask: ``dx = dy * m / (1 - p)``. ``p = 1`` drops everything.
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: expected p in [0, 1], got {p}")
+        self.p = float(p)
+        self._rng = None if rng is None else get_rng(rng)   # None: the global generator at each call
+        self._scale = None
+
+    def forward(self, x):
+        check_float_array("Dropout", x)
+        if not self.training or self.p == 0.0:
+            self._scale = None
+            return x
+        keep = (self._rng or get_rng()).random(x.shape) >= self.p
+        self._scale = keep * np.asarray(0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p), dtype=x.dtype)
+        return x * self._scale
+
+    def backward(self, dy):
+        """``dx = dy * m / (1 - p)`` with the forward's mask (identity in eval)."""
+        return dy if self._scale is None else dy * self._scale
+
+    def extra_repr(self):
+        return f"p={self.p}"

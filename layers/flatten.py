@@ -1,0 +1,24 @@
+"""`Flatten`: reshape ``(N, d1, d2, ...)`` to ``(N, d1*d2*...)``."""
+import numpy as np
+
+from nn import Module
+from nn.checks import check_float_array
+
+
+class Flatten(Module):
+    """``y = x.reshape(N, -1)`` from ``start_dim`` on; backward reshapes ``dy`` back to ``x``'s shape."""
+
+    def __init__(self, start_dim=1):
+        super().__init__()
+        self.start_dim = int(start_dim)
+
+    def forward(self, x):
+        check_float_array("Flatten", x)
+        if x.ndim <= self.start_dim:
+            raise ValueError(f"Flatten: expected input with more than {self.start_dim} dimensions, got {x.shape}")
+        self._shape = x.shape
+        return x.reshape(x.shape[:self.start_dim] + (-1,))
+
+    def backward(self, dy):
+        """``dx = dy.reshape(x.shape)``: reshaping moves no value, so the gradient moves back unchanged."""
+        return dy.reshape(self._shape)

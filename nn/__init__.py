@@ -1,0 +1,25 @@
+"""handprop's core: the manual-backpropagation protocol and what every model needs around it.
+
+``Parameter`` and ``Module`` (forward caches, backward adds gradients and returns dL/dx),
+``Sequential``, the losses, ``gradcheck``, the training loop (``fit``, ``evaluate``),
+``summary``, checkpoints (``save``/``load``), seeding and the kernel switch
+(``use_reference``).
+"""
+from .parameter import Parameter
+from .module import Module, RemovableHandle
+from .sequential import Sequential
+from .losses import CrossEntropyLoss, MSELoss, BCEWithLogitsLoss, log_softmax
+from .backend import use_reference, reference_enabled
+from .random import seed, get_rng
+from .gradcheck import gradcheck, GradcheckReport, numerical_gradient
+from .training import fit, evaluate
+from .summary import summary
+from .checkpoint import save, load
+
+__all__ = [
+    "Parameter", "Module", "RemovableHandle", "Sequential",
+    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "log_softmax",
+    "use_reference", "reference_enabled", "seed", "get_rng",
+    "gradcheck", "GradcheckReport", "numerical_gradient",
+    "fit", "evaluate", "summary", "save", "load",
+]

@@ -1,0 +1,28 @@
+"""The kernel switch: run every layer's readable NumPy reference instead of its fast path.
+
+>>> with nn.use_reference():
+...     y = model(x)          # the same math, written for reading, not for speed
+
+Both paths compute the same function to float rounding; tests hold them to it.
+"""
+from contextlib import contextmanager
+
+_reference = False
+
+
+def reference_enabled():
+    """True inside ``use_reference()``: layers then run their reference implementation."""
+    return _reference
+
+
+@contextmanager
+def use_reference(enabled=True):
+    """Context manager that makes layers use their readable reference path (or, with
+    ``enabled=False``, their fast path) until the block ends. A layer remembers which path
+    its forward took, so a backward after the block still matches its forward."""
+    global _reference
+    previous, _reference = _reference, bool(enabled)
+    try:
+        yield
+    finally:
+        _reference = previous

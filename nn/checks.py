@@ -1,0 +1,27 @@
+"""Input validation shared by every layer: clear errors that name the layer, what was
+expected and what came. Nothing is silently cast or broadcast."""
+import numpy as np
+
+
+def check_float_array(owner, x, what="input", dtype=None):
+    """Return ``x`` if it is a floating-point ndarray (of ``dtype`` when given), else raise."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{owner}: expected {what} to be a numpy array, got {type(x).__name__}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{owner}: expected a floating-point {what}, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{owner}: expected {what} of dtype {np.dtype(dtype)} (the layer's dtype), got {x.dtype}; "
+            f"convert the array with .astype(np.{np.dtype(dtype)}) or the layer with .astype(np.{x.dtype})")
+    return x
+
+
+def check_shape(owner, x, expected, what="input"):
+    """Check ``x.shape`` against ``expected``, a tuple whose entries are ints or a name
+    (str) for a free dimension, e.g. ``("N", 3, "H", "W")``."""
+    ok = x.ndim == len(expected) and all(
+        isinstance(e, str) or x.shape[i] == e for i, e in enumerate(expected))
+    if not ok:
+        shown = "(" + ", ".join(str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
+        raise ValueError(f"{owner}: expected {what} of shape {shown}, got {x.shape}")
+    return x

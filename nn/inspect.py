@@ -1,0 +1,753 @@
+"""Looking inside backpropagation: check every intermediate gradient, watch training health.
+
+Two kinds of tools live here.
+
+**Checking a derivation, one intermediate at a time.** ``gradcheck`` tells you *whether* a
+layer's backward is right; ``check_intermediates`` tells you *where* it goes wrong. Layers
+record named intermediate values while recording is on (``Dense`` records ``z``, an LSTM its
+gates ``i, f, g, o`` and its ``c, h`` at every step, ...) and, during backward, the gradient of
+the loss with respect to each of them. For ``L = sum(out * G)`` with a random ``G``, every
+recorded gradient ``dL/d(name)`` is compared with central differences taken by nudging that
+intermediate, and only it, inside the forward pass::
+
+    dL/d(name)[i]  ~  (L(name[i] + eps) - L(name[i] - eps)) / (2 eps)
+
+The result is a table, one row per input, parameter and intermediate (the "backprop ninja"
+exercise of rederiving every line of backward, checked automatically)::
+
+    >>> print(check_intermediates(layers.Dense(3, 2), x))
+
+``compare(name, analytic, reference)`` prints one such row for arrays you computed yourself.
+
+**Watching a network train.** ``watch(model)`` installs forward hooks on the activation layers
+that keep a few numbers per batch (the fraction of dead ReLU units, of saturated tanh and
+sigmoid units); ``gradient_report(model, optimizer)`` adds, per parameter, the gradient norm,
+the gradient-to-weight ratio and the update-to-weight ratio of the last optimizer step.
+"""
+import copy
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .gradcheck import _generators, _to64, sample_indices
+
+__all__ = [
+    "check_intermediates", "IntermediateReport", "Row",
+    "compare", "Comparison",
+    "watch", "Watch", "gradient_report", "GradientReport", "ParameterStats", "ActivationStats",
+]
+
+#: Default tolerance of the "exact" column of ``check_intermediates``: agreement at the level
+#: of float64 finite-difference noise (see ``check_intermediates``).
+EXACT_TOL = 1e-8
+
+
+# =============================================================================================
+# comparing one gradient
+# =============================================================================================
+
+@dataclass
+class Comparison:
+    """One analytic gradient compared with a reference (numeric or another derivation).
+
+    exact : bool
+        ``np.array_equal(analytic, reference)``: the same numbers, bit for bit.
+    approximate : bool
+        Every entry within ``atol + rtol * |reference|``.
+    max_abs_diff : float
+        ``max |analytic - reference|``.
+    """
+    name: str
+    exact: bool
+    approximate: bool
+    max_abs_diff: float
+
+    def __str__(self):
+        return (f"{self.name:<15} | exact: {str(self.exact):<5} | approximate: "
+                f"{str(self.approximate):<5} | maxdiff: {self.max_abs_diff:.1e}")
+
+    def __bool__(self):
+        return self.approximate
+
+
+def compare(name, analytic, reference, atol=1e-8, rtol=1e-5, show_diff=True, file=None):
+    """Print and return one comparison row: is your gradient right?
+
+    The course-style check after deriving a gradient by hand::
+
+        compare("dlogits", dlogits, loss_fn.backward())
+        dlogits         | exact: True  | approximate: True  | maxdiff: 0.0e+00
+
+    ``exact`` asks for the same bits (``np.array_equal``), which two derivations only give when
+    they do the same arithmetic in the same order; ``approximate`` allows float rounding
+    (``np.allclose(analytic, reference, rtol, atol)``), which is what to expect from a
+    different but correct formula. Against finite differences only ``approximate`` can hold.
+
+    Parameters
+    ----------
+    analytic, reference : array_like
+        Must have the same shape (nothing is broadcast).
+    show_diff : bool
+        Print the ``maxdiff`` column (set False for output that must not depend on the
+        machine's rounding).
+    file : file-like, optional
+        Where to print (default ``sys.stdout``); ``False`` prints nothing.
+
+    Returns
+    -------
+    Comparison
+    """
+    a, r = np.asarray(analytic), np.asarray(reference)
+    if a.shape != r.shape:
+        raise ValueError(f"compare({name!r}): analytic has shape {a.shape}, reference has shape {r.shape}")
+    diff = np.abs(a.astype(np.float64) - r.astype(np.float64))
+    row = Comparison(name, bool(np.array_equal(a, r)), bool(np.allclose(a, r, rtol=rtol, atol=atol)),
+                     float(diff.max(initial=0.0)))
+    if file is not False:
+        text = str(row) if show_diff else str(row).rsplit(" | maxdiff", 1)[0]
+        print(text, file=file)
+    return row
+
+
+# =============================================================================================
+# check_intermediates
+# =============================================================================================
+
+@dataclass
+class Row:
+    """The check of one tensor: the input, a parameter, or a recorded intermediate.
+
+    name : str
+        ``"input"``, a parameter's dotted name (``"weight"``, ``"0.bias"``) or an intermediate's
+        (``"z"``, ``"0.z"``, ``"h"``).
+    kind : str
+        ``"input"``, ``"parameter"`` or ``"intermediate"``.
+    shape : tuple
+        The tensor's shape (per-step intermediates are stacked to ``(N, T, ...)``).
+    checked : int
+        How many entries were compared (all, or ``max_samples``).
+    exact, approximate : bool
+        See ``check_intermediates``.
+    max_abs_diff : float
+        Largest ``|analytic - numeric|`` among the checked entries.
+    worst_index : tuple
+        Where the comparison is worst (relative to the tolerance).
+    note : str
+        Why a row could not be compared (no gradient recorded, shape mismatch), else "".
+    per_step : bool
+        True for an intermediate recorded at every time step (axis 1 is the step).
+    wrong_steps : tuple
+        For a per-step intermediate, the steps with a wrong entry.
+    """
+    name: str
+    kind: str
+    shape: tuple
+    checked: int
+    exact: bool
+    approximate: bool
+    max_abs_diff: float
+    worst_index: tuple
+    note: str = ""
+    per_step: bool = False
+    wrong_steps: tuple = ()
+
+    @property
+    def passed(self):
+        return self.approximate and not self.note
+
+
+@dataclass
+class IntermediateReport:
+    """The table printed by ``check_intermediates``.
+
+    ``passed`` (also ``bool(report)``) is True when every row is approximately right;
+    ``failed`` lists the names of the rows that are not; ``first_failure`` is where the error
+    enters: the first wrong gradient met when walking backward from the loss, in the order
+    ``backward`` computes them (for per-step intermediates, step by step from the last one;
+    ``first_failure_step`` is that step). Gradients computed after it from it are wrong too,
+    so fix the first one first. ``report["z"]`` is the row named ``z``.
+    """
+    title: str
+    rows: list = field(default_factory=list)
+    backward_order: list = field(default_factory=list)
+    exact_tol: float = EXACT_TOL
+    atol: float = 1e-6
+    rtol: float = 1e-4
+
+    @property
+    def passed(self):
+        return all(r.passed for r in self.rows)
+
+    def __bool__(self):
+        return self.passed
+
+    @property
+    def failed(self):
+        return [r.name for r in self.rows if not r.passed]
+
+    def _first_failure(self):
+        rows = {r.name: r for r in self.rows if not r.passed}
+        for name, step in self.backward_order:
+            row = rows.get(name)
+            if row is not None and (step is None or not row.wrong_steps or step in row.wrong_steps):
+                return name, step
+        return None, None
+
+    @property
+    def first_failure(self):
+        """Name of the first wrong gradient walking backward from the loss (None if all pass)."""
+        return self._first_failure()[0]
+
+    @property
+    def first_failure_step(self):
+        """The time step of ``first_failure`` when it is a per-step intermediate, else None."""
+        return self._first_failure()[1]
+
+    def __getitem__(self, name):
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no row named {name!r}; rows: {[r.name for r in self.rows]}")
+
+    def table(self, errors=True):
+        """The report as text. ``errors=False`` leaves out the max-abs-diff and worst-index
+        columns, whose digits depend on the machine's rounding; what is left (shapes, counts,
+        exact, approximate, ok/FAIL) is the same everywhere."""
+        names = [r.name for r in self.rows] + ["name"]
+        w = max(len(n) for n in names) + 2
+        shapes = [str(r.shape) for r in self.rows] + ["shape"]
+        ws = max(len(s) for s in shapes) + 2
+        head = f"{'name':<{w}}{'shape':<{ws}}{'checked':>7}  {'exact':<6} {'approximate':<13}"
+        if errors:
+            head += f"{'max abs diff':>12}  {'worst index':<14}"
+        head += "result"
+        lines = [self.title,
+                 f"exact: |a - n| <= {self.exact_tol:.0e} (1 + |n|);  "
+                 f"approximate: |a - n| <= {self.atol:.0e} + {self.rtol:.0e} |n|",
+                 head, "-" * len(head)]
+        for r in self.rows:
+            line = (f"{r.name:<{w}}{str(r.shape):<{ws}}{r.checked:>7}  {str(r.exact):<6} "
+                    f"{str(r.approximate):<13}")
+            if errors:
+                line += f"{r.max_abs_diff:>12.1e}  {str(r.worst_index):<14}"
+            line += "ok" if r.passed else ("FAIL" + (f" ({r.note})" if r.note else ""))
+            lines.append(line)
+        if not self.passed:
+            name, step = self._first_failure()
+            where = f"{name!r}" + ("" if step is None else f" at step {step}")
+            lines.append(f"wrong: {', '.join(self.failed)}; the error enters at {where} "
+                         f"(the first wrong gradient walking backward from the loss)")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+    __repr__ = __str__
+
+
+def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4,
+                        max_samples=None, seed=0, exact_tol=EXACT_TOL, names=None,
+                        check_input=True):
+    """Check the gradient of every recorded intermediate, parameter and the input.
+
+    On a float64 deep copy of ``layer`` (the original is untouched) with recording on, run
+    ``out = forward(x)`` and ``backward(G)`` for a random ``G``, i.e. differentiate
+    ``L = sum(out * G)``. Then, for each tensor ``T`` (an intermediate, a parameter, the input)
+    and each checked entry ``i``, compare the analytic ``dL/dT[i]`` with::
+
+        numeric = sum((out(T[i] + eps) - out(T[i] - eps)) * G) / (2 eps)
+
+    An intermediate is nudged where the layer records it (``Module._tap``), so everything
+    computed from it in forward sees the nudge and nothing computed before it does.
+    (Differencing the outputs before summing avoids the cancellation of subtracting two
+    large losses.)
+
+    Two verdicts per row, with ``a`` analytic and ``n`` numeric:
+
+    * **exact** -- ``|a - n| <= exact_tol * (1 + |n|)`` everywhere: agreement down to the noise
+      of float64 central differences (about 1e-10 at ``eps=1e-6``). Finite differences never
+      give the same bits as a derivation, so "exact" here means "no error beyond what the
+      numeric method itself makes". A gradient that is right except for a small term (say a
+      forgotten ``eps`` under a square root) is approximate but not exact.
+    * **approximate** -- ``|a - n| <= atol + rtol * |n|`` everywhere (``gradcheck``'s test).
+      A row passes when it is approximate.
+
+    Parameters
+    ----------
+    layer : Module
+        A single layer or a model; intermediates of every sub-module are checked and named
+        with its dotted prefix (``"0.z"``).
+    x : np.ndarray
+        The input. A floating input is converted to float64 and checked (unless
+        ``check_input=False``); an integer input (token ids) is passed as it is.
+    forward_kwargs : dict, optional
+        Extra arguments to forward (a recurrent layer's ``state``, ``lengths``).
+    eps, atol, rtol : float
+        Step of the central differences and the tolerances of "approximate".
+    max_samples : int, optional
+        Check at most this many random entries per tensor (all by default).
+    seed : int
+        Seeds ``G`` and the sampled entries.
+    exact_tol : float
+        Tolerance of "exact" (default ``1e-8``).
+    names : iterable of str, optional
+        Only these rows (by name, e.g. ``{"z", "weight"}``); all by default.
+
+    Returns
+    -------
+    IntermediateReport
+        ``print(report)`` shows the table; ``report.passed``, ``report.failed`` and
+        ``report.first_failure`` summarise it.
+    """
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(layer).astype(np.float64)
+    model.record_intermediates(True)
+    per_step = {id(m): set() for m in model.modules()}
+    for m in model.modules():
+        _note_per_step_taps(m, per_step[id(m)])
+    floating_input = isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)
+    x = np.array(x, dtype=np.float64) if floating_input else x
+    kwargs = {k: _to64(v) for k, v in (forward_kwargs or {}).items()}
+    replay = [(r, copy.deepcopy(r.bit_generator.state)) for r in _generators(model)]
+
+    def run():
+        """One forward pass (random layers replay the same draws every time)."""
+        for r, state in replay:
+            r.bit_generator.state = copy.deepcopy(state)
+        return np.array(model(x, **kwargs), copy=True)
+
+    out = run()
+    if not isinstance(out, np.ndarray) or not np.issubdtype(out.dtype, np.floating):
+        raise TypeError(f"check_intermediates: {type(layer).__name__}.forward must return a "
+                        f"floating-point array, got {type(out).__name__}")
+    G = rng.standard_normal(out.shape)
+    model.zero_grad()
+    run()
+    dx = model.backward(G)
+
+    # (name, kind, shape, analytic gradient or None, nudge(index, h), note, per-step)
+    targets, backward_order = [], []
+    if check_input and floating_input:
+        targets.append(("input", "input", x.shape, dx, _array_nudger(x), "", False))
+    for mod_name, mod in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        for p_name, p in mod._parameters.items():
+            targets.append((prefix + p_name, "parameter", p.data.shape, p.grad.copy(),
+                            _array_nudger(p.data), "", False))
+        taps = []
+        for tap, value in mod.intermediates.items():
+            value = np.asarray(value)
+            if not np.issubdtype(value.dtype, np.floating):
+                continue                                  # indices, masks: not differentiable
+            grad = mod.intermediate_grads.get(tap)
+            note = ""
+            if grad is None:
+                note = "backward recorded no gradient for it"
+            elif np.shape(grad) != value.shape:
+                note = f"gradient has shape {np.shape(grad)}"
+                grad = None
+            stepped = tap in per_step[id(mod)]
+            targets.append((prefix + tap, "intermediate", value.shape, grad,
+                            _tap_nudger(mod, tap, value.shape), note, stepped))
+            taps.append((prefix + tap, value.shape[1] if stepped else None))
+        backward_order[:0] = _backward_walk(taps) + [(prefix + n, None) for n in mod._parameters]
+    backward_order.append(("input", None))
+
+    if names is not None:
+        wanted = set(names)
+        unknown = wanted - {t[0] for t in targets}
+        if unknown:
+            raise ValueError(f"check_intermediates: no tensor named {sorted(unknown)}; "
+                             f"available: {[t[0] for t in targets]}")
+        targets = [t for t in targets if t[0] in wanted]
+
+    title = f"check_intermediates: {type(layer).__name__}, float64, eps={eps:g}"
+    report = IntermediateReport(title, backward_order=backward_order, exact_tol=exact_tol,
+                                atol=atol, rtol=rtol)
+    for name, kind, shape, grad, nudge, note, stepped in targets:
+        idx = sample_indices(shape, max_samples, rng)
+        if grad is None:
+            report.rows.append(Row(name, kind, tuple(shape), 0, False, False, float("nan"), (), note,
+                                   stepped))
+            continue
+        numeric = _central_differences(run, G, nudge, idx, eps)
+        analytic = np.array([grad[i] for i in idx], dtype=np.float64)
+        report.rows.append(_row(name, kind, shape, idx, analytic, numeric, atol, rtol, exact_tol,
+                                stepped))
+    model.record_intermediates(False)
+    return report
+
+
+def _note_per_step_taps(module, names):
+    """Make ``module`` (a private copy) add to ``names`` every intermediate it records per step."""
+    tap = module._tap
+
+    def noting_tap(name, value, step=None):
+        if step is not None:
+            names.add(name)
+        return tap(name, value, step)
+    module.__dict__["_tap"] = noting_tap
+
+
+def _backward_walk(taps):
+    """The order in which backward meets one module's intermediates: last recorded first; a
+    run of per-step intermediates is unrolled step by step, from the last step down."""
+    walk, i = [], len(taps) - 1
+    while i >= 0:
+        name, steps = taps[i]
+        if steps is None:
+            walk.append((name, None))
+            i -= 1
+            continue
+        j = i
+        while j >= 0 and taps[j][1] is not None:
+            j -= 1
+        block = taps[j + 1:i + 1]                 # consecutive per-step intermediates
+        T = max(s for _, s in block)
+        walk += [(n, t) for t in range(T - 1, -1, -1) for n, s in reversed(block) if t < s]
+        i = j
+    return walk
+
+
+def _array_nudger(array):
+    """``nudge(i, h)`` sets ``array[i]`` to its original value plus ``h``."""
+    original = array.copy()
+
+    def nudge(i, h):
+        array[i] = original[i] + h
+    return nudge
+
+
+def _tap_nudger(module, name, shape):
+    """``nudge(i, h)`` makes ``module._tap(name, ...)`` add ``h`` at entry ``i``."""
+    delta = np.zeros(shape)
+
+    def nudge(i, h):
+        delta[i] = h
+        if h:
+            module._perturbations[name] = delta
+        else:
+            module._perturbations.pop(name, None)
+    return nudge
+
+
+def _central_differences(run, G, nudge, indices, eps):
+    """``sum((out(+eps) - out(-eps)) * G) / (2 eps)`` for each index."""
+    grads = np.empty(len(indices))
+    for k, i in enumerate(indices):
+        nudge(i, eps)
+        plus = run()
+        nudge(i, -eps)
+        minus = run()
+        nudge(i, 0.0)
+        grads[k] = np.sum((plus - minus) * G) / (2 * eps)
+    return grads
+
+
+def _row(name, kind, shape, indices, analytic, numeric, atol, rtol, exact_tol, per_step):
+    err = np.abs(analytic - numeric)
+    approx = err <= atol + rtol * np.abs(numeric)
+    exact = err <= exact_tol * (1 + np.abs(numeric))
+    if len(err):
+        worst = int(np.argmax(err - (atol + rtol * np.abs(numeric))))
+        worst_index = tuple(int(j) for j in indices[worst])
+    else:
+        worst_index = ()
+    wrong_steps = tuple(sorted({int(indices[k][1]) for k in np.flatnonzero(~approx)})) if per_step else ()
+    return Row(name, kind, tuple(shape), len(indices), bool(exact.all()), bool(approx.all()),
+               float(err.max(initial=0.0)), worst_index, per_step=per_step, wrong_steps=wrong_steps)
+
+
+# =============================================================================================
+# watching activations
+# =============================================================================================
+
+#: Saturation thresholds: |tanh(x)| > 0.97, sigmoid(x) outside [0.03, 0.97].
+TANH_SATURATION = 0.97
+SIGMOID_SATURATION = (0.03, 0.97)
+
+_KINDS = ("ReLU", "LeakyReLU", "Tanh", "Sigmoid")
+_last_watch = weakref.WeakKeyDictionary()        # model -> the Watch that last watched it
+
+
+@dataclass
+class ActivationStats:
+    """What an activation layer's output looked like on the last batch it saw.
+
+    name, kind : str
+        The module's dotted name in the model and its type (``"ReLU"``, ``"Tanh"``, ...).
+    samples, units : int
+        Batch size ``N`` and units per sample: one unit is one position of the output,
+        every axis except the batch axis (a feature of a Dense layer, a (channel, row, column)
+        of a convolution).
+    dead_fraction : float or None
+        ReLU / LeakyReLU: fraction of units that were not positive for any sample in the
+        batch (they passed no gradient through ``[x > 0]``, or only the leak). None otherwise.
+    saturated_fraction : float or None
+        Tanh: fraction of activations with ``|y| > 0.97``; Sigmoid: with ``y`` outside
+        ``[0.03, 0.97]`` (there the local derivative is below ~0.06 and gradients fade).
+        None for ReLU-like layers.
+    mean, std : float
+        Of all the batch's activations.
+    """
+    name: str
+    kind: str
+    samples: int
+    units: int
+    dead_fraction: float = None
+    saturated_fraction: float = None
+    mean: float = 0.0
+    std: float = 0.0
+
+
+def activation_stats(name, kind, y):
+    """The ``ActivationStats`` of one output array ``y`` of shape ``(N, ...)``."""
+    y = np.asarray(y)
+    n = y.shape[0] if y.ndim else 1
+    flat = y.reshape(n, -1)
+    stats = ActivationStats(name, kind, n, flat.shape[1], mean=float(y.mean()), std=float(y.std()))
+    if kind in ("ReLU", "LeakyReLU"):
+        alive = (flat > 0).any(axis=0)
+        stats.dead_fraction = float(1.0 - alive.mean())
+    elif kind == "Tanh":
+        stats.saturated_fraction = float((np.abs(y) > TANH_SATURATION).mean())
+    elif kind == "Sigmoid":
+        lo, hi = SIGMOID_SATURATION
+        stats.saturated_fraction = float(((y < lo) | (y > hi)).mean())
+    return stats
+
+
+def _kind(module):
+    """``"ReLU"``, ``"LeakyReLU"``, ``"Tanh"``, ``"Sigmoid"`` (or a subclass of one), else None."""
+    for cls in type(module).__mro__:
+        if cls.__name__ in _KINDS:
+            return cls.__name__
+    return None
+
+
+class Watch:
+    """Forward hooks on a model's ReLU, LeakyReLU, Tanh and Sigmoid layers.
+
+    After every forward each hook keeps a handful of numbers about the output
+    (``ActivationStats``), never the array itself, so watching costs one pass over each
+    activation and no memory. ``stats`` maps the module's dotted name to the statistics of the
+    last batch it saw; they stay available after ``remove()``, for ``gradient_report``.
+
+    Use it as a context manager (hooks removed at the end of the block) or call ``remove()``.
+    """
+
+    def __init__(self, model):
+        self.stats = {}
+        self._handles = []
+        for name, module in model.named_modules():
+            kind = _kind(module)
+            if kind is not None:
+                self._handles.append(module.register_forward_hook(self._hook(name or kind, kind)))
+        _last_watch[model] = self
+
+    def _hook(self, name, kind):
+        def hook(module, inputs, output):
+            self.stats[name] = activation_stats(name, kind, output)
+        return hook
+
+    @property
+    def active(self):
+        """True until ``remove()``."""
+        return bool(self._handles)
+
+    def remove(self):
+        """Unregister the hooks (the statistics gathered so far are kept)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+    def __repr__(self):
+        return f"Watch({len(self._handles)} hooks, {len(self.stats)} layers seen)"
+
+
+def watch(model):
+    """Start gathering activation statistics on ``model``; returns a ``Watch``.
+
+    >>> with watch(model):
+    ...     logits = model(xb)            # hooks record dead / saturated fractions
+    >>> model.backward(loss_fn.backward()); opt.step()
+    >>> print(gradient_report(model, opt))
+    """
+    return Watch(model)
+
+
+# =============================================================================================
+# gradient_report
+# =============================================================================================
+
+@dataclass
+class ParameterStats:
+    """One parameter's gradient and update, after a backward (and a step).
+
+    name : str
+        Dotted parameter name (``"0.weight"``).
+    layer : str
+        The owning module's type (``"Dense"``).
+    shape : tuple
+    grad_norm : float
+        ``||dL/dtheta||`` (Frobenius norm).
+    data_norm : float
+        ``||theta||``.
+    grad_ratio : float
+        ``||dL/dtheta|| / ||theta||``: how big a step of learning rate 1 would be, relative to
+        the weights (``inf`` for zero weights with a nonzero gradient).
+    update_ratio : float or None
+        ``||delta theta|| / ||theta||`` of the optimizer's last ``step()``: around 1e-3 is the
+        classic healthy value; far below, the layer barely learns; far above, it thrashes.
+        None when no optimizer tracking updates was given.
+    """
+    name: str
+    layer: str
+    shape: tuple
+    grad_norm: float
+    data_norm: float
+    grad_ratio: float
+    update_ratio: float = None
+
+
+@dataclass
+class GradientReport:
+    """Per-parameter gradient statistics and per-activation unit statistics.
+
+    ``str(report)`` is two tables; ``report.plot(path)`` draws them (needs matplotlib);
+    ``report["0.weight"]`` is one parameter's row, ``report.activation("1")`` one activation's.
+    """
+    parameters: list = field(default_factory=list)
+    activations: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def __getitem__(self, name):
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(f"no parameter named {name!r}; parameters: {[p.name for p in self.parameters]}")
+
+    def activation(self, name):
+        for a in self.activations:
+            if a.name == name:
+                return a
+        raise KeyError(f"no watched activation named {name!r}; watched: {[a.name for a in self.activations]}")
+
+    def __str__(self):
+        w = max([len(p.name) for p in self.parameters] + [9]) + 2
+        wl = max([len(p.layer) for p in self.parameters] + [5]) + 2
+        head = (f"{'parameter':<{w}}{'layer':<{wl}}{'shape':<14}{'|grad|':>10}  {'|grad|/|data|':>13}  "
+                f"{'update/data':>11}")
+        lines = [head, "-" * len(head)]
+        for p in self.parameters:
+            upd = "-" if p.update_ratio is None else f"{p.update_ratio:.2e}"
+            lines.append(f"{p.name:<{w}}{p.layer:<{wl}}{str(p.shape):<14}{p.grad_norm:>10.3e}  "
+                         f"{p.grad_ratio:>13.3e}  {upd:>11}")
+        if self.activations:
+            wa = max([len(a.name) for a in self.activations] + [10]) + 2
+            head = f"{'activation':<{wa}}{'kind':<11}{'units':>7}  {'dead':>7}  {'saturated':>9}  {'mean':>8}  {'std':>8}"
+            lines += ["", head, "-" * len(head)]
+            for a in self.activations:
+                dead = "-" if a.dead_fraction is None else f"{a.dead_fraction:.1%}"
+                sat = "-" if a.saturated_fraction is None else f"{a.saturated_fraction:.1%}"
+                lines.append(f"{a.name:<{wa}}{a.kind:<11}{a.units:>7}  {dead:>7}  {sat:>9}  "
+                             f"{a.mean:>8.3f}  {a.std:>8.3f}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def plot(self, path, dpi=100):
+        """Write a figure to ``path``: gradient norms, update ratios (log scale, with the
+        1e-3 guide line) and dead / saturated fractions, one bar per parameter or layer.
+        Needs matplotlib; returns ``path``."""
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as err:
+            raise ImportError("GradientReport.plot needs matplotlib, which is not installed: "
+                              "pip install matplotlib (or pip install handprop[bench])") from err
+        fig = Figure(figsize=(11, 3.6), layout="constrained")
+        ax_grad, ax_upd, ax_act = fig.subplots(1, 3)
+        names = [p.name for p in self.parameters]
+        pos = np.arange(len(names))
+        ax_grad.bar(pos, [p.grad_norm for p in self.parameters], color="tab:blue")
+        ax_grad.set_title("gradient norm |dL/dθ|")
+        if any(p.grad_norm > 0 for p in self.parameters):
+            ax_grad.set_yscale("log")
+        ratios = [p.update_ratio if p.update_ratio else np.nan for p in self.parameters]
+        ax_upd.bar(pos, ratios, color="tab:orange")
+        ax_upd.axhline(1e-3, color="k", linestyle="--", linewidth=1, label="1e-3")
+        ax_upd.set_yscale("log")
+        ax_upd.set_title("update / weight, last step")
+        ax_upd.legend(loc="upper right")
+        if all(r != r for r in ratios):
+            ax_upd.text(0.5, 0.5, "no optimizer updates tracked", ha="center", va="center",
+                        transform=ax_upd.transAxes)
+        act_names = [a.name for a in self.activations]
+        x = np.arange(len(act_names))
+        ax_act.bar(x - 0.2, [a.dead_fraction or 0.0 for a in self.activations], width=0.4, label="dead (ReLU)")
+        ax_act.bar(x + 0.2, [a.saturated_fraction or 0.0 for a in self.activations], width=0.4,
+                   label="saturated (tanh/sigmoid)")
+        ax_act.set_xticks(x, [f"{a.name}\n{a.kind}" for a in self.activations])
+        ax_act.set_ylim(0, 1)
+        ax_act.set_title("activations, last batch")
+        ax_act.legend(loc="upper right")
+        if not self.activations:
+            ax_act.text(0.5, 0.5, "no activations watched", ha="center", va="center",
+                        transform=ax_act.transAxes)
+        for ax in (ax_grad, ax_upd):
+            ax.set_xticks(pos, names, rotation=60, fontsize=8)
+            ax.set_xlim(-0.6, len(names) - 0.4)
+        fig.savefig(path, dpi=dpi)
+        return path
+
+
+def gradient_report(model, optimizer=None, watcher=None):
+    """Gradient health after a backward: per parameter and per activation layer.
+
+    Parameters
+    ----------
+    model : Module
+        Its parameters' current ``.grad`` and ``.data`` are read (run a backward first).
+    optimizer : optional
+        When it tracks updates (``optimizer.track_updates = True`` before ``step()``), its
+        ``update_ratios`` (``id(parameter) -> ||delta theta|| / ||theta||`` of the last step)
+        fill the update column; otherwise the column shows "-".
+    watcher : Watch, optional
+        Where the activation statistics come from; by default the last ``watch(model)``.
+
+    Returns
+    -------
+    GradientReport
+    """
+    report = GradientReport()
+    owners = {}
+    for mod_name, mod in model.named_modules():
+        for p in mod._parameters.values():
+            owners.setdefault(id(p), type(mod).__name__)
+    ratios = getattr(optimizer, "update_ratios", None) if optimizer is not None else None
+    if optimizer is not None and not ratios:
+        report.notes.append(f"{type(optimizer).__name__} reported no update ratios: set "
+                            f"optimizer.track_updates = True before step()")
+    for name, p in model.named_parameters():
+        g = float(np.linalg.norm(p.grad.astype(np.float64))) if p.grad is not None else 0.0
+        d = float(np.linalg.norm(p.data.astype(np.float64)))
+        ratio = g / d if d > 0 else (0.0 if g == 0 else float("inf"))
+        update = ratios.get(id(p)) if ratios else None
+        report.parameters.append(ParameterStats(name, owners.get(id(p), "?"), tuple(p.data.shape), g, d,
+                                                ratio, None if update is None else float(update)))
+    watcher = watcher if watcher is not None else _last_watch.get(model)
+    if watcher is None:
+        if any(_kind(m) for m in model.modules()):
+            report.notes.append("no activation statistics: run a forward inside `with watch(model):`")
+    else:
+        order = [name or _kind(m) for name, m in model.named_modules() if _kind(m)]
+        report.activations = [watcher.stats[n] for n in order if n in watcher.stats]
+    return report

@@ -1,0 +1,181 @@
+"""Loss functions: ``loss(pred, target) -> float``, then ``loss.backward() -> dL/dpred``.
+
+Each loss caches what its gradient needs during the call. ``reduction`` is ``'mean'``
+(default), ``'sum'`` or ``'none'`` (per-element losses; ``backward(dloss)`` then takes their
+upstream gradient, ones by default).
+"""
+import numpy as np
+
+from .checks import check_float_array
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class Loss:
+    """Base class: validates ``reduction`` and guards ``backward`` before a call."""
+
+    def __init__(self, reduction="mean"):
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: expected reduction in {_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self._cache = None
+
+    def __call__(self, pred, target):
+        return self.forward(pred, target)
+
+    def _reduce(self, per_element, count):
+        """Reduce per-element losses; returns the loss and the scale of each element's gradient."""
+        if self.reduction == "none":
+            return per_element, None
+        total = float(per_element.sum())
+        if self.reduction == "sum":
+            return total, 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / count if count else float("nan"), 1.0 / count if count else float("nan")
+
+    def _upstream(self, dloss, shape, dtype):
+        """The gradient arriving at each per-element loss."""
+        scale = self._cache["scale"]
+        if self.reduction != "none":
+            return np.asarray(scale, dtype=dtype)
+        if dloss is None:
+            return np.ones(shape, dtype=dtype)
+        dloss = np.asarray(dloss)
+        if dloss.shape != shape:
+            raise ValueError(f"{type(self).__name__}.backward: expected dloss of shape {shape}, got {dloss.shape}")
+        return dloss.astype(dtype, copy=False)
+
+    def _check_called(self):
+        if self._cache is None:
+            raise ValueError(f"{type(self).__name__}.backward called before the loss was computed")
+
+
+def log_softmax(z, axis=-1):
+    """Numerically stable log-softmax: ``z - max - log(sum(exp(z - max)))``."""
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy on raw logits, fused with a stable log-softmax.
+
+    Shapes: logits ``(N, C)`` with targets ``(N,)``, or ``(N, T, C)`` with ``(N, T)``;
+    integer class labels in ``[0, C)``, or ``ignore_index`` for positions that do not count.
+
+    With ``p = softmax(z)``, smoothing ``eps`` and ``q = (1 - eps) * onehot(y) + eps / C``::
+
+        loss_n = -sum_c q_c log p_c           (PyTorch's definition of label smoothing)
+        dloss_n/dz = p - q                    (the famous "dlogits = p - y" when eps = 0)
+
+    ``'mean'`` divides by the number of non-ignored targets, as PyTorch does.
+    """
+
+    def __init__(self, reduction="mean", ignore_index=-100, label_smoothing=0.0):
+        super().__init__(reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: expected label_smoothing in [0, 1], got {label_smoothing}")
+        self.ignore_index = ignore_index
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits, target):
+        check_float_array("CrossEntropyLoss", logits, "logits")
+        if logits.ndim not in (2, 3):
+            raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, C) or (N, T, C), got {logits.shape}")
+        target = np.asarray(target)
+        if not np.issubdtype(target.dtype, np.integer):
+            raise TypeError(f"CrossEntropyLoss: expected integer class labels, got dtype {target.dtype}")
+        if target.shape != logits.shape[:-1]:
+            raise ValueError(f"CrossEntropyLoss: expected target of shape {logits.shape[:-1]} for logits "
+                             f"{logits.shape}, got {target.shape}")
+        C = logits.shape[-1]
+        valid = target != self.ignore_index
+        bad = valid & ((target < 0) | (target >= C))
+        if bad.any():
+            raise ValueError(f"CrossEntropyLoss: expected labels in [0, {C}) or ignore_index="
+                             f"{self.ignore_index}, got {target[bad].flat[0]}")
+        logp = log_softmax(logits)
+        safe = np.where(valid, target, 0)
+        nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+        eps = self.label_smoothing
+        per = (1 - eps) * nll - (eps / C) * logp.sum(axis=-1) if eps else nll
+        per = np.where(valid, per, 0).astype(logits.dtype)
+        loss, scale = self._reduce(per, int(valid.sum()))
+        self._cache = {"logp": logp, "safe": safe, "valid": valid, "scale": scale}
+        return loss
+
+    def backward(self, dloss=None):
+        self._check_called()
+        logp, safe, valid = self._cache["logp"], self._cache["safe"], self._cache["valid"]
+        C = logp.shape[-1]
+        eps = self.label_smoothing
+        dz = np.exp(logp)                                   # p
+        dz -= eps / C
+        np.put_along_axis(dz, safe[..., None],
+                          np.take_along_axis(dz, safe[..., None], axis=-1) - (1 - eps), axis=-1)
+        g = self._upstream(dloss, valid.shape, logp.dtype)
+        dz *= (np.where(valid, g, 0) if g.ndim else valid * g)[..., None]
+        return dz
+
+
+class MSELoss(Loss):
+    """Mean squared error. ``pred`` and ``target`` must have the same shape (no broadcasting).
+
+    ``loss = mean((pred - target)^2)``,  ``dloss/dpred = 2 (pred - target) / n``.
+    """
+
+    def forward(self, pred, target):
+        check_float_array("MSELoss", pred, "pred")
+        target = np.asarray(target)
+        if target.shape != pred.shape:
+            raise ValueError(f"MSELoss: expected target of shape {pred.shape} (the prediction's), got {target.shape}")
+        diff = pred - target.astype(pred.dtype, copy=False)
+        loss, scale = self._reduce(diff * diff, diff.size)
+        self._cache = {"diff": diff, "scale": scale}
+        return loss
+
+    def backward(self, dloss=None):
+        self._check_called()
+        diff = self._cache["diff"]
+        return 2 * diff * self._upstream(dloss, diff.shape, diff.dtype)
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits, stable for large ``|x|``.
+
+    With ``sigma`` the logistic function and ``w = 1 + (pos_weight - 1) y`` (``pos_weight``
+    of shape ``(C,)`` weighs positives of the last axis' classes, as in PyTorch)::
+
+        loss = (1 - y) x + w softplus(-x),   softplus(-x) = log1p(exp(-|x|)) + max(-x, 0)
+        dloss/dx = (1 - y) - w sigma(-x)     (= sigma(x) - y when pos_weight is 1)
+
+    Written this way no ``exp`` of a large positive number is ever taken.
+    """
+
+    def __init__(self, reduction="mean", pos_weight=None):
+        super().__init__(reduction)
+        self.pos_weight = None if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+
+    def forward(self, logits, target):
+        check_float_array("BCEWithLogitsLoss", logits, "logits")
+        target = np.asarray(target)
+        if target.shape != logits.shape:
+            raise ValueError(f"BCEWithLogitsLoss: expected target of shape {logits.shape}, got {target.shape}")
+        y = target.astype(logits.dtype, copy=False)
+        w = 1.0
+        if self.pos_weight is not None:
+            if self.pos_weight.shape != logits.shape[-1:]:
+                raise ValueError(f"BCEWithLogitsLoss: expected pos_weight of shape {logits.shape[-1:]}, "
+                                 f"got {self.pos_weight.shape}")
+            w = (1 + (self.pos_weight - 1) * y).astype(logits.dtype)
+        softplus_neg = np.log1p(np.exp(-np.abs(logits))) + np.maximum(-logits, 0)
+        per = (1 - y) * logits + w * softplus_neg
+        loss, scale = self._reduce(per, per.size)
+        self._cache = {"x": logits, "y": y, "w": w, "scale": scale}
+        return loss
+
+    def backward(self, dloss=None):
+        self._check_called()
+        x, y, w = self._cache["x"], self._cache["y"], self._cache["w"]
+        e = np.exp(-np.abs(x))
+        sigma_neg = np.where(x >= 0, e / (1 + e), 1 / (1 + e))      # sigma(-x), stable
+        return ((1 - y) - w * sigma_neg) * self._upstream(dloss, x.shape, x.dtype)

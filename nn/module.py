@@ -1,0 +1,389 @@
+"""`Module`: the manual-backpropagation protocol every layer follows.
+
+A module computes ``y = f(x; params)`` in ``forward`` and caches what its backward needs;
+``backward(dy)`` receives dL/dy, ADDS dL/dparam into each ``Parameter.grad`` and returns
+dL/dx. Parameters, buffers and child modules live in explicit registries (as in PyTorch), so
+the caches a layer keeps on itself never leak into ``state_dict``.
+
+Every subclass's ``forward`` and ``backward`` are wrapped once, when the class is defined
+(``__init_subclass__``), with the bookkeeping all layers share: ``backward`` before ``forward``
+raises, ``dy`` must have the shape and dtype of the output, hooks run, and recorded
+intermediates are collected.
+"""
+import functools
+from collections import OrderedDict
+
+import numpy as np
+
+from .backend import reference_enabled
+from .parameter import Parameter
+
+
+class RemovableHandle:
+    """Returned by ``register_*_hook``; ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+
+def _wrap_forward(fn):
+    @functools.wraps(fn)
+    def forward(self, *args, **kwargs):
+        if self._call_depth:                    # a super().forward(...) call: no bookkeeping
+            return fn(self, *args, **kwargs)
+        if self._recording:
+            self.intermediates.clear()
+        self._call_depth += 1
+        try:
+            out = fn(self, *args, **kwargs)
+        finally:
+            self._call_depth -= 1
+        self._stack_steps(self.intermediates)
+        self._output_meta = (out.shape, out.dtype) if isinstance(out, np.ndarray) else None
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, out)
+            if result is not None:
+                out = result
+        return out
+    return forward
+
+
+def _wrap_backward(fn):
+    @functools.wraps(fn)
+    def backward(self, dy, *args, **kwargs):
+        if self._call_depth:
+            return fn(self, dy, *args, **kwargs)
+        name = type(self).__name__
+        if self._output_meta is False:
+            raise ValueError(f"{name}.backward called before forward: run forward first, "
+                             "it caches what backward needs")
+        if dy is not None and self._output_meta is not None:
+            shape, dtype = self._output_meta
+            if not isinstance(dy, np.ndarray):
+                raise TypeError(f"{name}.backward: expected dy to be a numpy array, got {type(dy).__name__}")
+            if dy.shape != shape:
+                raise ValueError(f"{name}.backward: expected dy of shape {shape} (forward's output), "
+                                 f"got {dy.shape}")
+            if dy.dtype != dtype:
+                raise TypeError(f"{name}.backward: expected dy of dtype {dtype} (forward's output), "
+                                f"got {dy.dtype}")
+        if self._recording:
+            self.intermediate_grads.clear()
+        self._call_depth += 1
+        try:
+            dx = fn(self, dy, *args, **kwargs)
+        finally:
+            self._call_depth -= 1
+        self._stack_steps(self.intermediate_grads)
+        for hook in list(self._backward_hooks.values()):
+            result = hook(self, dx, dy)
+            if result is not None:
+                dx = result
+        return dx
+    return backward
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses call ``super().__init__()`` first, then assign ``Parameter`` objects and child
+    modules as attributes (they are registered by name, in order) and register buffers with
+    ``register_buffer``. They implement ``forward(x)`` and ``backward(dy) -> dx``.
+
+    Attributes
+    ----------
+    training : bool
+        True after ``train()``, False after ``eval()``.
+    intermediates, intermediate_grads : dict
+        Named intermediate values and their gradients, filled only while recording is on
+        (``record_intermediates()``); empty otherwise, so nothing is kept that backward does
+        not need.
+    """
+
+    def __init__(self):
+        d = self.__dict__
+        d["_parameters"] = OrderedDict()
+        d["_buffers"] = OrderedDict()
+        d["_modules"] = OrderedDict()
+        d["_forward_hooks"] = OrderedDict()
+        d["_backward_hooks"] = OrderedDict()
+        d["training"] = True
+        d["_call_depth"] = 0
+        d["_output_meta"] = False            # False: no forward yet
+        d["_recording"] = False
+        d["_perturbations"] = {}
+        d["intermediates"] = {}
+        d["intermediate_grads"] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:
+            cls.forward = _wrap_forward(cls.__dict__["forward"])
+        if "backward" in cls.__dict__:
+            cls.backward = _wrap_backward(cls.__dict__["backward"])
+
+    # ------------------------------------------------------------------ registries
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if isinstance(value, Parameter):
+            value.name = value.name or name
+            self._modules.pop(name, None)
+            self.__dict__.pop(name, None)
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._parameters.pop(name, None)
+            self.__dict__.pop(name, None)
+            self._modules[name] = value
+        elif name in self._buffers:
+            self._buffers[name] = value
+        elif name in self._parameters or name in self._modules:
+            raise TypeError(f"{type(self).__name__}: cannot replace registered {name!r} with a "
+                            f"{type(value).__name__}; delete it first")
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Only called when normal lookup fails: look in the registries.
+        d = self.__dict__
+        for registry in ("_parameters", "_buffers", "_modules"):
+            if registry in d and name in d[registry]:
+                return d[registry][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        for registry in (self._parameters, self._buffers, self._modules):
+            if name in registry:
+                del registry[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name, array):
+        """Register a non-trainable array (e.g. BatchNorm's running mean) that belongs in
+        ``state_dict`` and follows ``astype``."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    def add_module(self, name, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}.add_module: expected a Module, got {type(module).__name__}")
+        setattr(self, name, module)
+
+    def named_modules(self, prefix=""):
+        """Yield ``(dotted_name, module)`` for this module and all descendants, pre-order."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def children(self):
+        return list(self._modules.values())
+
+    def named_parameters(self, prefix=""):
+        """Yield ``(dotted_name, Parameter)`` pairs, PyTorch-style (``"0.weight"``), each
+        parameter once even when shared."""
+        seen = set()
+        for mod_name, module in self.named_modules(prefix):
+            for name, p in module._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for mod_name, module in self.named_modules(prefix):
+            for name, b in module._buffers.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    # ------------------------------------------------------------------ modes and state
+    def train(self, mode=True):
+        """Set training mode on this module and its children; returns self."""
+        for m in self.modules():
+            m.__dict__["training"] = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+    def astype(self, dtype):
+        """Convert every parameter and floating buffer to ``dtype`` in place; returns self."""
+        dtype = np.dtype(dtype)
+        if not np.issubdtype(dtype, np.floating):
+            raise TypeError(f"{type(self).__name__}.astype: expected a floating dtype, got {dtype}")
+        for p in self.parameters():
+            p.astype(dtype)
+        for m in self.modules():
+            for name, b in m._buffers.items():
+                if isinstance(b, np.ndarray) and np.issubdtype(b.dtype, np.floating):
+                    m._buffers[name] = b.astype(dtype)
+        return self
+
+    @property
+    def dtype(self):
+        """The dtype of the parameters (float32 by default); None for a parameterless module."""
+        params = self.parameters()
+        return params[0].data.dtype if params else None
+
+    def state_dict(self):
+        """An ordered dict of copies of every parameter and buffer, keyed by dotted name,
+        with the keys and shapes of the equivalent PyTorch model."""
+        out = OrderedDict()
+        for mod_name, module in self.named_modules():
+            for name, p in module._parameters.items():
+                out[f"{mod_name}.{name}" if mod_name else name] = p.data.copy()
+            for name, b in module._buffers.items():
+                out[f"{mod_name}.{name}" if mod_name else name] = np.array(b, copy=True)
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays from ``state_dict`` into parameters and buffers.
+
+        Values may be numpy arrays or anything with ``.detach().cpu().numpy()`` (a PyTorch
+        tensor). Every key and shape is checked before anything changes, so a failed load
+        leaves the module as it was. With ``strict=False`` missing and unexpected keys are
+        allowed and returned as ``(missing, unexpected)``; shapes are still checked.
+        """
+        targets = OrderedDict()
+        for mod_name, module in self.named_modules():
+            for name in list(module._parameters) + list(module._buffers):
+                targets[f"{mod_name}.{name}" if mod_name else name] = (module, name)
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        owner = type(self).__name__
+        if strict and (missing or unexpected):
+            raise ValueError(f"{owner}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        staged = []
+        for key, (module, name) in targets.items():
+            if key not in state_dict:
+                continue
+            value = _to_numpy(state_dict[key])
+            current = module._parameters[name].data if name in module._parameters else np.asarray(module._buffers[name])
+            if value.shape != current.shape:
+                raise ValueError(f"{owner}.load_state_dict: {key!r} expected shape {current.shape}, got {value.shape}")
+            if np.issubdtype(current.dtype, np.floating) != np.issubdtype(value.dtype, np.floating):
+                raise TypeError(f"{owner}.load_state_dict: {key!r} expected dtype like {current.dtype}, got {value.dtype}")
+            staged.append((module, name, value.astype(current.dtype, copy=True)))
+        for module, name, value in staged:
+            if name in module._parameters:
+                module._parameters[name].data[...] = value
+            else:
+                module._buffers[name] = value
+        return missing, unexpected
+
+    # ------------------------------------------------------------------ hooks
+    def register_forward_hook(self, hook):
+        """``hook(module, inputs, output)`` runs after every forward; ``inputs`` is the tuple of
+        positional arguments. A non-None return value replaces the output."""
+        handle = RemovableHandle(self._forward_hooks)
+        self._forward_hooks[handle.id] = hook
+        return handle
+
+    def register_backward_hook(self, hook):
+        """``hook(module, grad_input, grad_output)`` runs after every backward, with
+        ``grad_output`` = dL/dy that came in and ``grad_input`` = dL/dx going out (PyTorch's
+        argument order). A non-None return value replaces dL/dx."""
+        handle = RemovableHandle(self._backward_hooks)
+        self._backward_hooks[handle.id] = hook
+        return handle
+
+    # ------------------------------------------------------------------ intermediates
+    def record_intermediates(self, mode=True):
+        """Turn recording of named intermediates on (or off) for this module and its
+        children; returns self. While recording, layers run their readable reference path and
+        fill ``intermediates`` / ``intermediate_grads``; off, nothing extra is kept."""
+        for m in self.modules():
+            m.__dict__["_recording"] = bool(mode)
+            if not mode:
+                m.intermediates.clear()
+                m.intermediate_grads.clear()
+                m._perturbations.clear()
+        return self
+
+    def _use_reference(self):
+        """Whether this forward should take the readable reference path."""
+        return self._recording or reference_enabled()
+
+    def _tap(self, name, value, step=None):
+        """Record intermediate ``name`` (at time ``step`` for per-step values, stacked to
+        ``(N, T, ...)`` after forward). A finite-difference check can add a perturbation to it
+        here, which is how ``check_intermediates`` differentiates the loss w.r.t. ``name``."""
+        if not self._recording:
+            return value
+        delta = self._perturbations.get(name)
+        if delta is not None:
+            value = value + (delta if step is None else delta[:, step])
+        _store(self.intermediates, name, value, step)
+        return value
+
+    def _tap_grad(self, name, grad, step=None):
+        """Record dL/d(intermediate ``name``) during backward."""
+        if self._recording:
+            _store(self.intermediate_grads, name, grad, step)
+        return grad
+
+    @staticmethod
+    def _stack_steps(store):
+        for name, value in list(store.items()):
+            if isinstance(value, dict):          # per-step values: {t: array}
+                steps = value
+                T = max(steps) + 1
+                first = next(iter(steps.values()))
+                stacked = np.zeros((first.shape[0], T) + first.shape[1:], dtype=first.dtype)
+                for t, v in steps.items():
+                    stacked[:, t] = v
+                store[name] = stacked
+
+    # ------------------------------------------------------------------ protocol
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def flops(self, input_shape, output_shape):
+        """Forward floating-point operations for one call (used by ``nn.summary``); layers
+        with arithmetic override this. Containers report their children instead."""
+        return 0
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+def _store(store, name, value, step):
+    if step is None:
+        store[name] = np.array(value, copy=True)
+    else:
+        store.setdefault(name, {})[step] = np.array(value, copy=True)
+
+
+def _to_numpy(value):
+    if hasattr(value, "detach"):                 # a PyTorch tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, np.ndarray) and not np.isscalar(value):
+        raise TypeError(f"load_state_dict: expected numpy arrays, got {type(value).__name__}")
+    return np.asarray(value)

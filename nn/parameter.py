@@ -1,0 +1,51 @@
+"""`Parameter`: a trainable array and the gradient that backward accumulates into it."""
+import numpy as np
+
+
+class Parameter:
+    """A trainable tensor.
+
+    Attributes
+    ----------
+    data : np.ndarray
+        The value, updated in place by optimizers.
+    grad : np.ndarray
+        dL/d(data), same shape and dtype as ``data``. Layers' ``backward`` ADDS into it
+        (weight sharing and recurrence rely on that); ``zero_grad`` clears it.
+    name : str
+        The name under which the owning module registered it (e.g. ``"weight"``).
+    """
+
+    __slots__ = ("data", "grad", "name")
+
+    def __init__(self, data, name=""):
+        data = np.asarray(data)
+        if not np.issubdtype(data.dtype, np.floating):
+            raise TypeError(f"Parameter {name!r}: expected a floating-point array, got dtype {data.dtype}")
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+        self.name = name
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def astype(self, dtype):
+        """Convert value and gradient to ``dtype`` in place (keeps the Parameter object)."""
+        self.data = self.data.astype(dtype)
+        self.grad = self.grad.astype(dtype)
+        return self
+
+    def __repr__(self):
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"

@@ -1,0 +1,23 @@
+"""Seeding. Layers draw initial weights and dropout masks from a ``np.random.Generator``:
+the one passed as their ``rng`` argument, else the global one that ``seed`` resets."""
+import numpy as np
+
+_global_rng = np.random.default_rng()
+
+
+def seed(value):
+    """Reset the global generator: the same seed gives the same weights and masks."""
+    global _global_rng
+    _global_rng = np.random.default_rng(value)
+    return _global_rng
+
+
+def get_rng(rng=None):
+    """``rng`` if given (a Generator, or an int seed), else the global generator."""
+    if rng is None:
+        return _global_rng
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"expected rng to be a numpy Generator, an int seed or None, got {type(rng).__name__}")

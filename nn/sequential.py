@@ -1,0 +1,44 @@
+"""`Sequential`: a chain of modules, run forward in order and backward in reverse."""
+from .module import Module
+
+
+class Sequential(Module):
+    """``y = f_k(... f_2(f_1(x)))``.
+
+    Backward applies the chain rule link by link, last module first:
+    ``dx_{i} = f_i.backward(dx_{i+1})``, each module adding its parameter gradients on the way.
+    Children are named ``"0"``, ``"1"``, ... as in PyTorch, so ``state_dict`` keys match.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: expected Module instances, got {type(module).__name__}")
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def backward(self, dy):
+        for module in reversed(self._modules.values()):
+            dy = module.backward(dy)
+        return dy
+
+    def __getitem__(self, index):
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*modules[index])
+        return modules[index]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())

@@ -1,0 +1,50 @@
+"""`summary`: a Keras-style table of a model's layers, output shapes, parameters and FLOPs."""
+import numpy as np
+
+
+def _leaves(model):
+    return [(name, m) for name, m in model.named_modules() if not m._modules]
+
+
+def summary(model, input_shape, dtype=None, print_fn=print):
+    """Print (and return) each leaf layer's output shape, parameter count and forward FLOPs.
+
+    ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)`` for images or
+    ``(T, F)`` for sequences; one zero sample of the model's dtype is run through the model
+    in eval mode (the mode is restored). FLOPs count a multiply-add as two operations and are
+    per sample.
+    """
+    dtype = np.dtype(dtype or model.dtype or np.float32)
+    rows, handles = [], []
+
+    def record(name):
+        def hook(module, inputs, output):
+            in_shape = inputs[0].shape if inputs and isinstance(inputs[0], np.ndarray) else ()
+            out_shape = output.shape if isinstance(output, np.ndarray) else ()
+            params = sum(p.size for p in module.parameters())
+            rows.append((name, type(module).__name__, out_shape, params, module.flops(in_shape, out_shape)))
+        return hook
+
+    for name, module in _leaves(model):
+        handles.append(module.register_forward_hook(record(name)))
+    was_training = model.training
+    try:
+        model.eval()
+        model(np.zeros((1,) + tuple(input_shape), dtype=dtype))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+
+    header = f"{'Layer (type)':<32}{'Output Shape':<22}{'Param #':>12}{'FLOPs':>14}"
+    lines = [header, "=" * len(header)]
+    for name, kind, shape, params, flops in rows:
+        shown = "(None, " + ", ".join(str(s) for s in shape[1:]) + ")" if shape else "?"
+        lines.append(f"{(name + ' (' + kind + ')'):<32}{shown:<22}{params:>12,}{flops:>14,}")
+    total_params = sum(p.size for p in model.parameters())
+    lines += ["=" * len(header), f"Total params: {total_params:,}",
+              f"Forward FLOPs per sample: {sum(r[4] for r in rows):,}"]
+    text = "\n".join(lines)
+    if print_fn is not None:
+        print_fn(text)
+    return text

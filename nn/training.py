@@ -1,0 +1,143 @@
+"""The training loop: ``fit`` and ``evaluate``.
+
+``fit`` is the loop every example writes by hand, with a progress bar and a history::
+
+    for epoch in range(epochs):
+        for xb, yb in train_data:
+            model.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            model.backward(loss_fn.backward())
+            optimizer.step()
+"""
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .losses import CrossEntropyLoss
+
+
+def _accuracy_counts(loss_fn, logits, y):
+    """(correct, counted) for class predictions, or None when the loss isn't a classifier's."""
+    if not isinstance(loss_fn, CrossEntropyLoss):
+        return None
+    valid = y != loss_fn.ignore_index
+    correct = (logits.argmax(axis=-1) == y) & valid
+    return int(correct.sum()), int(valid.sum())
+
+
+def _batches(data, batch_size):
+    """Iterate ``data``: an ``(x, y)`` pair of arrays is cut into consecutive batches;
+    anything else (a ``DataLoader``, a list of pairs) is iterated as it is."""
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
+        x, y = data
+        if len(x) != len(y):
+            raise ValueError(f"expected x and y with the same number of samples, got {len(x)} and {len(y)}")
+        for start in range(0, len(x), batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]
+    else:
+        yield from data
+
+
+def _num_batches(data, batch_size):
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
+        return -(-len(data[0]) // batch_size)
+    return len(data) if hasattr(data, "__len__") else None
+
+
+def evaluate(model, loss_fn, data, batch_size=256):
+    """Mean loss (weighted by batch size) and accuracy (for ``CrossEntropyLoss``) of ``model``
+    on ``data`` -- an ``(x, y)`` pair or an iterable of batches -- in eval mode. The model's
+    previous mode is restored afterwards. Returns ``{"loss": float, "accuracy": float|None}``."""
+    was_training = model.training
+    model.eval()
+    total, n, correct, counted = 0.0, 0, 0, 0
+    try:
+        for xb, yb in _batches(data, batch_size):
+            logits = model(xb)
+            total += loss_fn(logits, yb) * len(xb)
+            n += len(xb)
+            counts = _accuracy_counts(loss_fn, logits, yb)
+            if counts:
+                correct, counted = correct + counts[0], counted + counts[1]
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluate: the data yielded no batches")
+    return {"loss": total / n, "accuracy": correct / counted if counted else None}
+
+
+def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size=64,
+        scheduler=None, before_step=None, progress=True):
+    """Train ``model`` for ``epochs`` passes over ``train_data``.
+
+    Parameters
+    ----------
+    train_data : iterable of ``(xb, yb)``, or an ``(x, y)`` pair of arrays
+        Re-iterated every epoch, e.g. ``datasets.DataLoader(x, y, 64, shuffle=True, seed=0)``
+        (shuffled); a plain ``(x, y)`` pair is cut into ``batch_size`` batches in order.
+    val_data : ``(x, y)`` or iterable of batches, optional
+        Evaluated after each epoch with ``evaluate``.
+    scheduler : object with ``step()``, optional
+        Stepped once per epoch (``optim.StepLR``, ``optim.CosineAnnealingLR``).
+    before_step : callable, optional
+        Called after each backward, before ``optimizer.step()`` -- e.g.
+        ``lambda: optim.clip_grad_norm(model.parameters(), 1.0)``.
+    progress : bool
+        Show a tqdm progress bar per epoch.
+
+    Returns
+    -------
+    dict of lists, one entry per epoch: ``loss``, ``accuracy`` (training, averaged over the
+    epoch's batches as they were seen), ``val_loss``, ``val_accuracy`` (when ``val_data``),
+    ``time`` (seconds of training per epoch, evaluation excluded).
+    """
+    if epochs < 1:
+        raise ValueError(f"fit: expected epochs >= 1, got {epochs}")
+    history = {"loss": [], "accuracy": [], "time": []}
+    if val_data is not None:
+        history.update(val_loss=[], val_accuracy=[])
+    for epoch in range(epochs):
+        model.train()
+        total, n, correct, counted = 0.0, 0, 0, 0
+        start = time.perf_counter()
+        bar = tqdm(_batches(train_data, batch_size), total=_num_batches(train_data, batch_size),
+                   desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        for xb, yb in bar:
+            model.zero_grad()
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            model.backward(loss_fn.backward())
+            if before_step is not None:
+                before_step()
+            optimizer.step()
+            total += loss * len(xb)
+            n += len(xb)
+            counts = _accuracy_counts(loss_fn, logits, yb)
+            if counts:
+                correct, counted = correct + counts[0], counted + counts[1]
+            bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
+        history["time"].append(time.perf_counter() - start)
+        history["loss"].append(total / n)
+        history["accuracy"].append(correct / counted if counted else None)
+        if scheduler is not None:
+            scheduler.step()
+        if val_data is not None:
+            val = evaluate(model, loss_fn, val_data)
+            history["val_loss"].append(val["loss"])
+            history["val_accuracy"].append(val["accuracy"])
+        if progress:
+            tqdm.write(_epoch_line(epoch, epochs, history))
+    return history
+
+
+def _epoch_line(epoch, epochs, history):
+    parts = [f"epoch {epoch + 1}/{epochs}", f"loss {history['loss'][-1]:.4f}"]
+    if history["accuracy"][-1] is not None:
+        parts.append(f"acc {history['accuracy'][-1]:.4f}")
+    if "val_loss" in history:
+        parts.append(f"val_loss {history['val_loss'][-1]:.4f}")
+        if history["val_accuracy"][-1] is not None:
+            parts.append(f"val_acc {history['val_accuracy'][-1]:.4f}")
+    parts.append(f"{history['time'][-1]:.1f}s")
+    return "  ".join(parts)

@@ -1,0 +1,84 @@
+"""Checkpoints: npz, never unpickled, atomic, strict."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import layers
+import nn
+
+
+def model():
+    return nn.Sequential(layers.Dense(3, 4), layers.ReLU(), layers.Dense(4, 2))
+
+
+def test_round_trip(tmp_path):
+    a, b = model(), model()
+    path = tmp_path / "m.npz"
+    nn.save(a, path)
+    nn.load(b, path)
+    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert k == k2
+        np.testing.assert_array_equal(v, v2)
+    assert [p for p in os.listdir(tmp_path)] == ["m.npz"]        # no temporary file left behind
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        nn.load(model(), tmp_path / "absent.npz")
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "m.npz"
+    nn.save(model(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt|not a valid checkpoint"):
+        nn.load(model(), path)
+
+
+def test_foreign_npz(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, weights=np.zeros(3))
+    with pytest.raises(ValueError, match="not a handprop checkpoint"):
+        nn.load(model(), path)
+
+
+def test_pickled_npz_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, __handprop_checkpoint__=np.array(1), payload=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="pickled objects"):
+        nn.load(model(), path)
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "garbage.npz"
+    path.write_bytes(pickle.dumps({"weight": 1}))
+    with pytest.raises(ValueError):
+        nn.load(model(), path)
+
+
+def test_wrong_shapes_change_nothing(tmp_path):
+    path = tmp_path / "wide.npz"
+    nn.save(nn.Sequential(layers.Dense(3, 5), layers.ReLU(), layers.Dense(5, 2)), path)
+    m = model()
+    before = m.state_dict()
+    with pytest.raises(ValueError, match=r"expected shape \(4, 3\), got \(5, 3\)"):
+        nn.load(m, path)
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    nn.save(model(), path)
+    original = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        nn.save(model(), path)
+    assert path.read_bytes() == original and os.listdir(tmp_path) == ["m.npz"]

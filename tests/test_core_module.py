@@ -1,0 +1,163 @@
+"""The Module protocol: registries, modes, state_dict, astype, errors."""
+import copy
+
+import numpy as np
+import pytest
+
+import layers
+import nn
+
+
+class Affine(nn.Module):
+    """A tiny module with a parameter, a buffer, a child and a cache attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(np.ones(3, np.float32))
+        self.register_buffer("count", np.zeros(1, np.float32))
+        self.inner = layers.Dense(3, 2)
+        self.cache = np.arange(5.0)            # a cache: must never reach state_dict
+
+    def forward(self, x):
+        self._x = x
+        return self.inner(x * self.scale.data)
+
+    def backward(self, dy):
+        dxs = self.inner.backward(dy)
+        self.scale.grad += (dxs * self._x).sum(0)
+        return dxs * self.scale.data
+
+
+def test_registries_and_names():
+    m = nn.Sequential(Affine(), layers.ReLU(), layers.Dense(2, 4))
+    names = [n for n, _ in m.named_parameters()]
+    assert names == ["0.scale", "0.inner.weight", "0.inner.bias", "2.weight", "2.bias"]
+    assert list(m.state_dict()) == ["0.scale", "0.count"] + names[1:]   # PyTorch order
+    assert len(m.parameters()) == 5 and len(m) == 3 and isinstance(m[1], layers.ReLU)
+
+
+def test_caches_never_leak_into_state():
+    m = Affine()
+    m(np.ones((2, 3), np.float32))
+    assert set(m.state_dict()) == {"scale", "count", "inner.weight", "inner.bias"}
+
+
+def test_shared_parameter_listed_once():
+    a = layers.Dense(3, 3)
+    m = nn.Sequential(a, layers.Tanh(), a)
+    assert len(m.parameters()) == 2
+
+
+def test_train_eval_recursive_and_returns_self():
+    m = nn.Sequential(layers.Dense(2, 2), layers.Dropout(0.5))
+    assert m.eval() is m and not m[1].training
+    assert m.train() is m and m[1].training
+
+
+def test_backward_before_forward_raises():
+    with pytest.raises(ValueError, match="Dense.backward called before forward"):
+        layers.Dense(3, 2).backward(np.zeros((1, 2), np.float32))
+
+
+def test_backward_checks_dy_shape_and_dtype():
+    d = layers.Dense(3, 2)
+    d(np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"expected dy of shape \(4, 2\).*got \(4, 3\)"):
+        d.backward(np.zeros((4, 3), np.float32))
+    with pytest.raises(TypeError, match="expected dy of dtype float32"):
+        d.backward(np.zeros((4, 2), np.float64))
+
+
+def test_backward_adds_into_grad_and_zero_grad_clears():
+    d = layers.Dense(3, 2)
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    dy = np.ones((4, 2), np.float32)
+    d(x)
+    d.backward(dy)
+    once = d.weight.grad.copy()
+    d.backward(dy)
+    np.testing.assert_allclose(d.weight.grad, 2 * once, rtol=1e-6)
+    d.zero_grad()
+    assert not d.weight.grad.any() and not d.bias.grad.any()
+
+
+def test_load_state_dict_round_trip_and_strict():
+    a, b = Affine(), Affine()
+    a.scale.data[:] = 3
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(b.scale.data, a.scale.data)
+    state = a.state_dict()
+    del state["count"]
+    with pytest.raises(ValueError, match="missing keys \\['count'\\]"):
+        b.load_state_dict(state)
+    state = a.state_dict()
+    state["extra"] = np.zeros(1)
+    with pytest.raises(ValueError, match="unexpected keys \\['extra'\\]"):
+        b.load_state_dict(state)
+    missing, unexpected = b.load_state_dict(state, strict=False)
+    assert missing == [] and unexpected == ["extra"]
+
+
+def test_load_state_dict_wrong_shape_changes_nothing():
+    a = nn.Sequential(layers.Dense(3, 2), layers.Dense(2, 2))
+    before = a.state_dict()
+    bad = {k: v + 1 for k, v in before.items()}
+    bad["1.weight"] = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"'1.weight' expected shape \(2, 2\), got \(2, 3\)"):
+        a.load_state_dict(bad)
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_astype_converts_params_and_buffers_in_place():
+    m = Affine()
+    p = m.scale
+    assert m.astype(np.float64) is m
+    assert m.scale is p and p.data.dtype == np.float64 and p.grad.dtype == np.float64
+    assert m.count.dtype == np.float64 and m.dtype == np.float64
+    with pytest.raises(TypeError, match="floating dtype"):
+        m.astype(np.int32)
+
+
+def test_seed_reproducible_init():
+    nn.seed(123)
+    a = layers.Dense(5, 4)
+    nn.seed(123)
+    b = layers.Dense(5, 4)
+    np.testing.assert_array_equal(a.weight.data, b.weight.data)
+    c = layers.Dense(5, 4, rng=np.random.default_rng(7))
+    d = layers.Dense(5, 4, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(c.bias.data, d.bias.data)
+
+
+def test_default_init_bounds_match_pytorch():
+    d = layers.Dense(400, 300)
+    bound = 1 / np.sqrt(400)
+    assert np.abs(d.weight.data).max() <= bound and np.abs(d.weight.data).max() > 0.95 * bound
+    assert d.weight.data.dtype == np.float32
+
+
+def test_super_init_required():
+    class Broken(nn.Module):
+        def __init__(self):
+            self.w = 1
+
+    with pytest.raises(AttributeError, match="super\\(\\).__init__"):
+        Broken()
+
+
+def test_deepcopy_is_independent():
+    a = nn.Sequential(layers.Dense(2, 2))
+    b = copy.deepcopy(a)
+    b[0].weight.data += 1
+    assert not np.array_equal(a[0].weight.data, b[0].weight.data)
+
+
+def test_reference_switch_is_scoped():
+    assert not nn.reference_enabled()
+    with nn.use_reference():
+        assert nn.reference_enabled()
+        with nn.use_reference(False):
+            assert not nn.reference_enabled()
+        assert nn.reference_enabled()
+    assert not nn.reference_enabled()

@@ -1,0 +1,103 @@
+"""Dense, activations, Flatten, Dropout: finite differences, PyTorch equality, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import layers
+import nn
+
+ACTIVATIONS = [layers.ReLU, layers.LeakyReLU, layers.Tanh, layers.Sigmoid, layers.Softmax]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(1, 5), st.booleans(), st.booleans())
+def test_dense_gradcheck(N, I, O, bias, seq):
+    layer = layers.Dense(I, O, bias=bias, rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((N, 3, I) if seq else (N, I))
+    report = nn.gradcheck(layer, x)
+    assert report.passed, report
+
+
+@pytest.mark.parametrize("cls", ACTIVATIONS + [layers.Flatten])
+def test_activation_gradcheck(cls):
+    x = np.random.default_rng(2).standard_normal((3, 4, 5))
+    x[np.abs(x) < 1e-3] = 0.5                        # keep ReLU kinks away from the FD step
+    assert nn.gradcheck(cls(), x).passed
+
+
+def test_dropout_gradcheck_and_modes():
+    d = layers.Dropout(0.4, rng=np.random.default_rng(0))
+    x = np.random.default_rng(3).standard_normal((20, 30))
+    assert nn.gradcheck(d, x).passed
+    y = d(x.astype(np.float32))
+    kept = y != 0
+    assert 0.5 < kept.mean() < 0.7
+    np.testing.assert_allclose(y[kept], x.astype(np.float32)[kept] / 0.6, rtol=1e-6)
+    dx = d.backward(np.ones_like(y))
+    np.testing.assert_array_equal(dx != 0, kept)            # the mask applies in backward too
+    d.eval()
+    x32 = x.astype(np.float32)
+    assert d(x32) is x32 and d.backward(x32) is x32
+
+
+def test_sigmoid_stable():
+    x = np.array([-1e4, -50.0, 0.0, 50.0, 1e4], np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = layers.Sigmoid()(x)
+    np.testing.assert_allclose(y, [0, 1.9287e-22, 0.5, 1, 1], rtol=1e-4)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 7), st.integers(1, 6))
+def test_dense_matches_torch(N, I, O):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(N + 7 * I + 31 * O)
+    ours = layers.Dense(I, O, rng=rng).astype(np.float64)
+    ours.bias.data[:] = rng.standard_normal(O)               # non-zero random bias
+    theirs = torch.nn.Linear(I, O).double()
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    x = rng.standard_normal((N, I))
+    dy = rng.standard_normal((N, O))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(ours(x), yt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ours.bias.grad, theirs.bias.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cls,tcls", [("ReLU", "ReLU"), ("LeakyReLU", "LeakyReLU"), ("Tanh", "Tanh"),
+                                      ("Sigmoid", "Sigmoid"), ("Softmax", "Softmax")])
+def test_activations_match_torch(cls, tcls):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x, dy = rng.standard_normal((4, 6)) * 3, rng.standard_normal((4, 6))
+    ours = getattr(layers, cls)()
+    theirs = getattr(torch.nn, tcls)(**({"dim": -1} if tcls == "Softmax" else {}))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(ours(x), yt.detach().numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_float32_stays_float32():
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    m = nn.Sequential(layers.Dense(3, 4), layers.Tanh(), layers.Sigmoid(), layers.Softmax(), layers.ReLU())
+    y = m(x)
+    assert y.dtype == np.float32 and m.backward(np.ones_like(y)).dtype == np.float32
+
+
+def test_dense_bad_input():
+    d = layers.Dense(4, 2)
+    with pytest.raises(ValueError, match=r"Dense: expected input of shape \(N, \.\.\., 4\), got \(3, 5\)"):
+        d(np.zeros((3, 5), np.float32))
+    with pytest.raises(TypeError, match="Dense: expected input of dtype float32.*got float64"):
+        d(np.zeros((3, 4)))
+    with pytest.raises(TypeError, match="floating-point input, got dtype int64"):
+        d(np.zeros((3, 4), np.int64))
+    with pytest.raises(TypeError, match="numpy array, got list"):
+        d([[0.0] * 4])
+    with pytest.raises(ValueError, match="Dropout: expected p in"):
+        layers.Dropout(1.5)

@@ -1,0 +1,61 @@
+"""nn.gradcheck must pass correct backwards and catch wrong ones."""
+import numpy as np
+import pytest
+
+import layers
+import nn
+
+
+class OffByTenPercent(layers.Dense):
+    """A Dense whose weight gradient is 10% too large in exactly one element."""
+
+    def backward(self, dz):
+        dx = super().backward(dz)
+        self.weight.grad[1, 2] *= 1.1
+        return dx
+
+
+class WrongInputGrad(layers.Tanh):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        dx[0, 0] *= 0.9
+        return dx
+
+
+def test_passes_correct_backward_and_prints_table():
+    m = nn.Sequential(layers.Dense(4, 3), layers.Tanh(), layers.Dense(3, 2))
+    report = nn.gradcheck(m, np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32))
+    assert report.passed and bool(report)
+    text = str(report)
+    assert "input" in text and "0.weight" in text and "max rel err" in text and "FAIL" not in text
+
+
+def test_catches_one_element_off_by_ten_percent():
+    layer = OffByTenPercent(4, 3, rng=np.random.default_rng(1))
+    report = nn.gradcheck(layer, np.random.default_rng(2).standard_normal((5, 4)))
+    assert not report.passed
+    bad = report["weight"]
+    assert not bad.passed and bad.worst_index == (1, 2)
+    assert report["input"].passed and report["bias"].passed
+    assert "FAIL" in str(report)
+
+
+def test_catches_wrong_input_gradient():
+    report = nn.gradcheck(WrongInputGrad(), np.random.default_rng(3).standard_normal((3, 3)))
+    assert not report["input"].passed and report["input"].worst_index == (0, 0)
+
+
+def test_sampled_mode_checks_a_subset():
+    layer = layers.Dense(50, 40)
+    report = nn.gradcheck(layer, np.random.default_rng(4).standard_normal((3, 50)), max_samples=25)
+    assert report.passed
+    assert report["weight"].checked == 25 and report["weight"].shape == (40, 50)
+
+
+def test_runs_on_a_float64_copy():
+    layer = layers.Dense(3, 2)
+    before = layer.weight.data.copy()
+    nn.gradcheck(layer, np.ones((2, 3), np.float32))
+    assert layer.weight.data.dtype == np.float32
+    np.testing.assert_array_equal(layer.weight.data, before)
+    assert not layer.weight.grad.any()

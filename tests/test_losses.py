@@ -1,0 +1,128 @@
+"""Losses: finite differences, PyTorch equality, stability, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import nn
+
+
+def fd_check(loss, pred, target, eps=1e-6):
+    """Central differences of the scalar loss w.r.t. every element of pred."""
+    loss(pred, target)
+    analytic = loss.backward()
+    f = lambda: loss(pred, target)
+    idx = list(np.ndindex(pred.shape))
+    numeric = nn.numerical_gradient(f, pred, idx, eps)
+    np.testing.assert_allclose([analytic[i] for i in idx], numeric, rtol=1e-5, atol=1e-8)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 5), st.integers(2, 6), st.sampled_from([0.0, 0.1]), st.booleans(),
+       st.sampled_from(["mean", "sum"]))
+def test_cross_entropy_gradcheck(N, C, smoothing, seq, reduction):
+    rng = np.random.default_rng(N * 10 + C)
+    shape = (N, 3, C) if seq else (N, C)
+    z = rng.standard_normal(shape)
+    y = rng.integers(0, C, shape[:-1])
+    y.flat[0] = -100                                   # one ignored position
+    fd_check(nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing), z, y)
+
+
+def test_mse_and_bce_gradcheck():
+    rng = np.random.default_rng(1)
+    fd_check(nn.MSELoss(), rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))
+    fd_check(nn.MSELoss(reduction="sum"), rng.standard_normal((5,)), rng.standard_normal((5,)))
+    t = rng.integers(0, 2, (4, 3)).astype(float)
+    fd_check(nn.BCEWithLogitsLoss(), rng.standard_normal((4, 3)) * 3, t)
+    fd_check(nn.BCEWithLogitsLoss(pos_weight=np.array([0.5, 2.0, 3.0])), rng.standard_normal((4, 3)), t)
+
+
+def test_reduction_none_takes_upstream():
+    rng = np.random.default_rng(2)
+    z, y = rng.standard_normal((4, 5)), rng.integers(0, 5, 4)
+    loss = nn.CrossEntropyLoss(reduction="none")
+    per = loss(z, y)
+    assert per.shape == (4,)
+    g = rng.standard_normal(4)
+    dz = loss.backward(g)
+    full = nn.CrossEntropyLoss(reduction="sum")
+    full(z, y)
+    np.testing.assert_allclose(dz, full.backward() * g[:, None])
+
+
+def test_dlogits_is_p_minus_y():
+    z = np.array([[1.0, 2.0, 3.0]])
+    loss = nn.CrossEntropyLoss()
+    loss(z, np.array([0]))
+    p = np.exp(z) / np.exp(z).sum()
+    np.testing.assert_allclose(loss.backward(), p - [1, 0, 0])
+
+
+def test_stable_for_huge_logits():
+    z = np.array([[1e4, -1e4, 0.0]], np.float32)
+    ce = nn.CrossEntropyLoss()
+    assert np.isfinite(ce(z, np.array([1]))) and np.isfinite(ce.backward()).all()
+    bce = nn.BCEWithLogitsLoss()
+    x = np.array([1e4, -1e4, 50.0, -50.0], np.float32)
+    val = bce(x, np.array([0.0, 1.0, 1.0, 0.0]))
+    assert np.isclose(val, (1e4 + 1e4) / 4, rtol=1e-6)
+    assert np.isfinite(bce.backward()).all()
+
+
+@pytest.mark.parametrize("seq", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_matches_torch(seq, smoothing, reduction):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    shape = (6, 4, 7) if seq else (6, 7)
+    z = rng.standard_normal(shape)
+    y = rng.integers(0, 7, shape[:-1])
+    y.flat[[1, 4]] = -100
+    ours = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)
+    out = ours(z, y)
+    zt = torch.tensor(z, requires_grad=True)
+    theirs = torch.nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)(
+        zt.movedim(-1, 1) if seq else zt, torch.tensor(y))
+    np.testing.assert_allclose(out, theirs.detach().numpy(), rtol=1e-12)
+    g = rng.standard_normal(y.shape) if reduction == "none" else None
+    theirs.backward(torch.tensor(g) if g is not None else None)
+    np.testing.assert_allclose(ours.backward(g), zt.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_bce_match_torch(reduction):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x, t = rng.standard_normal((5, 3)) * 4, rng.random((5, 3))
+    pw = np.array([1.0, 2.5, 0.3])
+    for ours, theirs in [(nn.MSELoss(reduction), torch.nn.MSELoss(reduction=reduction)),
+                         (nn.BCEWithLogitsLoss(reduction), torch.nn.BCEWithLogitsLoss(reduction=reduction)),
+                         (nn.BCEWithLogitsLoss(reduction, pos_weight=pw),
+                          torch.nn.BCEWithLogitsLoss(reduction=reduction, pos_weight=torch.tensor(pw)))]:
+        xt = torch.tensor(x, requires_grad=True)
+        lt = theirs(xt, torch.tensor(t))
+        lt.backward()
+        np.testing.assert_allclose(ours(x, t), lt.item(), rtol=1e-12)
+        np.testing.assert_allclose(ours.backward(), xt.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_bad_input():
+    ce = nn.CrossEntropyLoss()
+    z = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"expected labels in \[0, 4\).*got 4"):
+        ce(z, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match=r"expected labels in \[0, 4\).*got -3"):
+        ce(z, np.array([0, -3, 1]))
+    with pytest.raises(TypeError, match="integer class labels"):
+        ce(z, np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"expected target of shape \(3,\)"):
+        ce(z, np.array([0, 1]))
+    with pytest.raises(TypeError, match="floating-point logits"):
+        ce(np.zeros((3, 4), np.int64), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="expected reduction"):
+        nn.MSELoss(reduction="avg")
+    with pytest.raises(ValueError, match=r"MSELoss: expected target of shape \(3, 4\)"):
+        nn.MSELoss()(z, np.zeros((3, 1)))
+    with pytest.raises(ValueError, match="before the loss was computed"):
+        nn.MSELoss().backward()

@@ -1,0 +1,34 @@
+"""README's examples run as printed."""
+import contextlib
+import io
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def blocks(section):
+    """The fenced code blocks (language, text) of the README section titled ``section``."""
+    text = README.read_text()
+    start = text.index(f"## {section}")
+    end = text.find("\n## ", start + 1)
+    body = text[start:end if end != -1 else None]
+    return re.findall(r"```(\w+)\n(.*?)```", body, flags=re.S)
+
+
+def test_fifteen_line_example_trains_digits_to_95_percent(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    section = blocks("Train a network in 15 lines")
+    code, printed = section[0][1], next(text for lang, text in section if lang == "text")
+    assert len(code.strip().splitlines()) <= 16
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        namespace = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+    text = out.getvalue()
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", text).group(1))
+    assert accuracy >= 0.95
+    assert printed.strip() in text                       # the summary table, as shown
+    assert (tmp_path / "digits.npz").exists()
+    report = namespace["nn"].gradcheck(namespace["model"], namespace["x_test"][:4], max_samples=200)
+    assert report.passed

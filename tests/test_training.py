@@ -1,0 +1,59 @@
+"""fit / evaluate / summary, and the README's digits example end to end."""
+import numpy as np
+import pytest
+
+import datasets
+import layers
+import nn
+import optim
+
+
+def test_fit_history_on_digits():
+    nn.seed(0)
+    (x_train, y_train), (x_test, y_test) = datasets.load_digits()
+    model = nn.Sequential(layers.Flatten(), layers.Dense(64, 32), layers.ReLU(), layers.Dense(32, 10))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    train = datasets.DataLoader(x_train, y_train, batch_size=64, shuffle=True, seed=0)
+    history = nn.fit(model, loss_fn, opt, train, epochs=3, val_data=(x_test, y_test), progress=False)
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "time"}
+    assert all(len(v) == 3 for v in history.values())
+    assert history["loss"][-1] < history["loss"][0] and history["accuracy"][-1] > 0.8
+    result = nn.evaluate(model, loss_fn, (x_test, y_test))
+    assert result["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+
+
+def test_evaluate_restores_mode_and_accepts_batches():
+    model = nn.Sequential(layers.Dense(3, 2), layers.Dropout(0.5))
+    x = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
+    y = np.array([0, 1] * 5)
+    a = nn.evaluate(model, nn.CrossEntropyLoss(), (x, y), batch_size=3)
+    assert model.training
+    b = nn.evaluate(model, nn.CrossEntropyLoss(), [(x[:4], y[:4]), (x[4:], y[4:])])
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["accuracy"] == b["accuracy"]
+
+
+def test_fit_regression_and_hooks_into_loop():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 2)).astype(np.float32)
+    y = (x @ np.array([[2.0], [-1.0]], np.float32) + 0.5).astype(np.float32)
+    model = layers.Dense(2, 1)
+    calls = []
+    h = nn.fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=40,
+               batch_size=16, before_step=lambda: calls.append(1), progress=False)
+    assert h["accuracy"][0] is None and h["loss"][-1] < 1e-4 and len(calls) == 40 * 4
+    np.testing.assert_allclose(model.weight.data, [[2.0, -1.0]], atol=1e-2)
+
+
+def test_summary_shapes_params_flops():
+    model = nn.Sequential(layers.Flatten(), layers.Dense(64, 32), layers.ReLU(), layers.Dense(32, 10))
+    text = nn.summary(model, (1, 8, 8), print_fn=None)
+    assert "(None, 64)" in text and "(None, 32)" in text and "(None, 10)" in text
+    assert "Total params: 2,410" in text
+    assert f"{2 * 64 * 32:,}" in text and f"Forward FLOPs per sample: {2 * 64 * 32 + 32 + 2 * 32 * 10:,}" in text
+    assert model.training
+
+
+def test_fit_rejects_bad_epochs():
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        nn.fit(layers.Dense(1, 1), nn.MSELoss(), None, [], epochs=0)
