@@ -22,7 +22,7 @@ class Parameter:
         data = np.asarray(data)
         if not np.issubdtype(data.dtype, np.floating):
             raise TypeError(f"Parameter {name!r}: expected a floating-point array, got dtype {data.dtype}")
-        self.data = np.ascontiguousarray(data)
+        self.data = data if data.flags.c_contiguous else data.copy(order="C")
         self.grad = np.zeros_like(self.data)
         self.name = name
 

@@ -36,7 +36,8 @@ class Adagrad(Optimizer):
 
     _hyper_names = ("eps", "weight_decay", "lr_decay", "initial_accumulator_value")
 
-    def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0, lr_decay=0.0, initial_accumulator_value=0.0):
+    def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0, lr_decay=0.0,
+                 initial_accumulator_value=0.0):
         self.eps = _nonneg("Adagrad", "eps", eps)
         self.weight_decay = _nonneg("Adagrad", "weight_decay", weight_decay)
         self.lr_decay = _nonneg("Adagrad", "lr_decay", lr_decay)

@@ -148,6 +148,13 @@ class Optimizer:
     state : list of dict
         ``state[i]`` belongs to ``params[i]``: ``"step"`` (int, updates received) and the
         rule's buffers, each shaped like ``params[i].data``.
+    track_updates : bool
+        Set True to measure each step's relative update (costs a copy of every parameter
+        per step; off by default).
+    update_ratios : dict
+        With ``track_updates``: ``id(parameter) -> ||delta theta|| / ||theta||`` of the last
+        ``step`` -- the update-to-weight ratio that ``nn.inspect.gradient_report`` shows
+        (healthy training typically sits near 1e-3).
 
     Subclasses set their hyperparameters, then call ``Optimizer.__init__``, and implement
     ``_init_state(p)`` (add buffers to the base ``{"step": 0}``) and ``_update(i, x, g, st)``
@@ -165,6 +172,8 @@ class Optimizer:
         self.state = [self._init_state(p) for p in self.params]
         # Scratch arrays per parameter, reused every step (not part of the state).
         self._work = [[] for _ in self.params]
+        self.track_updates = False
+        self.update_ratios = {}
         self._frozen = True
 
     # -- hyperparameters ---------------------------------------------------------------------
@@ -220,7 +229,12 @@ class Optimizer:
         for i, x, g in todo:
             st = self.state[i]
             st["step"] += 1
+            before = x.copy() if self.track_updates else None
             self._update(i, x, g, st)
+            if before is not None:
+                norm = float(np.linalg.norm(before))
+                change = float(np.linalg.norm(x - before))
+                self.update_ratios[id(self.params[i])] = change / norm if norm else float("inf") if change else 0.0
 
     def zero_grad(self):
         """Set every parameter's gradient to zero (in place; the arrays are kept)."""

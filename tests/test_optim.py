@@ -161,7 +161,9 @@ def test_clip_grad_value_matches_torch():
     lambda o, L: (o.CosineAnnealingLR(L, T_max=10, eta_min=0.01)),     # descends, rises, descends
     lambda o, L: (o.CosineAnnealingLR(L, T_max=7, eta_min=0.002)),
 ], ids=["step7-0.5", "step3", "cos30", "cos10-min", "cos7-min"])
-def test_schedulers_match_torch(make):
+@pytest.mark.parametrize("poke", [False, True], ids=["", "lr-set-by-hand"])
+def test_schedulers_match_torch(make, poke):
+    # With poke, the rate is also changed by hand mid-schedule: the recursive update carries it on.
     torch = pytest.importorskip("torch")
     t = torch.zeros(2, requires_grad=True)
     topt = torch.optim.SGD([t], lr=0.1)
@@ -171,6 +173,8 @@ def test_schedulers_match_torch(make):
 
     assert sched.get_last_lr() == tsched.get_last_lr()
     for epoch in range(30):
+        if poke and epoch == 12:
+            opt.lr = topt.param_groups[0]["lr"] = 3 * opt.lr
         t.grad = torch.zeros(2)
         topt.step()
         tsched.step()
@@ -552,3 +556,14 @@ def test_float32_arithmetic_stays_float32():
     p.grad[...] = g
     optim.SGD([p], lr=0.1).step()
     np.testing.assert_array_equal(p.data, x - np.float32(0.1) * g)
+
+
+def test_track_updates_records_update_to_weight_ratio():
+    p = Parameter(np.full(4, 2.0))
+    opt = optim.SGD([p], lr=0.1)
+    p.grad[:] = 1.0
+    opt.step()
+    assert opt.update_ratios == {}                      # off by default: no copies made
+    opt.track_updates = True
+    opt.step()
+    np.testing.assert_allclose(opt.update_ratios[id(p)], 0.1 * 2 / np.linalg.norm(np.full(4, 1.9)))
