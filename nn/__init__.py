@@ -2,8 +2,9 @@
 
 ``Parameter`` and ``Module`` (forward caches, backward adds gradients and returns dL/dx),
 ``Sequential``, the losses, ``gradcheck``, the training loop (``fit``, ``evaluate``),
-``summary``, checkpoints (``save``/``load``), seeding and the kernel switch
-(``use_reference``).
+``summary``, checkpoints (``save``/``load``), seeding, the kernel switch
+(``use_reference``) and the tools to look inside backprop (``check_intermediates``,
+``compare``, ``watch``, ``gradient_report``).
 """
 from .parameter import Parameter
 from .module import Module, RemovableHandle
@@ -15,6 +16,7 @@ from .gradcheck import gradcheck, GradcheckReport, numerical_gradient
 from .training import fit, evaluate
 from .summary import summary
 from .checkpoint import save, load
+from .inspect import check_intermediates, compare, watch, gradient_report
 
 __all__ = [
     "Parameter", "Module", "RemovableHandle", "Sequential",
@@ -22,4 +24,5 @@ __all__ = [
     "use_reference", "reference_enabled", "seed", "get_rng",
     "gradcheck", "GradcheckReport", "numerical_gradient",
     "fit", "evaluate", "summary", "save", "load",
+    "check_intermediates", "compare", "watch", "gradient_report",
 ]

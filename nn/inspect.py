@@ -33,9 +33,10 @@ import numpy as np
 from .gradcheck import _generators, _to64, sample_indices
 
 __all__ = [
-    "check_intermediates", "IntermediateReport", "Row",
+    "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
     "compare", "Comparison",
-    "watch", "Watch", "gradient_report", "GradientReport", "ParameterStats", "ActivationStats",
+    "watch", "Watch", "activation_stats", "ActivationStats",
+    "gradient_report", "GradientReport", "ParameterStats",
 ]
 
 #: Default tolerance of the "exact" column of ``check_intermediates``: agreement at the level
@@ -303,10 +304,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(layer).astype(np.float64)
     model.record_intermediates(True)
-    per_step = {id(m): set() for m in model.modules()}
-    for m in model.modules():
-        _note_per_step_taps(m, per_step[id(m)])
-    floating_input = isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)
+    x = np.asarray(x)
+    floating_input = np.issubdtype(x.dtype, np.floating)
     x = np.array(x, dtype=np.float64) if floating_input else x
     kwargs = {k: _to64(v) for k, v in (forward_kwargs or {}).items()}
     replay = [(r, copy.deepcopy(r.bit_generator.state)) for r in _generators(model)]
@@ -347,7 +346,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
             elif np.shape(grad) != value.shape:
                 note = f"gradient has shape {np.shape(grad)}"
                 grad = None
-            stepped = tap in per_step[id(mod)]
+            stepped = tap in mod.per_step_intermediates
             targets.append((prefix + tap, "intermediate", value.shape, grad,
                             _tap_nudger(mod, tap, value.shape), note, stepped))
             taps.append((prefix + tap, value.shape[1] if stepped else None))
@@ -377,17 +376,6 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
                                 stepped))
     model.record_intermediates(False)
     return report
-
-
-def _note_per_step_taps(module, names):
-    """Make ``module`` (a private copy) add to ``names`` every intermediate it records per step."""
-    tap = module._tap
-
-    def noting_tap(name, value, step=None):
-        if step is not None:
-            names.add(name)
-        return tap(name, value, step)
-    module.__dict__["_tap"] = noting_tap
 
 
 def _backward_walk(taps):
@@ -543,12 +531,15 @@ class Watch:
         for name, module in model.named_modules():
             kind = _kind(module)
             if kind is not None:
-                self._handles.append(module.register_forward_hook(self._hook(name or kind, kind)))
+                self._handles.append(module.register_forward_hook(self._hook(module, name or kind, kind)))
         _last_watch[model] = self
 
-    def _hook(self, name, kind):
+    def _hook(self, module, name, kind):
+        watched = weakref.ref(module)
+
         def hook(module, inputs, output):
-            self.stats[name] = activation_stats(name, kind, output)
+            if module is watched():              # not a copy (gradcheck copies hooks along)
+                self.stats[name] = activation_stats(name, kind, output)
         return hook
 
     @property
@@ -652,7 +643,8 @@ class GradientReport:
                          f"{p.grad_ratio:>13.3e}  {upd:>11}")
         if self.activations:
             wa = max([len(a.name) for a in self.activations] + [10]) + 2
-            head = f"{'activation':<{wa}}{'kind':<11}{'units':>7}  {'dead':>7}  {'saturated':>9}  {'mean':>8}  {'std':>8}"
+            head = (f"{'activation':<{wa}}{'kind':<11}{'units':>7}  {'dead':>7}  {'saturated':>9}  "
+                    f"{'mean':>8}  {'std':>8}")
             lines += ["", head, "-" * len(head)]
             for a in self.activations:
                 dead = "-" if a.dead_fraction is None else f"{a.dead_fraction:.1%}"

@@ -121,6 +121,7 @@ class Module:
         d["_perturbations"] = {}
         d["intermediates"] = {}
         d["intermediate_grads"] = {}
+        d["per_step_intermediates"] = set()     # names recorded once per time step
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -327,6 +328,8 @@ class Module:
         delta = self._perturbations.get(name)
         if delta is not None:
             value = value + (delta if step is None else delta[:, step])
+        if step is not None:
+            self.per_step_intermediates.add(name)
         _store(self.intermediates, name, value, step)
         return value
 

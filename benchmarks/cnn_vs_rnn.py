@@ -1,0 +1,736 @@
+"""CNN versus RNN on MNIST-1D, measured -- and the classic comparison checked claim by claim.
+
+Run right after install (the data ships with handprop)::
+
+    python -m benchmarks.cnn_vs_rnn                # 1 seed, PyTorch side by side (under 10 min)
+    python -m benchmarks.cnn_vs_rnn --quick        # every code path in under a minute
+    python -m benchmarks.cnn_vs_rnn --seeds 3 --torch-full   # the accuracy claims, 3 seeds
+    python -m benchmarks.cnn_vs_rnn --no-torch --out DIR
+
+What it measures
+----------------
+1. The MNIST-1D paper's benchmark (Greydanus & Kobak, 2020) with its protocol: Adam lr 1e-2,
+   batch 100 taken in order from the training set (``bix = step * 100 % 4000``), steps 0..8000,
+   cross-entropy; accuracy = 100 * mean(argmax(logits) == y) over the 1000 test signals after
+   the last step. Models: logistic regression, the residual MLP, the 3-layer CNN, the
+   bidirectional GRU of the paper, and LSTM and tanh-RNN rows built like the GRU
+   (``benchmarks/mnist1d_models.py``). For each: test accuracy, parameters, training wall time
+   (forward + backward + Adam, evaluation excluded) and, with PyTorch installed, the same model
+   trained in PyTorch from the same initial weights on the same batches -- the two take turns
+   step by step, so a busy machine slows both alike. PyTorch's recurrent layers are slow on a
+   CPU at this size, so by default their twins are timed on the first 1000 steps (their
+   accuracy needs ``--torch-full``); the others train fully. The shuffled variant (the 40
+   positions permuted) is run for the MLP (a control: it cannot see order), the CNN and the GRU.
+2. "The classic comparison, measured": one row per textbook claim about CNNs and RNNs (data
+   type, processing style, parameter sharing, strengths, weaknesses) with the number from this
+   run -- or from ``long_memory.json`` / ``sequence_scaling.json`` in the same output folder
+   when those benchmarks have been run -- that backs or refutes it.
+
+Prints markdown, writes ``cnn_vs_rnn.json`` and ``cnn_vs_rnn.md`` and, with matplotlib,
+``mnist1d_accuracy.png`` and ``mnist1d_time.png`` to ``--out`` (default
+``benchmarks/results/``). Both libraries run single-threaded by default (``--threads``): for
+models this small, a second thread costs more in synchronisation than it saves, and on a
+shared machine a spinning thread pool can slow PyTorch by an order of magnitude.
+"""
+import argparse
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import datasets
+import nn
+import optim
+from benchmarks.harness import try_import_torch
+from benchmarks.mnist1d_models import (LABELS, MODELS, RECURRENT, build, build_torch,
+                                       conv_output_length, copy_to_torch, count_parameters)
+
+DEFAULT_OUT = Path(__file__).parent / "results"
+PROTOCOL = {"lr": 1e-2, "batch_size": 100, "steps": 8000, "eval_every": 250}
+QUICK_PROTOCOL = {"lr": 1e-2, "batch_size": 100, "steps": 20, "eval_every": 20}
+SHUFFLED_MODELS = ("mlp", "cnn", "gru")
+# PyTorch's recurrent twins are slow on CPU (the GRU takes ~36 ms a step here, ~5 min for the
+# protocol): by default they are timed on a window of steps, in lockstep like the others.
+TORCH_WINDOW = 1000
+# Test accuracy (%) reported by Greydanus & Kobak (2020) on MNIST-1D, and on its shuffled variant.
+PAPER = {"logistic": 32.0, "mlp": 68.0, "cnn": 94.0, "gru": 91.0}
+PAPER_SHUFFLED = {"cnn": 56.0, "gru": 57.0}
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+_THREAD_LIMITS = []
+
+
+def limit_threads(n, torch=True):
+    """Run BLAS (through threadpoolctl, when installed), numba and -- with ``torch`` -- PyTorch
+    on ``n`` threads. Returns what was set, for the report."""
+    info = {"threads": n}
+    try:
+        from threadpoolctl import threadpool_limits
+        _THREAD_LIMITS.append(threadpool_limits(limits=n))
+        info["blas"] = n
+    except ImportError:
+        info["blas"] = "unchanged (install threadpoolctl to limit)"
+    try:
+        import numba
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        info["numba"] = numba.get_num_threads()
+    except (ImportError, ValueError):
+        info["numba"] = "unchanged"
+    torch = try_import_torch() if torch else None
+    if torch is not None:
+        torch.set_num_threads(n)
+        info["torch"] = torch.get_num_threads()
+    return info
+
+
+def machine_info():
+    """Where and under what load the numbers were measured."""
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = None
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch_version, "cpus": os.cpu_count(),
+            "load_average": [round(v, 2) for v in os.getloadavg()],
+            "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def load_pyplot():
+    """matplotlib's pyplot on the Agg backend, or None (with a message) when not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: skipping the plots (pip install matplotlib)")
+        return None
+    return plt
+
+
+def markdown_table(header, rows):
+    """A GitHub markdown table; numbers are expected already formatted as strings."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _finite_or_none(obj.item())
+    return _finite_or_none(obj)
+
+
+def save_report(out, name, result, markdown):
+    """Write ``name.json`` (non-finite numbers as null) and ``name.md`` to ``out``; print the
+    markdown. Returns the JSON path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(_jsonable(result), indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"\nwrote {path} and {name}.md")
+    return path
+
+
+def fmt(value, digits=1, suffix=""):
+    return "—" if value is None or (isinstance(value, float) and not math.isfinite(value)) \
+        else f"{value:.{digits}f}{suffix}"
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+# ----------------------------------------------------------------------------- training
+
+def accuracy(logits, y):
+    """The mnist1d package's accuracy: percent of argmax predictions equal to the label."""
+    return 100.0 * float(np.mean(np.asarray(logits).argmax(-1) == y))
+
+
+def batch_at(step, x, y, batch_size):
+    """The package's batching: consecutive slices, wrapping around the training set."""
+    start = (step * batch_size) % len(x)
+    return x[start:start + batch_size], y[start:start + batch_size]
+
+
+class HandpropTrainer:
+    """One handprop model with its Adam optimizer and cross-entropy loss."""
+
+    impl = "handprop"
+
+    def __init__(self, model, lr):
+        self.model, self.loss_fn = model, nn.CrossEntropyLoss()
+        self.opt = optim.Adam(model.parameters(), lr=lr)
+
+    def step(self, xb, yb):
+        self.model.zero_grad()
+        loss = self.loss_fn(self.model(xb), yb)
+        self.model.backward(self.loss_fn.backward())
+        self.opt.step()
+        return loss
+
+    def predict(self, x):
+        return self.model(x)
+
+
+class TorchTrainer:
+    """The PyTorch twin: the same step, written the way the mnist1d package writes it."""
+
+    impl = "torch"
+
+    def __init__(self, model, lr):
+        self.torch = try_import_torch()
+        self.model = model
+        self.loss_fn = self.torch.nn.CrossEntropyLoss()
+        self.opt = self.torch.optim.Adam(model.parameters(), lr)
+
+    def step(self, xb, yb):
+        loss = self.loss_fn(self.model(self.torch.from_numpy(xb)), self.torch.from_numpy(yb))
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad()
+        return loss.item()
+
+    def predict(self, x):
+        with self.torch.no_grad():
+            return self.model(self.torch.from_numpy(x)).numpy()
+
+
+def train_lockstep(trainers, limits, data, protocol, desc):
+    """Train every trainer on the same batches, taking turns step by step; trainer ``i`` takes
+    the first ``limits[i]`` steps only (a PyTorch twin may be timed on a window of steps).
+
+    Returns one result per trainer: the test-accuracy curve (every ``eval_every`` steps), the
+    final test and train accuracy (None when the trainer stopped early) and the training time
+    (steps only, evaluation excluded).
+    """
+    (x, y), (x_test, y_test) = data
+    steps, batch_size, every = protocol["steps"], protocol["batch_size"], protocol["eval_every"]
+    seconds = [0.0] * len(trainers)
+    curves = [[] for _ in trainers]
+    bar = tqdm(range(steps + 1), desc=desc, leave=False, mininterval=1.0)
+    for step in bar:
+        xb, yb = batch_at(step, x, y, batch_size)
+        active = [i for i in range(len(trainers)) if step < limits[i]]
+        for i in active:
+            start = time.perf_counter()
+            trainers[i].step(xb, yb)
+            seconds[i] += time.perf_counter() - start
+        if step % every == 0 or step == steps:
+            for i in active:
+                curves[i].append((step, accuracy(trainers[i].predict(x_test), y_test)))
+            bar.set_postfix(acc=" / ".join(f"{curves[i][-1][1]:.1f}" for i in active), refresh=False)
+    results = []
+    for i, t in enumerate(trainers):
+        complete = limits[i] > steps
+        results.append({
+            "impl": t.impl, "steps_trained": min(limits[i], steps + 1), "complete": complete,
+            "test_accuracy": curves[i][-1][1] if complete else None,
+            "train_accuracy": accuracy(t.predict(x), y) if complete else None,
+            "train_time_s": seconds[i], "ms_per_step": 1e3 * seconds[i] / min(limits[i], steps + 1),
+            "curve": curves[i]})
+    return results
+
+
+def run_model(name, shuffled, seed, data, protocol, torch_steps):
+    """Train the handprop model once (and its PyTorch twin for ``torch_steps`` steps, none
+    when None); returns a list of run records."""
+    model = build(name, seed)
+    trainers, limits = [HandpropTrainer(model, protocol["lr"])], [protocol["steps"] + 1]
+    if torch_steps:
+        twin = copy_to_torch(model, build_torch(name))
+        trainers.append(TorchTrainer(twin, protocol["lr"]))
+        limits.append(torch_steps)
+    variant = "shuffled" if shuffled else "ordered"
+    results = train_lockstep(trainers, limits, data, protocol, f"{name} {variant} seed {seed}")
+    params = count_parameters(model)
+    for r in results:
+        r.update(model=name, variant=variant, seed=seed, params=params)
+    return results
+
+
+def _run_line(r):
+    acc = f"{r['test_accuracy']:.1f}%" if r["complete"] else f"timed on {r['steps_trained']} steps"
+    return f"{r['impl']} {acc}, {r['ms_per_step']:.2f} ms/step"
+
+
+def torch_plan(models, shuffled, full_steps, with_torch, torch_full):
+    """The jobs ``(model, shuffled, torch_steps)``: how many steps each PyTorch twin trains
+    (None: no twin). By default the fast twins train fully, the recurrent ones are timed on
+    ``TORCH_WINDOW`` steps and the shuffled rows run in handprop only."""
+    def steps(name, is_shuffled):
+        if not with_torch or (is_shuffled and not torch_full):
+            return None
+        if torch_full or name not in RECURRENT:
+            return full_steps
+        return min(TORCH_WINDOW, full_steps)
+    return [(m, False, steps(m, False)) for m in models] + [(m, True, steps(m, True)) for m in shuffled]
+
+
+def run_benchmark(jobs, seeds, protocol):
+    """Every job ``(model, shuffled, torch_steps)`` once per seed; returns all run records."""
+    data = {False: datasets.load_mnist1d(shuffle=False), True: datasets.load_mnist1d(shuffle=True)}
+    runs = []
+    for seed in range(seeds):
+        for name, shuffled, torch_steps in jobs:
+            results = run_model(name, shuffled, seed, data[shuffled], protocol, torch_steps)
+            runs += results
+            tqdm.write(f"{name:>8} {results[0]['variant']:>8} seed {seed}: "
+                       + "; ".join(_run_line(r) for r in results))
+    return runs
+
+
+def summarize(runs):
+    """One row per (model, variant): accuracies as mean and std over seeds, times, ratio."""
+    rows = []
+    keys = list(dict.fromkeys((r["model"], r["variant"]) for r in runs))
+    for model, variant in keys:
+        row = {"model": model, "variant": variant, "label": LABELS[model],
+               "paper": (PAPER if variant == "ordered" else PAPER_SHUFFLED).get(model)}
+        for impl in ("handprop", "torch"):
+            sel = [r for r in runs if (r["model"], r["variant"], r["impl"]) == (model, variant, impl)]
+            done = [r["test_accuracy"] for r in sel if r["complete"]]
+            acc, std = mean_std(done)
+            row[impl] = None if not sel else {
+                "test_accuracy": acc, "test_accuracy_std": std, "seeds": len(done), "per_seed": done,
+                "steps_trained": sel[0]["steps_trained"],
+                "train_time_s": statistics.fmean(r["train_time_s"] for r in sel),
+                "ms_per_step": statistics.fmean(r["ms_per_step"] for r in sel)}
+            if sel:
+                row["params"] = sel[0]["params"]
+        both = row["handprop"] and row["torch"]
+        row["time_ratio"] = (row["handprop"]["ms_per_step"] / row["torch"]["ms_per_step"]
+                             if both else None)
+        rows.append(row)
+    return rows
+
+
+def _acc_cell(entry):
+    if entry is None:
+        return "—"
+    if entry["test_accuracy"] is None:
+        return f"— (timed {entry['steps_trained']} steps)"
+    if entry["seeds"] > 1:
+        return f"{entry['test_accuracy']:.1f} ± {entry['test_accuracy_std']:.1f}"
+    return f"{entry['test_accuracy']:.1f}"
+
+
+def results_table(rows):
+    header = ["model", "params", "paper %", "handprop %", "PyTorch %", "handprop ms/step",
+              "PyTorch ms/step", "time handprop / PyTorch", "handprop train s"]
+    body = []
+    for row in rows:
+        name = row["label"] + (" — shuffled" if row["variant"] == "shuffled" else "")
+        hp, pt = row["handprop"], row["torch"]
+        body.append([name, f"{row['params']:,}", fmt(row["paper"], 0), _acc_cell(hp), _acc_cell(pt),
+                     fmt(hp and hp["ms_per_step"], 2), fmt(pt and pt["ms_per_step"], 2),
+                     fmt(row["time_ratio"], 2, "x"), fmt(hp and hp["train_time_s"], 0)])
+    return markdown_table(header, body)
+
+
+# ----------------------------------------------------------------------------- the classic claims
+
+def parameter_sharing(lengths=(40, 400)):
+    """Parameters of each model's feature extractor and of its head, per input length."""
+    out = {}
+    for name in ("mlp", "cnn", "gru"):
+        out[name] = {}
+        for L in lengths:
+            model = build(name, seed=0, input_size=L)
+            head = model.linear3 if name == "mlp" else model.linear
+            first = model.linear1 if name == "mlp" else None
+            total = count_parameters(model)
+            if name == "mlp":
+                shared = total - count_parameters(first)       # what does not grow with L
+                growing = count_parameters(first)
+            else:
+                growing = count_parameters(head)
+                shared = total - growing
+            out[name][L] = {"total": total, "body": shared, "input_dependent": growing}
+    return out
+
+
+def step_timing(with_torch, batch_size=100, repeats=7, length=40):
+    """Forward+backward milliseconds per sample at T = ``length`` for the MNIST-1D models
+    (median of ``repeats``, handprop and PyTorch taking turns), and the number of dependent
+    steps each must run one after another."""
+    from benchmarks.harness import Workload, measure
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch_size, length)).astype(np.float32)
+    y = rng.integers(0, 10, batch_size)
+    torch = try_import_torch() if with_torch else None
+
+    def make(name):
+        def factory(impl):
+            if impl == "fast":
+                model, loss_fn = build(name, 0, length), nn.CrossEntropyLoss()
+
+                def fwd_bwd():
+                    model.zero_grad()
+                    loss_fn(model(x), y)
+                    model.backward(loss_fn.backward())
+                return (lambda: model(x)), fwd_bwd
+            if impl == "torch" and torch is not None:
+                model = build_torch(name, length)
+                xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+                def fwd_bwd():
+                    model.zero_grad()
+                    torch.nn.functional.cross_entropy(model(xt), yt).backward()
+                return (lambda: model(xt)), fwd_bwd
+            return None
+        return factory
+
+    names = ("cnn", "gru", "lstm", "rnn")
+    results = measure([Workload(n, 0.0, make(n)) for n in names], impls=("fast", "torch"),
+                      repeats=repeats)
+    out = {}
+    for n in names:
+        hp, pt = results.get((n, "fast")), results.get((n, "torch"))
+        out[n] = {"handprop_ms_per_sample": 1e3 * hp["forward_backward"] / batch_size,
+                  "torch_ms_per_sample": 1e3 * pt["forward_backward"] / batch_size if pt else None,
+                  "sequential_steps": 3 if n == "cnn" else length,
+                  "sequential_note": ("3 layers, each one product over all positions"
+                                      if n == "cnn" else f"{length} dependent steps per direction")}
+    return out
+
+
+def gradient_ratios(quick):
+    """||dL/dh_0|| / ||dL/dh_T|| at initialisation for RNN, LSTM and GRU on the adding problem
+    (loss on the last step only): the geometric mean over 3 initialisations."""
+    from benchmarks.long_memory import gradient_profile, make_model
+
+    T, hidden = (30, 16) if quick else (100, 128)
+    x, y = datasets.adding_problem(256, T, seed=123)
+    out = {"T": T, "hidden_size": hidden}
+    for cell in ("rnn", "lstm", "gru"):
+        ratios = []
+        for seed in range(3):
+            norms = gradient_profile(make_model(cell, hidden, seed), x, y)
+            ratios.append(float(norms[-1] / norms[0]))
+        out[cell] = float(np.exp(np.mean(np.log(ratios))))
+    return out
+
+
+def load_sibling(out, name):
+    """The JSON another benchmark wrote to the same folder, or None."""
+    path = Path(out) / f"{name}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _row(rows, model, variant="ordered"):
+    for r in rows:
+        if (r["model"], r["variant"]) == (model, variant) and r["handprop"]:
+            return r
+    return None
+
+
+def _acc(rows, model, variant="ordered"):
+    r = _row(rows, model, variant)
+    return r["handprop"]["test_accuracy"] if r else None
+
+
+def claim_rows(rows, sharing, timing, grads, long_memory, scaling):
+    """The classic comparison, one claim per row, each with its measured evidence and verdict."""
+    claims = []
+
+    def add(aspect, claim, evidence, verdict):
+        claims.append({"aspect": aspect, "claim": claim, "evidence": evidence, "verdict": verdict})
+
+    # Data type: spatial/ordered structure. Shuffling destroys locality but not information.
+    drops = {m: (_acc(rows, m), _acc(rows, m, "shuffled")) for m in ("mlp", "cnn", "gru")}
+    if all(None not in v for v in drops.values()):
+        d = {m: a - s for m, (a, s) in drops.items()}
+        text = "; ".join(f"{m.upper()} {a:.1f}% → {s:.1f}% ({a - s:.1f} pts lost)"
+                         for m, (a, s) in drops.items())
+        ok = d["cnn"] > 10 and d["gru"] > 10 and abs(d["mlp"]) < 5
+        add("data type", "CNNs suit grid-like data where neighbours belong together; RNNs suit "
+            "ordered sequences. A model without that prior (MLP) does not care about order.",
+            f"MNIST-1D accuracy, ordered vs positions permuted: {text}",
+            "backed: both CNN and GRU lose most of their edge without locality, the MLP nothing"
+            if ok else "not backed by this run")
+    # Parameter sharing.
+    c40, c400 = sharing["cnn"][40], sharing["cnn"][400]
+    g40, g400 = sharing["gru"][40], sharing["gru"][400]
+    m40, m400 = sharing["mlp"][40], sharing["mlp"][400]
+    add("parameter sharing", "A CNN shares each filter across positions, an RNN its cell across "
+        "time steps, so neither grows with the input length; a dense layer does.",
+        f"input length 40 → 400: conv layers {c40['body']:,} → {c400['body']:,} params, GRU cell "
+        f"{g40['body']:,} → {g400['body']:,}; MLP first layer {m40['input_dependent']:,} → "
+        f"{m400['input_dependent']:,}; (the paper's flattening heads grow: CNN "
+        f"{c40['input_dependent']:,} → {c400['input_dependent']:,}, GRU "
+        f"{g40['input_dependent']:,} → {g400['input_dependent']:,})",
+        "backed" if c40["body"] == c400["body"] and g40["body"] == g400["body"] else "refuted")
+    # Processing style.
+    if timing:
+        cnn, gru = timing["cnn"], timing["gru"]
+        tt = (f"; PyTorch {cnn['torch_ms_per_sample']:.3f} vs {gru['torch_ms_per_sample']:.3f} ms"
+              if cnn["torch_ms_per_sample"] else "")
+        add("processing style", "A CNN sees the whole signal at once (parallel over positions); "
+            "an RNN reads it one step at a time (sequential).",
+            f"dependent steps at T=40: CNN {cnn['sequential_steps']} layers vs GRU "
+            f"{gru['sequential_steps']} steps per direction; forward+backward per sample: CNN "
+            f"{cnn['handprop_ms_per_sample']:.3f} ms vs GRU {gru['handprop_ms_per_sample']:.3f} ms "
+            f"(handprop){tt}",
+            "backed" if gru["handprop_ms_per_sample"] > cnn["handprop_ms_per_sample"]
+            else "refuted at T=40: the recurrent model is not slower here")
+    # Strengths: local patterns.
+    if _acc(rows, "cnn") is not None and _acc(rows, "mlp") is not None:
+        a_cnn, a_mlp = _acc(rows, "cnn"), _acc(rows, "mlp")
+        p_cnn, p_mlp = _row(rows, "cnn")["params"], _row(rows, "mlp")["params"]
+        add("CNN strength", "Local pattern detection that works wherever the pattern sits "
+            "(translation equivariance), with few parameters.",
+            f"CNN {a_cnn:.1f}% with {p_cnn:,} params vs MLP {a_mlp:.1f}% with {p_mlp:,} params",
+            "backed" if a_cnn > a_mlp and p_cnn < p_mlp else "refuted")
+    if _acc(rows, "gru") is not None and _acc(rows, "cnn") is not None:
+        add("RNN strength", "Carries a memory of everything read so far, with the same weights "
+            "for any length.",
+            f"GRU {_acc(rows, 'gru'):.1f}% with a {g40['body']:,}-parameter cell (CNN "
+            f"{_acc(rows, 'cnn'):.1f}%)" + _long_memory_text(long_memory, ("gru", "lstm"), 200),
+            "backed" if _acc(rows, "gru") > _acc(rows, "mlp") + 10 else "not backed by this run")
+    # Weakness: long-term dependencies; and the LSTM's fix.
+    trained = _trained_ratios(long_memory)
+    init_text = (f"||dL/dh_0|| / ||dL/dh_{grads['T'] - 1}|| (loss on the last step, T={grads['T']}) at "
+                 f"initialisation: RNN {grads['rnn']:.1e}, LSTM {grads['lstm']:.1e}, GRU {grads['gru']:.1e}")
+    trained_text = ("; after training on the adding problem: " + ", ".join(
+        f"{c.upper()} {v:.1e}" for c, v in trained.items() if v is not None)) if trained else ""
+    add("RNN weakness", "Plain RNNs struggle with long-term dependencies: the gradient vanishes "
+        "as it goes back in time.",
+        init_text + trained_text + _long_memory_text(long_memory, ("rnn",), 100),
+        "backed" if grads["rnn"] < 1e-3 and (trained.get("rnn") or 0) < 1e-3 else "not backed by this run")
+    add("LSTM / GRU", "LSTM's gated cell state (and the GRU's gates) fix this.",
+        _fix_text(grads, trained) + _long_memory_text(long_memory, ("lstm", "gru"), 100),
+        _fix_verdict(grads, trained, long_memory))
+    # Weakness: slow for long sequences.
+    add("RNN weakness", "Slower processing for long sequences: the steps cannot run in parallel.",
+        _scaling_text(scaling, timing), _scaling_verdict(scaling, timing))
+    return claims
+
+
+def _trained_ratios(long_memory):
+    """``{cell: ||dL/dh_0|| / ||dL/dh_T||}`` after training, from ``long_memory.json``."""
+    if not long_memory:
+        return {}
+    return {c: g.get("ratio_trained") for c, g in long_memory.get("gradients", {}).items()}
+
+
+def _fix_text(grads, trained):
+    text = f"at initialisation LSTM / RNN gradient ratio = {grads['lstm'] / grads['rnn']:.0e}"
+    if trained.get("lstm") and trained.get("rnn"):
+        text += (f"; after training LSTM {trained['lstm']:.1e} vs RNN {trained['rnn']:.1e} "
+                 f"({trained['lstm'] / trained['rnn']:.0e}x)")
+    return text
+
+
+def _fix_verdict(grads, trained, long_memory):
+    runs = {(r["cell"], r["T"]): r for r in (long_memory or {}).get("runs", [])}
+    lstm, rnn = runs.get(("lstm", 100)), runs.get(("rnn", 100))
+    caveat = ("; but only after training: at initialisation (forget-gate bias 0, PyTorch's "
+              "default) the LSTM's gradient vanishes too -- it learns to open its forget gates")
+    if lstm and rnn:
+        solved = lstm["steps_to_threshold"] is not None and rnn["steps_to_threshold"] is None
+        return ("backed" if solved else "not backed by this run") + (
+            caveat if grads["lstm"] < 1e-3 else "")
+    return ("not at initialisation: both vanish (run benchmarks.long_memory for the trained "
+            "picture)" if grads["lstm"] < 1e-3 else "backed at initialisation")
+
+
+def _long_memory_text(long_memory, cells, T):
+    if not long_memory:
+        return " (run benchmarks.long_memory for the adding problem)"
+    parts = []
+    for run in long_memory.get("runs", []):
+        if run["cell"] in cells and run["T"] == T:
+            reached = run["steps_to_threshold"]
+            parts.append(f"{run['cell'].upper()} " + (f"reaches MSE < {long_memory['config']['threshold']} "
+                                                     f"in {reached} steps" if reached else
+                                                     f"not within {run['budget']} steps (MSE "
+                                                     f"{run['final_mse']:.3f})"))
+    return f"; adding problem T={T}: " + ", ".join(parts) if parts else ""
+
+
+def _scaling_point(scaling, model, impl="handprop"):
+    rows = [r for r in scaling.get("rows", []) if r["model"] == model and r["impl"] == impl]
+    return max(rows, key=lambda r: r["T"]) if rows else None
+
+
+def _scaling_text(scaling, timing):
+    if scaling:
+        conv, gru, lstm = (_scaling_point(scaling, m) for m in ("conv", "gru", "lstm"))
+        slopes = scaling.get("slopes_asymptotic", scaling.get("slopes", {})).get("handprop", {})
+        if conv and gru and lstm:
+            return (f"forward+backward at T={conv['T']}: Conv1D {conv['ms']:.1f} ms, GRU {gru['ms']:.1f} ms "
+                    f"({gru['ms'] / conv['ms']:.1f}x), LSTM {lstm['ms']:.1f} ms ({lstm['ms'] / conv['ms']:.1f}x); "
+                    "all with about 16k parameters; log-log slopes (T ≥ 100) " + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()))
+    if timing:
+        return (f"at T=40: GRU {timing['gru']['handprop_ms_per_sample'] / timing['cnn']['handprop_ms_per_sample']:.1f}x"
+                " the CNN's time per sample (run benchmarks.sequence_scaling for T up to 1000)")
+    return "not measured"
+
+
+def _scaling_verdict(scaling, timing):
+    if scaling:
+        conv, gru = _scaling_point(scaling, "conv"), _scaling_point(scaling, "gru")
+        if conv and gru:
+            return ("backed: same linear growth in T, but a larger constant per step"
+                    if gru["ms"] > conv["ms"] else "refuted at this size")
+    if timing:
+        return "backed at T=40" if timing["gru"]["handprop_ms_per_sample"] > timing["cnn"]["handprop_ms_per_sample"] \
+            else "refuted at T=40"
+    return "not measured"
+
+
+def claims_table(claims):
+    return markdown_table(["aspect", "claim", "measured", "verdict"],
+                          [[c["aspect"], c["claim"], c["evidence"], c["verdict"]] for c in claims])
+
+
+# ----------------------------------------------------------------------------- plots
+
+def plot(rows, out):
+    plt = load_pyplot()
+    if plt is None:
+        return []
+    out = Path(out)
+    names = [r["label"].split(" (")[0] + (" shuf." if r["variant"] == "shuffled" else "") for r in rows]
+    xs = np.arange(len(rows))
+    series = [("paper", [r["paper"] for r in rows]),
+              ("handprop", [r["handprop"]["test_accuracy"] if r["handprop"] else None for r in rows]),
+              ("PyTorch", [r["torch"]["test_accuracy"] if r["torch"] else None for r in rows])]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.27
+    for k, (label, values) in enumerate(series):
+        v = [np.nan if a is None else a for a in values]
+        ax.bar(xs + (k - 1) * width, v, width, label=label)
+    ax.set_xticks(xs, names, rotation=20, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("MNIST-1D, the paper's protocol (Adam 1e-2, batch 100, 8000 steps)")
+    ax.legend()
+    fig.tight_layout()
+    acc_path = out / "mnist1d_accuracy.png"
+    fig.savefig(acc_path, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for k, impl in enumerate(("handprop", "torch")):
+        v = [r[impl]["ms_per_step"] if r[impl] else np.nan for r in rows]
+        ax.bar(xs + (k - 0.5) * 0.4, v, 0.4, label="PyTorch" if impl == "torch" else impl)
+    ax.set_xticks(xs, names, rotation=20, ha="right")
+    ax.set_ylabel("ms per training step (batch 100)")
+    ax.set_yscale("log")
+    ax.set_title("Forward + backward + Adam, same batches, taking turns (one thread each)")
+    ax.legend()
+    fig.tight_layout()
+    time_path = out / "mnist1d_time.png"
+    fig.savefig(time_path, dpi=110)
+    plt.close(fig)
+    return [str(acc_path), str(time_path)]
+
+
+# ----------------------------------------------------------------------------- main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.cnn_vs_rnn",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="few steps, every code path (< 1 min)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per model (default 1)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch twins")
+    p.add_argument("--torch-full", action="store_true",
+                   help="train every PyTorch twin for all steps, shuffled rows too (default: full for "
+                        f"logistic, MLP, CNN; the recurrent twins timed on their first {TORCH_WINDOW} steps)")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    p.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default benchmarks/results)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.perf_counter()
+    threads = limit_threads(args.threads, torch=not args.no_torch)
+    protocol = dict(QUICK_PROTOCOL if args.quick else PROTOCOL)
+    with_torch = not args.no_torch and try_import_torch() is not None
+    if not args.no_torch and not with_torch:
+        print("PyTorch is not installed: handprop only (pip install torch for the side-by-side columns)")
+    models = [m for m in args.models.split(",") if m]
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {MODELS}")
+    shuffled = [m for m in SHUFFLED_MODELS if m in models]
+    jobs = torch_plan(models, shuffled, protocol["steps"] + 1, with_torch, args.torch_full or args.quick)
+    machine = machine_info()
+    print(f"MNIST-1D, {protocol['steps']} steps, seeds {args.seeds}, threads {args.threads}, "
+          f"load average {machine['load_average']}")
+
+    phases = {}
+    t0 = time.perf_counter()
+    runs = run_benchmark(jobs, args.seeds, protocol)
+    phases["mnist1d_training_s"] = time.perf_counter() - t0
+    rows = summarize(runs)
+
+    t0 = time.perf_counter()
+    sharing = parameter_sharing()
+    timing = step_timing(with_torch, repeats=3 if args.quick else 7)
+    grads = gradient_ratios(args.quick)
+    phases["claims_s"] = time.perf_counter() - t0
+    long_memory, scaling = load_sibling(args.out, "long_memory"), load_sibling(args.out, "sequence_scaling")
+    claims = claim_rows(rows, sharing, timing, grads, long_memory, scaling)
+
+    phases["total_s"] = time.perf_counter() - started
+    machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    markdown = "\n\n".join([
+        f"## MNIST-1D: the paper's models and protocol ({protocol['steps']} steps, "
+        f"{args.seeds} seed{'s' if args.seeds > 1 else ''})",
+        results_table(rows),
+        "## The classic comparison, measured",
+        claims_table(claims),
+        f"Total {phases['total_s']:.0f} s (training {phases['mnist1d_training_s']:.0f} s, claims "
+        f"{phases['claims_s']:.0f} s); {args.threads} thread(s); load average "
+        f"{machine['load_average']} at start, {machine['load_average_end']} at end."])
+    result = {"config": {"protocol": protocol, "seeds": args.seeds, "quick": args.quick,
+                         "jobs": [{"model": m, "shuffled": sh, "torch_steps": t} for m, sh, t in jobs],
+                         "paper": PAPER, "paper_shuffled": PAPER_SHUFFLED, "threads": threads},
+              "machine": machine, "phases": phases, "rows": rows, "runs": runs,
+              "parameter_sharing": sharing, "timing": timing, "gradient_ratios": grads,
+              "claims": claims}
+    save_report(args.out, "cnn_vs_rnn", result, markdown)
+    result["plots"] = plot(rows, args.out) if rows else []
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,96 @@
+"""Convolution and pooling workloads for ``benchmarks.kernels``: float32 forward and
+forward+backward of one layer, in handprop's fast path, its reference path and PyTorch CPU
+(with the same weights and as many threads as numba uses).
+"""
+import numpy as np
+import numba
+
+import layers
+import nn
+from benchmarks.harness import Workload, try_import_torch
+
+#: (name, layer factory, input shape, quick input shape)
+CASES = [
+    ("Conv2D 1->32 28x28 k3 p1, N=64", lambda: layers.Conv2D(1, 32, 3, padding=1), (64, 1, 28, 28), (2, 1, 8, 8)),
+    ("Conv2D 32->64 14x14 k3 p1, N=64", lambda: layers.Conv2D(32, 64, 3, padding=1), (64, 32, 14, 14), (2, 32, 6, 6)),
+    ("Conv2D 16->32 16x16 k5 p2, N=64", lambda: layers.Conv2D(16, 32, 5, padding=2), (64, 16, 16, 16), (2, 16, 6, 6)),
+    ("MaxPool2D 2x2 on (64, 32, 28, 28)", lambda: layers.MaxPool2D(2), (64, 32, 28, 28), (2, 4, 8, 8)),
+    ("AvgPool2D 2x2 on (64, 32, 28, 28)", lambda: layers.AvgPool2D(2), (64, 32, 28, 28), (2, 4, 8, 8)),
+    ("Conv1D 32->64 L=256 k5 p2, N=64", lambda: layers.Conv1D(32, 64, 5, padding=2), (64, 32, 256), (2, 32, 16)),
+]
+
+
+def torch_twin(torch, layer):
+    """The PyTorch module computing the same function, with ``layer``'s weights."""
+    tnn = torch.nn
+    if isinstance(layer, (layers.Conv1D, layers.Conv2D)):
+        cls = tnn.Conv2d if isinstance(layer, layers.Conv2D) else tnn.Conv1d
+        twin = cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                   padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                   bias=layer.bias is not None)
+        twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+        return twin
+    cls = {layers.MaxPool2D: tnn.MaxPool2d, layers.AvgPool2D: tnn.AvgPool2d}[type(layer)]
+    return cls(layer.kernel_size, stride=layer.stride, padding=layer.padding)
+
+
+def _make(factory, shape):
+    def make(impl):
+        rng = np.random.default_rng(0)
+        layer = factory()
+        x = rng.standard_normal(shape).astype(np.float32)
+        out_shape = _output_shape(layer, x.shape)
+        dy = rng.standard_normal(out_shape).astype(np.float32)
+        if impl == "torch":
+            return _torch_closures(layer, x, dy)
+        reference = impl == "reference"
+
+        def forward():
+            with nn.use_reference(reference):
+                return layer(x)
+
+        def forward_backward():
+            forward()
+            return layer.backward(dy)
+        return forward, forward_backward
+    return make
+
+
+def _torch_closures(layer, x, dy):
+    torch = try_import_torch()
+    if torch is None:
+        return None
+    torch.set_num_threads(numba.get_num_threads())
+    twin = torch_twin(torch, layer)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    dyt = torch.from_numpy(dy)
+
+    def forward():
+        with torch.no_grad():
+            return twin(xt)
+
+    def forward_backward():
+        xt.grad = None
+        twin(xt).backward(dyt)
+    return forward, forward_backward
+
+
+def _output_shape(layer, shape):
+    """Found with the reference path, so that the fast path's first call (the cold time in
+    the results) still includes compiling or loading its kernels."""
+    with nn.use_reference():
+        return layer(np.zeros(shape, dtype=np.float32)).shape
+
+
+def _flops(factory, shape):
+    layer = factory()
+    return layer.flops(shape, _output_shape(layer, shape))
+
+
+def workloads(quick=False):
+    """The benchmark rows; ``quick`` uses tiny shapes (a smoke test, not a measurement)."""
+    rows = []
+    for name, factory, shape, quick_shape in CASES:
+        shape = quick_shape if quick else shape
+        rows.append(Workload(name, _flops(factory, shape), _make(factory, shape)))
+    return rows

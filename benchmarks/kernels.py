@@ -1,0 +1,127 @@
+"""Kernel benchmark: handprop's fast path vs its reference path vs PyTorch CPU, per layer.
+
+    python -m benchmarks.kernels [--quick] [--only conv|recurrent] [--no-jit-timing] [--json PATH]
+
+Collects the workloads of ``benchmarks.conv_workloads`` and ``benchmarks.recurrent_workloads``
+(each module's ``workloads()``), times them side by side with ``benchmarks.harness`` and prints
+two markdown tables: warm times (ms, GFLOP/s, ratio to PyTorch) and first-call times. It then
+times, in fresh interpreters, importing ``layers`` and the first call of every convolution and
+pooling kernel -- once with an empty numba cache (compiling) and once with it filled.
+``--quick`` runs tiny shapes once: a smoke test, not a measurement.
+"""
+import argparse
+import importlib
+import inspect
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numba
+
+from benchmarks import harness
+
+FAMILIES = {"conv": "benchmarks.conv_workloads", "recurrent": "benchmarks.recurrent_workloads"}
+ROOT = Path(__file__).resolve().parent.parent
+
+# Imports ``layers`` and runs every convolution and pooling kernel once (float32).
+_JIT_PROBE = """
+import json, time
+t0 = time.perf_counter()
+import numpy as np
+import layers
+t1 = time.perf_counter()
+x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
+for layer in (layers.Conv2D(2, 2, 3, padding=1), layers.MaxPool2D(2), layers.AvgPool2D(2)):
+    y = layer(x)
+    layer.backward(np.ones_like(y))
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_calls_s": t2 - t1}))
+"""
+
+
+def collect(only=None, quick=False):
+    """Workloads of the requested families; a family whose module is absent is skipped."""
+    rows = []
+    for family, module_name in FAMILIES.items():
+        if only and family != only:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            print(f"({module_name} not found: {family} workloads skipped)")
+            continue
+        takes_quick = "quick" in inspect.signature(module.workloads).parameters
+        rows += module.workloads(quick=quick) if takes_quick else module.workloads()
+    return rows
+
+
+def jit_times():
+    """``{"cold": {...}, "cached": {...}}``: import and first-call seconds in a fresh
+    interpreter, with an empty numba cache and then with the cache it left."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=str(ROOT))
+        for label in ("cold", "cached"):
+            done = subprocess.run([sys.executable, "-c", _JIT_PROBE], env=env, cwd=ROOT,
+                                  capture_output=True, text=True, check=True)
+            out[label] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def jit_table(times):
+    lines = ["| numba cache | import layers s | first call of all conv/pool kernels s | total s |",
+             "|---|---:|---:|---:|"]
+    for label, t in times.items():
+        lines.append(f"| {label} | {t['import_s']:.2f} | {t['first_calls_s']:.2f} | "
+                     f"{t['import_s'] + t['first_calls_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def to_json(workloads, results, jit, quick):
+    rows = []
+    for w in workloads:
+        torch_fb = results.get((w.name, "torch"), {}).get("forward_backward")
+        for impl in harness.IMPLS:
+            r = results.get((w.name, impl))
+            if r is not None:
+                rows.append({"workload": w.name, "impl": impl, "forward_flops": w.flops, **r,
+                             "ratio_to_torch": r["forward_backward"] / torch_fb if torch_fb else None})
+    return {"quick": quick, "threads": numba.get_num_threads(), "python": platform.python_version(),
+            "machine": platform.machine(), "results": rows, "jit": jit}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke test)")
+    parser.add_argument("--only", choices=sorted(FAMILIES), help="run one family of workloads")
+    parser.add_argument("--no-jit-timing", action="store_true",
+                        help="skip timing the cold and cached import + JIT in fresh interpreters")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json",
+                        help="where to write the results (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    workloads = collect(args.only, args.quick)
+    print(f"{len(workloads)} workloads, float32, {numba.get_num_threads()} threads "
+          f"(numba and PyTorch){' -- quick mode' if args.quick else ''}\n")
+    results = harness.measure(workloads, repeats=1 if args.quick else 7,
+                              reference_repeats=1 if args.quick else 3)
+    print(harness.markdown_table(workloads, results), "\n")
+    print(harness.cold_table(workloads, results), "\n")
+    jit = None
+    if args.only in (None, "conv") and not args.no_jit_timing:
+        jit = jit_times()
+        print(jit_table(jit), "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(to_json(workloads, results, jit, args.quick), indent=2))
+    print(f"wrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""numba kernels for max pooling's fast path. (Average pooling needs none of its own: it is
+im2col with a constant filter, see ``layers.pool.AvgPool2D``.)
+
+Inputs are viewed as planes ``(N*C, H, W)``; each kernel runs in parallel over the planes and
+each plane is handled by one thread in a fixed order, so results are the same bits from run to
+run (overlapping windows included). Windows are clipped to the input, so the -inf padding never
+wins. ``np.uint64`` indices skip numba's negative-index wrap-around in the hot loops.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _window(o, stride, pad, kernel, size):
+    """The input rows (or columns) ``[start, stop)`` that window ``o`` covers, clipped."""
+    start = o * stride - pad
+    return max(start, 0), min(start + kernel, size)
+
+
+@njit(cache=True)
+def _first_nan(plane, h0, h1, w0, w1, W):
+    """Flat index of the first NaN of a window in scan order (the rare path of max pooling)."""
+    for h in range(h0, h1):
+        for w in range(w0, w1):
+            if plane[np.uint64(h * W + w)] != plane[np.uint64(h * W + w)]:
+                return h * W + w
+    return -1
+
+
+@njit(parallel=True, cache=True)
+def maxpool_forward(x, kh, kw, sh, sw, ph, pw, y, argmax):
+    """``y[p, oh, ow]`` = the window's maximum, ``argmax[p, oh, ow]`` = its flat index
+    ``h * W + w`` in plane p: the first maximum in row-major scan order, a NaN counting as the
+    maximum (``np.argmax``'s rule). Must equal ``layers.pool.maxpool_reference``."""
+    planes, H, W = x.shape
+    _, OH, OW = y.shape
+    for p in prange(planes):
+        plane = x[p].reshape(H * W)
+        for oh in range(OH):
+            h0, h1 = _window(oh, sh, ph, kh, H)
+            for ow in range(OW):
+                w0, w1 = _window(ow, sw, pw, kw, W)
+                best, where, nan = -np.inf, h0 * W + w0, False
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        v = plane[np.uint64(h * W + w)]
+                        if v > best:
+                            best, where = v, h * W + w
+                        nan |= v != v          # a flag, not a branch: keeps the loop fast
+                if nan:
+                    where = _first_nan(plane, h0, h1, w0, w1, W)
+                    best = plane[where]
+                y[p, oh, ow] = best
+                argmax[p, oh, ow] = where
+
+
+@njit(parallel=True, cache=True)
+def maxpool_backward(dy, argmax, dx):
+    """Route each ``dy[p, oh, ow]`` to the input that won the window:
+    ``dx[p, argmax[p, oh, ow]] += dy[p, oh, ow]`` (``dx`` as flat planes ``(N*C, H*W)``), zero
+    elsewhere. Must equal ``layers.pool.maxpool_backward_reference``."""
+    planes, OH, OW = dy.shape
+    for p in prange(planes):
+        for i in range(dx.shape[1]):
+            dx[p, i] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                dx[p, np.uint64(argmax[p, oh, ow])] += dy[p, oh, ow]

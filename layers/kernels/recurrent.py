@@ -1,0 +1,394 @@
+"""numba kernels for the recurrent cells' time loop (RNN, LSTM, GRU).
+
+Each kernel computes exactly what a reference step function in ``layers/rnn.py``,
+``layers/lstm.py`` or ``layers/gru.py`` computes, for every sample of the batch, with the
+padding rule of ``layers/recurrent.py``: at a step ``t >= lengths[n]`` sample ``n`` keeps its
+state, outputs zeros and passes its state gradient through untouched.
+
+Two ways to run the time loop (``RecurrentBase`` picks by the size of the recurrent product,
+``SEQUENCE_KERNEL_MAX_MACS``):
+
+* ``*_forward_step`` / ``*_backward_step``: one time step for the whole batch. The caller does
+  the recurrent product on BLAS first (``gh = h @ W_hh.T`` forward, ``dh_rec = dgates @ W_hh``
+  backward) and the kernel fuses everything elementwise: gate nonlinearities, state update, the
+  gates' derivatives.
+* ``*_forward_sequence`` / ``*_backward_sequence``: the same loop over time moved into one
+  call, the products done as loops (``_matmul``). For a tiny product, Python's per-step
+  overhead costs more than the arithmetic; for anything larger BLAS wins.
+
+Array conventions (time-major, so that one step's rows are contiguous): ``xproj (T, N, G*H)`` is
+``x @ W_ih.T + b_ih`` for every step (one BLAS product, done by the caller); ``h``, ``c``
+``(N, H)`` are the running state, updated in place; caches ``(T, N, ...)`` are filled for the
+backward, which writes the gate gradients ``dgates (T, N, G*H)`` (and for the GRU the part
+seen by ``W_hh``, ``dgates_h``) so the caller can form ``dW = dgates2d.T @ inputs2d`` as one
+product over all steps. ``dh_seq`` (and ``dc_seq``) receive ``dL/dh_t`` (``dL/dc_t``), the
+total gradient reaching each step's state: it is what the BPTT norms are computed from.
+
+The kernels are serial: the products around them already run on BLAS's threads, and a
+second thread pool spinning between BLAS calls on the same cores costs far more than it
+saves. Every loop runs in a fixed order, so results are bit-for-bit reproducible.
+"""
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+# error_model="numpy": no ZeroDivisionError checks inside the loops, so LLVM can vectorize them.
+# fastmath "contract" only lets LLVM fuse a * b + c into one FMA instruction (~15% faster
+# gates; no reordering, so results stay reproducible). Constants are typed from the arrays
+# (``one = h.dtype.type(1)``): a bare ``1`` would promote float32 arithmetic to float64.
+JIT = dict(cache=True, error_model="numpy", fastmath={"contract"})
+
+
+# ---------------------------------------------------------------------------------------------
+# exp, sigmoid, tanh that vectorize. numba's math.exp is a scalar libm call; these are the
+# Cephes range reduction and polynomial, plain arithmetic that LLVM turns into SIMD code.
+# Accuracy: within 2 ulp of np.exp (float32 and float64).
+
+def exp(x):
+    """Vectorizable ``e**x`` for use inside kernels (numba picks the dtype's version)."""
+    return math.exp(x)
+
+
+def _exp_float32(x):
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    k = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))   # x = k ln2 + r
+    r = x - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
+    p = ((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r
+           + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
+         + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
+    two_k = np.int32((np.int32(k) + 127) << 23).view(np.float32)          # 2**k from its bits
+    return (p * r * r + r + np.float32(1.0)) * two_k
+
+
+def _exp_float64(x):
+    x = min(max(x, -708.0), 709.0)
+    k = np.floor(x * 1.4426950408889634 + 0.5)
+    r = x - k * 6.93145751953125e-1 - k * 1.42860682030941723212e-6
+    rr = r * r
+    p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 1.0)
+    q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
+         + 2.27265548208155028766e-1) * rr + 2.0
+    two_k = np.int64((np.int64(k) + 1023) << 52).view(np.float64)
+    return (1.0 + 2.0 * p / (q - p)) * two_k
+
+
+@overload(exp, jit_options=dict(error_model="numpy", fastmath={"contract"}))
+def _exp_overload(x):
+    if x == types.float32:
+        return _exp_float32
+    if x == types.float64:
+        return _exp_float64
+
+
+@njit(inline="always", **JIT)
+def sigmoid(x):
+    one = type(x)(1)
+    return one / (one + exp(-x))
+
+
+@njit(inline="always", **JIT)
+def tanh(x):
+    one = type(x)(1)                      # 1 - 2 / (1 + e^{2x}): absolute error ~1 ulp of 1
+    return one - (one + one) / (one + exp(x + x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces. Each loop below is one equation over the H (or G*H) units of one sample: a
+# loop touching few arrays is one LLVM can vectorize (it must rule out overlaps between every
+# pair of arrays at run time, and gives up beyond a handful).
+
+@njit(**JIT)
+def _time_steps(T, reverse):
+    """The order in which a direction visits the steps (``RecurrentBase`` uses the same)."""
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+@njit(inline="always", **JIT)
+def _sigmoid_gates(t, n, xproj, gh, b_hh, gates, start, stop):
+    for k in range(start, stop):
+        gates[t, n, k] = sigmoid(xproj[t, n, k] + gh[n, k] + b_hh[k])
+
+
+@njit(inline="always", **JIT)
+def _tanh_gates(t, n, xproj, gh, b_hh, gates, start, stop):
+    for k in range(start, stop):
+        gates[t, n, k] = tanh(xproj[t, n, k] + gh[n, k] + b_hh[k])
+
+
+@njit(inline="always", **JIT)
+def _save(t, n, state, saved):
+    for j in range(state.shape[1]):
+        saved[t, n, j] = state[n, j]
+
+
+@njit(inline="always", **JIT)
+def _total_dh(t, n, dy, dh_rec, dh, dh_seq):
+    """``dL/dh_t = dh (carried) + dh_rec (through W_hh) + dy_t (the output)``."""
+    for j in range(dh.shape[1]):
+        dh_seq[t, n, j] = dh[n, j] + dh_rec[n, j] + dy[t, n, j]
+
+
+@njit(inline="always", **JIT)
+def _hold(t, n, y, h_prev):
+    """A padded step: output zero (and a finite ``h_prev`` for the weight-gradient product)."""
+    for j in range(y.shape[2]):
+        y[t, n, j] = 0
+        h_prev[t, n, j] = 0
+
+
+@njit(inline="always", **JIT)
+def _pass_through(t, n, dh, dh_rec, dh_seq, dgates):
+    """Backward through a padded step: the state gradient goes on unchanged, no gate gradient."""
+    for j in range(dh.shape[1]):
+        dh[n, j] += dh_rec[n, j]
+        dh_seq[t, n, j] = 0
+    for k in range(dgates.shape[2]):
+        dgates[t, n, k] = 0
+
+
+@njit(inline="always", **JIT)
+def _zero(t, n, a):
+    for k in range(a.shape[2]):
+        a[t, n, k] = 0
+
+
+@njit(**JIT)
+def _matmul(a, b, out):
+    """``out = a @ b`` as loops, only for products too small to be worth a BLAS call (``b``
+    contiguous; the innermost loop runs along rows of ``b`` and ``out``, so it vectorizes)."""
+    for n in range(out.shape[0]):
+        for k in range(out.shape[1]):
+            out[n, k] = 0
+        for m in range(a.shape[1]):
+            for k in range(out.shape[1]):
+                out[n, k] += a[n, m] * b[m, k]
+
+
+# ---------------------------------------------------------------------------------------------
+# RNN: h = act(x W_ih^T + b_ih + h_prev W_hh^T + b_hh)        reference: layers/rnn.py
+
+@njit(inline="always", **JIT)
+def _rnn_cell_forward(t, n, relu, xproj, gh, b_hh, h, y, h_prev):
+    zero = h.dtype.type(0)
+    _save(t, n, h, h_prev)
+    for j in range(h.shape[1]):
+        a = xproj[t, n, j] + gh[n, j] + b_hh[j]
+        h[n, j] = max(a, zero) if relu else tanh(a)
+        y[t, n, j] = h[n, j]
+
+
+@njit(inline="always", **JIT)
+def _rnn_cell_backward(t, n, relu, dy, dh_rec, y, dh, dh_seq, dgates):
+    one = dh.dtype.type(1)
+    _total_dh(t, n, dy, dh_rec, dh, dh_seq)
+    for j in range(dh.shape[1]):          # da = dh * act'(a), from the output h
+        h = y[t, n, j]
+        dgates[t, n, j] = dh_seq[t, n, j] * (h > 0) if relu else dh_seq[t, n, j] * (one - h * h)
+    for j in range(dh.shape[1]):          # dh_prev flows only through W_hh (dh_rec, next step)
+        dh[n, j] = 0
+
+
+@njit(**JIT)
+def rnn_forward_step(t, relu, xproj, gh, b_hh, lengths, h, y, h_prev):
+    """Step ``t`` of ``rnn_step_forward`` for the whole batch, given ``gh = h @ W_hh.T``."""
+    for n in range(h.shape[0]):
+        if t < lengths[n]:
+            _rnn_cell_forward(t, n, relu, xproj, gh, b_hh, h, y, h_prev)
+        else:
+            _hold(t, n, y, h_prev)
+
+
+@njit(**JIT)
+def rnn_backward_step(t, relu, dy, dh_rec, lengths, y, dh, dh_seq, dgates):
+    """Step ``t`` of ``rnn_step_backward``, given ``dh_rec = dgates[t'] @ W_hh`` of the step
+    processed before (zeros at first); ``dh`` carries the rest of the state gradient."""
+    for n in range(dh.shape[0]):
+        if t < lengths[n]:
+            _rnn_cell_backward(t, n, relu, dy, dh_rec, y, dh, dh_seq, dgates)
+        else:
+            _pass_through(t, n, dh, dh_rec, dh_seq, dgates)
+
+
+@njit(**JIT)
+def rnn_forward_sequence(reverse, relu, xproj, W_hh_T, b_hh, lengths, h, y, h_prev):
+    """The whole sequence (tiny products): the loop over time of ``rnn_forward_step`` with
+    ``gh = h @ W_hh.T`` done as loops (``W_hh_T`` is ``W_hh.T``, contiguous)."""
+    gh = np.empty((h.shape[0], W_hh_T.shape[1]), h.dtype)
+    for t in _time_steps(xproj.shape[0], reverse):
+        _matmul(h, W_hh_T, gh)
+        rnn_forward_step(t, relu, xproj, gh, b_hh, lengths, h, y, h_prev)
+
+
+@njit(**JIT)
+def rnn_backward_sequence(reverse, relu, dy, W_hh, lengths, y, dh, dh_seq, dgates):
+    """The whole sequence (tiny products): the loop back over time of ``rnn_backward_step``
+    with ``dh_rec = dgates[t] @ W_hh`` done as loops."""
+    dh_rec = np.zeros_like(dh)
+    for t in _time_steps(dy.shape[0], not reverse):
+        rnn_backward_step(t, relu, dy, dh_rec, lengths, y, dh, dh_seq, dgates)
+        _matmul(dgates[t], W_hh, dh_rec)
+    dh += dh_rec
+
+
+# ---------------------------------------------------------------------------------------------
+# LSTM: gates i, f, g, o; c = f c_prev + i g; h = o tanh(c)    reference: layers/lstm.py
+
+@njit(inline="always", **JIT)
+def _lstm_cell_forward(t, n, xproj, gh, b_hh, h, c, y, h_prev, gates, c_prev, tanh_c):
+    H = h.shape[1]
+    _sigmoid_gates(t, n, xproj, gh, b_hh, gates, 0, 2 * H)           # i, f
+    _tanh_gates(t, n, xproj, gh, b_hh, gates, 2 * H, 3 * H)          # g
+    _sigmoid_gates(t, n, xproj, gh, b_hh, gates, 3 * H, 4 * H)       # o
+    _save(t, n, h, h_prev)
+    _save(t, n, c, c_prev)
+    for j in range(H):                                                # c = f c_prev + i g
+        c[n, j] = gates[t, n, H + j] * c[n, j] + gates[t, n, j] * gates[t, n, 2 * H + j]
+        tanh_c[t, n, j] = tanh(c[n, j])
+    for j in range(H):                                                # h = o tanh(c)
+        h[n, j] = gates[t, n, 3 * H + j] * tanh_c[t, n, j]
+        y[t, n, j] = h[n, j]
+
+
+@njit(inline="always", **JIT)
+def _lstm_cell_backward(t, n, dy, dh_rec, gates, c_prev, tanh_c, dh, dc, dh_seq, dc_seq, dgates):
+    H, one = dh.shape[1], dh.dtype.type(1)
+    _total_dh(t, n, dy, dh_rec, dh, dh_seq)
+    for j in range(H):                    # dc = dc_next + dh o (1 - tanh(c)^2);  dc_prev = dc f
+        tc = tanh_c[t, n, j]
+        dc_seq[t, n, j] = dc[n, j] + dh_seq[t, n, j] * gates[t, n, 3 * H + j] * (one - tc * tc)
+        dc[n, j] = dc_seq[t, n, j] * gates[t, n, H + j]
+    for j in range(H):                    # da = [dc g, dc c_prev, dc i, dh tanh(c)] * act'
+        i, f = gates[t, n, j], gates[t, n, H + j]
+        g, o = gates[t, n, 2 * H + j], gates[t, n, 3 * H + j]
+        dc_t = dc_seq[t, n, j]
+        dgates[t, n, j] = dc_t * g * i * (one - i)
+        dgates[t, n, H + j] = dc_t * c_prev[t, n, j] * f * (one - f)
+        dgates[t, n, 2 * H + j] = dc_t * i * (one - g * g)
+        dgates[t, n, 3 * H + j] = dh_seq[t, n, j] * tanh_c[t, n, j] * o * (one - o)
+    for j in range(H):                    # dh_prev flows only through W_hh (dh_rec, next step)
+        dh[n, j] = 0
+
+
+@njit(**JIT)
+def lstm_forward_step(t, xproj, gh, b_hh, lengths, h, c, y, h_prev, gates, c_prev, tanh_c):
+    """Step ``t`` of ``lstm_step_forward`` for the whole batch, given ``gh = h @ W_hh.T``."""
+    for n in range(h.shape[0]):
+        if t < lengths[n]:
+            _lstm_cell_forward(t, n, xproj, gh, b_hh, h, c, y, h_prev, gates, c_prev, tanh_c)
+        else:
+            _hold(t, n, y, h_prev)
+
+
+@njit(**JIT)
+def lstm_backward_step(t, dy, dh_rec, lengths, gates, c_prev, tanh_c, dh, dc, dh_seq, dc_seq, dgates):
+    """Step ``t`` of ``lstm_step_backward``, given ``dh_rec = dgates[t'] @ W_hh`` of the step
+    processed before; ``dc`` is carried (and left untouched at padded steps)."""
+    for n in range(dh.shape[0]):
+        if t < lengths[n]:
+            _lstm_cell_backward(t, n, dy, dh_rec, gates, c_prev, tanh_c, dh, dc, dh_seq, dc_seq, dgates)
+        else:
+            _pass_through(t, n, dh, dh_rec, dh_seq, dgates)
+            _zero(t, n, dc_seq)
+
+
+@njit(**JIT)
+def lstm_forward_sequence(reverse, xproj, W_hh_T, b_hh, lengths, h, c, y, h_prev, gates, c_prev, tanh_c):
+    """The whole sequence (tiny products): the loop over time of ``lstm_forward_step`` with
+    ``gh = h @ W_hh.T`` done as loops (``W_hh_T`` is ``W_hh.T``, contiguous)."""
+    gh = np.empty((h.shape[0], W_hh_T.shape[1]), h.dtype)
+    for t in _time_steps(xproj.shape[0], reverse):
+        _matmul(h, W_hh_T, gh)
+        lstm_forward_step(t, xproj, gh, b_hh, lengths, h, c, y, h_prev, gates, c_prev, tanh_c)
+
+
+@njit(**JIT)
+def lstm_backward_sequence(reverse, dy, W_hh, lengths, gates, c_prev, tanh_c, dh, dc, dh_seq, dc_seq, dgates):
+    """The whole sequence (tiny products): the loop back over time of ``lstm_backward_step``
+    with ``dh_rec = dgates[t] @ W_hh`` done as loops."""
+    dh_rec = np.zeros_like(dh)
+    for t in _time_steps(dy.shape[0], not reverse):
+        lstm_backward_step(t, dy, dh_rec, lengths, gates, c_prev, tanh_c, dh, dc, dh_seq, dc_seq, dgates)
+        _matmul(dgates[t], W_hh, dh_rec)
+    dh += dh_rec
+
+
+# ---------------------------------------------------------------------------------------------
+# GRU: r, z, n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h = (1-z) n + z h_prev
+#                                                               reference: layers/gru.py
+
+@njit(inline="always", **JIT)
+def _gru_cell_forward(t, n, xproj, gh, b_hh, h, y, h_prev, gates, gh_n):
+    H, one = h.shape[1], h.dtype.type(1)
+    _sigmoid_gates(t, n, xproj, gh, b_hh, gates, 0, 2 * H)           # r, z
+    for j in range(H):                                                # n = tanh(gx_n + r gh_n)
+        gh_n[t, n, j] = gh[n, 2 * H + j] + b_hh[2 * H + j]
+        gates[t, n, 2 * H + j] = tanh(xproj[t, n, 2 * H + j] + gates[t, n, j] * gh_n[t, n, j])
+    _save(t, n, h, h_prev)
+    for j in range(H):                                                # h = (1-z) n + z h_prev
+        z = gates[t, n, H + j]
+        h[n, j] = (one - z) * gates[t, n, 2 * H + j] + z * h[n, j]
+        y[t, n, j] = h[n, j]
+
+
+@njit(inline="always", **JIT)
+def _gru_cell_backward(t, n, dy, dh_rec, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
+    H, one = dh.shape[1], dh.dtype.type(1)
+    _total_dh(t, n, dy, dh_rec, dh, dh_seq)
+    for j in range(H):                    # dgx = [da_r, da_z, da_n]
+        r, z, cand = gates[t, n, j], gates[t, n, H + j], gates[t, n, 2 * H + j]
+        dh_t = dh_seq[t, n, j]
+        da_n = dh_t * (one - z) * (one - cand * cand)
+        dgates[t, n, j] = da_n * gh_n[t, n, j] * r * (one - r)
+        dgates[t, n, H + j] = dh_t * (h_prev[t, n, j] - cand) * z * (one - z)
+        dgates[t, n, 2 * H + j] = da_n
+    for j in range(H):                    # dgh = [da_r, da_z, da_n r]
+        dgates_h[t, n, j] = dgates[t, n, j]
+        dgates_h[t, n, H + j] = dgates[t, n, H + j]
+        dgates_h[t, n, 2 * H + j] = dgates[t, n, 2 * H + j] * gates[t, n, j]
+    for j in range(H):                    # the direct path h_prev -> h; W_hh's part comes next step
+        dh[n, j] = dh_seq[t, n, j] * gates[t, n, H + j]
+
+
+@njit(**JIT)
+def gru_forward_step(t, xproj, gh, b_hh, lengths, h, y, h_prev, gates, gh_n):
+    """Step ``t`` of ``gru_step_forward`` for the whole batch, given ``gh = h @ W_hh.T``."""
+    for n in range(h.shape[0]):
+        if t < lengths[n]:
+            _gru_cell_forward(t, n, xproj, gh, b_hh, h, y, h_prev, gates, gh_n)
+        else:
+            _hold(t, n, y, h_prev)
+
+
+@njit(**JIT)
+def gru_backward_step(t, dy, dh_rec, lengths, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
+    """Step ``t`` of ``gru_step_backward``, given ``dh_rec = dgates_h[t'] @ W_hh`` of the step
+    processed before."""
+    for n in range(dh.shape[0]):
+        if t < lengths[n]:
+            _gru_cell_backward(t, n, dy, dh_rec, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h)
+        else:
+            _pass_through(t, n, dh, dh_rec, dh_seq, dgates)
+            _zero(t, n, dgates_h)
+
+
+@njit(**JIT)
+def gru_forward_sequence(reverse, xproj, W_hh_T, b_hh, lengths, h, y, h_prev, gates, gh_n):
+    """The whole sequence (tiny products): the loop over time of ``gru_forward_step`` with
+    ``gh = h @ W_hh.T`` done as loops (``W_hh_T`` is ``W_hh.T``, contiguous)."""
+    gh = np.empty((h.shape[0], W_hh_T.shape[1]), h.dtype)
+    for t in _time_steps(xproj.shape[0], reverse):
+        _matmul(h, W_hh_T, gh)
+        gru_forward_step(t, xproj, gh, b_hh, lengths, h, y, h_prev, gates, gh_n)
+
+
+@njit(**JIT)
+def gru_backward_sequence(reverse, dy, W_hh, lengths, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
+    """The whole sequence (tiny products): the loop back over time of ``gru_backward_step``
+    with ``dh_rec = dgates_h[t] @ W_hh`` done as loops."""
+    dh_rec = np.zeros_like(dh)
+    for t in _time_steps(dy.shape[0], not reverse):
+        gru_backward_step(t, dy, dh_rec, lengths, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h)
+        _matmul(dgates_h[t], W_hh, dh_rec)
+    dh += dh_rec

@@ -1,0 +1,261 @@
+"""Pooling: `MaxPool2D`, `AvgPool2D`, their 1-D versions, and `GlobalAvgPool2D`.
+
+A pooling layer has no parameters: each output summarises one window of its input plane, and
+its backward is gradient routing -- every output sends its gradient back to the inputs that
+made it. Max pooling copies one input (the window's maximum), so that input alone receives the
+gradient; average pooling weighs every input by ``1 / (kh * kw)``, so each receives that share.
+
+Window ``(oh, ow)`` covers input rows ``oh*sh - ph ... oh*sh - ph + kh - 1`` (columns alike),
+clipped to the input: max pooling pads with -inf (padding never wins), average pooling with
+zeros that still count in the divisor (PyTorch's default ``count_include_pad=True``).
+``OH = (H + 2*ph - kh) // sh + 1``.
+
+This file holds the readable NumPy references (loops over the output positions). The fast
+path of max pooling runs the same loops compiled (``layers/kernels/pool.py``), in parallel over
+the planes; average pooling's fast path is the convolution's im2col and col2im kernels.
+"""
+import numpy as np
+
+from nn import Module
+from nn.checks import check_float_array, check_shape
+
+from .conv import _ntuple
+from .kernels import conv as conv_kernels
+from .kernels import pool as kernels
+
+
+def _windows(out_size, stride, pad, kernel, in_size):
+    """``(o, start, stop)`` for every output position along one axis, windows clipped."""
+    for o in range(out_size):
+        start = o * stride - pad
+        yield o, max(start, 0), min(start + kernel, in_size)
+
+
+# ----------------------------------------------------------------------------- reference
+
+def maxpool_reference(x, kernel, stride, pad, out_size):
+    """``y[n, c, oh, ow] = max of the window``; ``argmax[n, c, oh, ow] = h * W + w`` of the
+    first maximum in row-major scan order (``np.argmax``'s rule; NaN propagates)."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C) + out_size, dtype=x.dtype)
+    argmax = np.empty((N, C) + out_size, dtype=np.intp)
+    for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
+        for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
+            window = x[:, :, h0:h1, w0:w1].reshape(N, C, -1)
+            k = window.argmax(axis=2)
+            y[:, :, oh, ow] = window.max(axis=2)
+            argmax[:, :, oh, ow] = (h0 + k // (w1 - w0)) * W + (w0 + k % (w1 - w0))
+    return y, argmax
+
+
+def maxpool_backward_reference(dy, argmax, x_shape):
+    """``dx[n, c].flat[argmax[n, c, oh, ow]] += dy[n, c, oh, ow]``: each output's gradient
+    goes to the input it copied; an input that won several windows sums their gradients."""
+    N, C, H, W = x_shape
+    dx = np.zeros((N * C, H * W), dtype=dy.dtype)
+    planes = np.arange(N * C)[:, None]
+    np.add.at(dx, (planes, argmax.reshape(N * C, -1)), dy.reshape(N * C, -1))
+    return dx.reshape(x_shape)
+
+
+def avgpool_reference(x, kernel, stride, pad, out_size):
+    """``y[n, c, oh, ow] = sum of the window / (kh * kw)`` (zero padding counted)."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C) + out_size, dtype=x.dtype)
+    for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
+        for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
+            y[:, :, oh, ow] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / (kernel[0] * kernel[1])
+    return y
+
+
+def avgpool_backward_reference(dy, x_shape, kernel, stride, pad):
+    """``dx[window] += dy[n, c, oh, ow] / (kh * kw)`` for every window: each input receives a
+    ``1 / (kh * kw)`` share of the gradient of every window it lies in."""
+    N, C, H, W = x_shape
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    out_size = dy.shape[2:]
+    for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
+        for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
+            dx[:, :, h0:h1, w0:w1] += dy[:, :, oh, ow, None, None] / (kernel[0] * kernel[1])
+    return dx
+
+
+# ----------------------------------------------------------------------------- layers
+
+class _Pool(Module):
+    """Arguments, shape checks and the 1-D view shared by the pooling layers; a 1-D layer
+    pools ``(N, C, L)`` as ``(N, C, 1, L)`` with a ``(1, k)`` window."""
+
+    spatial = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name, n = type(self).__name__, self.spatial
+        self.kernel_size = _ntuple(kernel_size, n, name, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _ntuple(stride, n, name, "stride")
+        self.padding = _ntuple(padding, n, name, "padding")
+        if min(self.kernel_size + self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"{name}: expected kernel_size, stride >= 1 and padding >= 0, got "
+                             f"{self.kernel_size}, {self.stride}, {self.padding}")
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel "
+                             f"size {self.kernel_size}")
+        lift = (lambda t, one: (one,) + t) if n == 1 else (lambda t, one: t)
+        self._kernel, self._stride = lift(self.kernel_size, 1), lift(self.stride, 1)
+        self._pad = lift(self.padding, 0)
+
+    def _check_input(self, x):
+        name = type(self).__name__
+        check_float_array(name, x)
+        check_shape(name, x, ("N", "C", "H", "W") if self.spatial == 2 else ("N", "C", "L"))
+        x4 = x if self.spatial == 2 else x[:, :, None, :]
+        out_size = tuple((size + 2 * p - k) // s + 1 for size, p, k, s in
+                         zip(x4.shape[2:], self._pad, self._kernel, self._stride))
+        if min(out_size) < 1:
+            need = tuple(k - 2 * p for k, p in zip(self.kernel_size, self.padding))
+            raise ValueError(f"{name}: expected an input of spatial size at least {need} "
+                             f"(kernel {self.kernel_size}, padding {self.padding}), got {x.shape}")
+        return x4, out_size
+
+    def forward(self, x):
+        x4, out_size = self._check_input(x)
+        self._reference = self._use_reference()
+        self._x_shape = x4.shape
+        y = (self._forward_reference if self._reference else self._forward_fast)(x4, out_size)
+        return y if self.spatial == 2 else y[:, :, 0, :]
+
+    def backward(self, dy):
+        """Gradient routing, window by window: max pooling ``dx[argmax] += dy``, average
+        pooling ``dx[window] += dy / (kh * kw)``."""
+        if self.spatial == 1:
+            dy = dy[:, :, None, :]
+        dx = (self._backward_reference if self._reference else self._backward_fast)(dy)
+        return dx if self.spatial == 2 else dx[:, :, 0, :]
+
+    def _planes(self, a):
+        """``(N, C, H, W)`` -> contiguous ``(N*C, H, W)``."""
+        return np.ascontiguousarray(a).reshape((-1,) + a.shape[2:])
+
+    def flops(self, input_shape, output_shape):
+        """One comparison (or addition) per window element."""
+        return int(np.prod(output_shape)) * int(np.prod(self.kernel_size))
+
+    def extra_repr(self):
+        one = (lambda t: t[0]) if self.spatial == 1 else (lambda t: t)
+        return (f"kernel_size={one(self.kernel_size)}, stride={one(self.stride)}, "
+                f"padding={one(self.padding)}")
+
+
+class _MaxPool(_Pool):
+    def _forward_reference(self, x, out_size):
+        y, self._argmax = maxpool_reference(x, self._kernel, self._stride, self._pad, out_size)
+        return y
+
+    def _forward_fast(self, x, out_size):
+        planes = self._planes(x)
+        y = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
+        self._argmax = np.empty(y.shape, dtype=np.int32)
+        kernels.maxpool_forward(planes, *self._kernel, *self._stride, *self._pad, y, self._argmax)
+        return y.reshape(x.shape[:2] + out_size)
+
+    def _backward_reference(self, dy):
+        """Gradient routing: ``dx[argmax] += dy``."""
+        return maxpool_backward_reference(dy, self._argmax, self._x_shape)
+
+    def _backward_fast(self, dy):
+        N, C, H, W = self._x_shape
+        dx = np.empty((N * C, H * W), dtype=dy.dtype)
+        kernels.maxpool_backward(self._planes(dy), self._argmax, dx)
+        return dx.reshape(self._x_shape)
+
+
+class _AvgPool(_Pool):
+    def _forward_reference(self, x, out_size):
+        return avgpool_reference(x, self._kernel, self._stride, self._pad, out_size)
+
+    def _forward_fast(self, x, out_size):
+        """Average pooling is a convolution of each plane with the constant filter
+        ``1 / (kh * kw)``: im2col (zero padding included), then the mean of each column."""
+        cols = self._cols(x.shape[0] * x.shape[1] * out_size[0] * out_size[1], x.dtype)
+        conv_kernels.im2col(self._planes(x)[:, None], *self._geometry(), *out_size, cols)
+        return (cols.sum(axis=0) / cols.shape[0]).reshape(x.shape[:2] + out_size)
+
+    def _backward_reference(self, dy):
+        """Gradient routing: every input of a window receives ``dy / (kh * kw)``."""
+        return avgpool_backward_reference(dy, self._x_shape, self._kernel, self._stride, self._pad)
+
+    def _backward_fast(self, dy):
+        """``dcols`` = each ``dy / (kh * kw)`` repeated for the window's taps; ``dx = col2im(dcols)``."""
+        N, C, H, W = self._x_shape
+        dcols = self._cols(dy.size, dy.dtype)
+        dcols[:] = dy.reshape(-1) / dcols.shape[0]
+        dx = np.empty((N * C, 1, H, W), dtype=dy.dtype)
+        conv_kernels.col2im(dcols, *self._geometry(), *dy.shape[2:], dx)
+        return dx.reshape(self._x_shape)
+
+    def _cols(self, outputs, dtype):
+        """An im2col matrix for these windows: ``(kh * kw, outputs = N*C*OH*OW)``."""
+        return np.empty((self._kernel[0] * self._kernel[1], outputs), dtype=dtype)
+
+    def _geometry(self):
+        """``kh, kw, sh, sw, dh, dw, pad_top, pad_left`` for the convolution kernels."""
+        return (*self._kernel, *self._stride, 1, 1, *self._pad)
+
+
+class MaxPool2D(_MaxPool):
+    """2-D max pooling (PyTorch's ``MaxPool2d``, ``ceil_mode=False``).
+
+    Shapes: ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - kh) // sh + 1``;
+    ``stride`` defaults to ``kernel_size``; ``padding`` (at most half the kernel) is -inf.
+
+    ``y[n, c, oh, ow] = max over the window of x``. Backward routes the gradient:
+    ``dx[n, c, h*, w*] += dy[n, c, oh, ow]`` where ``(h*, w*)`` is the window's maximum -- on
+    ties the first one in row-major scan order, as PyTorch -- and zero elsewhere.
+    """
+
+
+class MaxPool1D(_MaxPool):
+    """1-D max pooling: ``x (N, C, L)`` -> ``y (N, C, OL)``, ``OL = (L + 2*p - k) // s + 1``;
+    the math and tie rule of ``MaxPool2D`` along one axis."""
+
+    spatial = 1
+
+
+class AvgPool2D(_AvgPool):
+    """2-D average pooling (PyTorch's ``AvgPool2d`` with its default ``count_include_pad=True``).
+
+    Shapes: ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - kh) // sh + 1``;
+    ``stride`` defaults to ``kernel_size``; ``padding`` (at most half the kernel) is zeros.
+
+    ``y[n, c, oh, ow] = (1 / (kh*kw)) * sum over the window of x``. Backward:
+    ``dx[n, c, h, w] = sum over the windows containing (h, w) of dy[n, c, oh, ow] / (kh*kw)``.
+    """
+
+
+class AvgPool1D(_AvgPool):
+    """1-D average pooling: ``x (N, C, L)`` -> ``y (N, C, OL)``, ``OL = (L + 2*p - k) // s + 1``;
+    the math of ``AvgPool2D`` along one axis (padding counted in the divisor)."""
+
+    spatial = 1
+
+
+class GlobalAvgPool2D(Module):
+    """``y[n, c] = mean over (h, w) of x[n, c, h, w]``: ``(N, C, H, W)`` -> ``(N, C)``.
+
+    Backward spreads the gradient evenly: ``dx[n, c, h, w] = dy[n, c] / (H * W)``. One NumPy
+    reduction is already both the readable and the fast implementation.
+    """
+
+    def forward(self, x):
+        check_float_array("GlobalAvgPool2D", x)
+        check_shape("GlobalAvgPool2D", x, ("N", "C", "H", "W"))
+        self._x_shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, dy):
+        """``dx = dy[:, :, None, None] / (H * W)``, broadcast over each plane."""
+        H, W = self._x_shape[2:]
+        return np.ascontiguousarray(np.broadcast_to((dy / (H * W))[:, :, None, None], self._x_shape))
+
+    def flops(self, input_shape, output_shape):
+        return int(np.prod(input_shape))

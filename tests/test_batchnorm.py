@@ -1,0 +1,155 @@
+"""BatchNorm1D and BatchNorm2D: finite differences in both modes, fast path == reference,
+PyTorch equality (outputs, gradients, running statistics, state_dict) and bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import layers
+import nn
+from nn.inspect import check_intermediates
+
+SHAPES = [(layers.BatchNorm1D, (6, 3)), (layers.BatchNorm1D, (3, 4, 5)), (layers.BatchNorm2D, (3, 2, 4, 5))]
+
+
+def make_bn(cls, shape, dtype=np.float64, seed=0, training=True, **kwargs):
+    """A layer with random gamma, beta and running statistics, and an input for it."""
+    rng = np.random.default_rng(seed)
+    C = shape[1]
+    layer = cls(C, dtype=dtype, **kwargs).train(training)
+    if layer.weight is not None:
+        layer.weight.data[:] = rng.standard_normal(C)
+        layer.bias.data[:] = rng.standard_normal(C)
+    layer.running_mean = rng.standard_normal(C).astype(dtype)
+    layer.running_var = rng.uniform(0.5, 2.0, C).astype(dtype)
+    return layer, (2 + 3 * rng.standard_normal(shape)).astype(dtype)
+
+
+def run(layer, x, dy=None, reference=False):
+    layer.zero_grad()
+    with nn.use_reference(reference):
+        y = layer(x)
+    if dy is None:
+        dy = np.random.default_rng(7).standard_normal(y.shape).astype(y.dtype)
+    out = [y, layer.backward(dy)] + [p.grad.copy() for p in layer.parameters()]
+    return out + [layer.running_mean.copy(), layer.running_var.copy()], dy
+
+
+def assert_close(actual, expected, rtol):
+    for a, b in zip(actual, expected):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("cls, shape", SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+def test_gradcheck(cls, shape, training):
+    layer, x = make_bn(cls, shape, training=training)
+    report = nn.gradcheck(layer, x)
+    assert report.passed, report
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_intermediates_gradcheck(training):
+    layer, x = make_bn(layers.BatchNorm2D, (3, 2, 3, 4), training=training)
+    report = check_intermediates(layer, x)
+    assert report.passed, report
+    layer.record_intermediates()
+    layer(x)
+    assert set(layer.intermediates) == {"mean", "var", "xhat", "y"}
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(SHAPES), st.integers(1, 4), st.booleans(), st.booleans(),
+       st.sampled_from([np.float32, np.float64]))
+def test_fast_equals_reference(cls_shape, C, training, affine, dtype):
+    cls, shape = cls_shape
+    shape = (shape[0], C) + shape[2:]
+    results = []
+    for reference in (False, True):
+        layer, x = make_bn(cls, shape, dtype, training=training, affine=affine)
+        results.append(run(layer, x, None, reference)[0])
+    assert_close(*results, 1e-5 if dtype == np.float32 else 1e-10)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(SHAPES), st.integers(1, 4), st.booleans(), st.sampled_from([0.1, 0.5, None]),
+       st.booleans())
+def test_matches_torch(cls_shape, C, training, momentum, reference):
+    torch = pytest.importorskip("torch")
+    cls, shape = cls_shape
+    shape = (shape[0], C) + shape[2:]
+    layer, x = make_bn(cls, shape, training=training, momentum=momentum)
+    twin = getattr(torch.nn, cls.__name__.replace("D", "d"))(C, momentum=momentum).double().train(training)
+    twin.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in layer.state_dict().items()})
+    ours, dy = run(layer, x, None, reference)
+    ours, dy = run(layer, x, dy, reference)          # twice: the running statistics move twice
+    for _ in range(2):
+        xt = torch.from_numpy(x).requires_grad_(True)
+        twin.zero_grad()
+        yt = twin(xt)
+        yt.backward(torch.from_numpy(dy))
+    theirs = [yt.detach().numpy(), xt.grad.numpy(), twin.weight.grad.numpy(), twin.bias.grad.numpy(),
+              twin.running_mean.numpy(), twin.running_var.numpy()]
+    assert_close(ours, theirs, 1e-10)
+    assert int(layer.num_batches_tracked) == int(twin.num_batches_tracked)
+
+
+def test_state_dict_matches_torch():
+    torch = pytest.importorskip("torch")
+    for ours, theirs in [(layers.BatchNorm1D(5), torch.nn.BatchNorm1d(5)),
+                         (layers.BatchNorm2D(3), torch.nn.BatchNorm2d(3))]:
+        ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
+        assert list(ours_sd) == list(theirs_sd)
+        for k in ours_sd:
+            assert ours_sd[k].shape == tuple(theirs_sd[k].shape)
+            np.testing.assert_array_equal(ours_sd[k], theirs_sd[k].numpy())
+        assert ours_sd["num_batches_tracked"].dtype == np.int64
+        ours.load_state_dict(theirs_sd)                 # and back
+
+
+def test_float32_close_to_float64():
+    layer, x = make_bn(layers.BatchNorm2D, (8, 4, 6, 6), np.float64)
+    exact, dy = run(layer, x)
+    layer32, _ = make_bn(layers.BatchNorm2D, (8, 4, 6, 6), np.float32)
+    approx, _ = run(layer32, x.astype(np.float32), dy.astype(np.float32))
+    for a, b in zip(approx, exact):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+def test_eval_uses_running_statistics_and_keeps_them():
+    layer, x = make_bn(layers.BatchNorm1D, (6, 3), training=False)
+    mean, var = layer.running_mean.copy(), layer.running_var.copy()
+    y = layer(x)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5) * layer.weight.data + layer.bias.data)
+    np.testing.assert_array_equal(layer.running_mean, mean)
+    assert int(layer.num_batches_tracked) == 0
+
+
+def test_same_bits_twice():
+    results = [run(*make_bn(layers.BatchNorm2D, (8, 6, 9, 7), np.float32))[0] for _ in range(2)]
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_flops_and_repr():
+    bn = layers.BatchNorm2D(4)
+    assert bn.flops((2, 4, 3, 3), (2, 4, 3, 3)) == 72 * 7
+    assert bn.eval().flops((2, 4, 3, 3), (2, 4, 3, 3)) == 72 * 2
+    assert repr(bn) == "BatchNorm2D(4, eps=1e-05, momentum=0.1)"
+
+
+@pytest.mark.parametrize("make, x, error, message", [
+    (lambda: layers.BatchNorm2D(3), np.zeros((2, 4, 5, 5), np.float32), ValueError,
+     r"BatchNorm2D: expected input of shape \(N, 3, H, W\), got \(2, 4, 5, 5\)"),
+    (lambda: layers.BatchNorm2D(3), np.zeros((2, 3, 5), np.float32), ValueError,
+     r"BatchNorm2D: expected input of shape \(N, 3, H, W\), got \(2, 3, 5\)"),
+    (lambda: layers.BatchNorm1D(3), np.zeros((2, 3, 5, 5), np.float32), ValueError,
+     r"BatchNorm1D: expected input of shape \(N, 3\) or \(N, 3, L\), got \(2, 3, 5, 5\)"),
+    (lambda: layers.BatchNorm1D(3), np.zeros((1, 3), np.float32), ValueError,
+     r"BatchNorm1D: expected more than 1 value per channel when training, got input \(1, 3\)"),
+    (lambda: layers.BatchNorm1D(3), np.zeros((4, 3)), TypeError,
+     r"BatchNorm1D: expected input of dtype float32 \(the layer's dtype\), got float64"),
+])
+def test_bad_input(make, x, error, message):
+    with pytest.raises(error, match=message):
+        make()(x)

@@ -1,0 +1,52 @@
+"""Smoke tests of the CNN benchmarks: ``benchmarks.kernels`` and ``benchmarks.fashion_mnist``
+in quick mode (tiny shapes, one step), and the equivalence of the PyTorch twins they time."""
+import json
+
+import numpy as np
+import pytest
+
+import nn
+from benchmarks import conv_workloads, fashion_mnist, kernels
+
+
+def test_kernels_quick(tmp_path, capsys):
+    path = tmp_path / "kernels.json"
+    kernels.main(["--quick", "--only", "conv", "--no-jit-timing", "--json", str(path)])
+    data = json.loads(path.read_text())
+    names = {name for name, *_ in conv_workloads.CASES}
+    assert {r["workload"] for r in data["results"]} == names
+    assert {(r["workload"], r["impl"]) for r in data["results"]} >= {(n, "fast") for n in names}
+    assert all(r["forward_backward"] > 0 for r in data["results"])
+    out = capsys.readouterr().out
+    assert "| workload | impl | forward ms |" in out and "fast cold (first call) ms" in out
+
+
+def test_conv_workloads_torch_twins_agree():
+    torch = pytest.importorskip("torch")
+    for name, factory, _, shape in conv_workloads.CASES:
+        layer = factory()
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        expected = conv_workloads.torch_twin(torch, layer)(torch.from_numpy(x)).detach().numpy()
+        np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_fashion_mnist_quick(tmp_path):
+    path = tmp_path / "fm.json"
+    results = fashion_mnist.main(["--quick", "--json", str(path)])
+    assert json.loads(path.read_text())["train_size"] == 64
+    for framework in ("handprop", "torch") if "torch" in results else ("handprop",):
+        assert len(results[framework]["seconds"]) == 1
+        assert 0 <= results[framework]["test_accuracy"][0] <= 1
+
+
+@pytest.mark.parametrize("model_name, shape", [("cnn", (3, 1, 28, 28)), ("lstm", (3, 28, 28))])
+def test_fashion_mnist_twins_compute_the_same_function(model_name, shape):
+    torch = pytest.importorskip("torch")
+    nn.seed(0)
+    model = fashion_mnist.build(model_name).eval()
+    twin = fashion_mnist.build_torch(torch, model_name).eval()
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,154 @@
+"""The sequence benchmarks: ``cnn_vs_rnn``, ``long_memory`` and ``sequence_scaling`` run end to
+end in quick mode, the MNIST-1D model twins, and the small pieces of logic the reports rely on."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+import datasets
+import nn
+from benchmarks import cnn_vs_rnn, long_memory, mnist1d_models, sequence_scaling
+
+
+def _all_finite(obj):
+    """Every number in a JSON tree is finite (None allowed: the report's 'not measured')."""
+    if isinstance(obj, dict):
+        return all(_all_finite(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_all_finite(v) for v in obj)
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    return True
+
+
+# ----------------------------------------------------------------------------- quick runs
+
+def test_cnn_vs_rnn_quick(tmp_path):
+    cnn_vs_rnn.main(["--quick", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "cnn_vs_rnn.json").read_text())
+    assert {"config", "machine", "phases", "rows", "runs", "parameter_sharing", "timing",
+            "gradient_ratios", "claims"} <= set(data)
+    rows = {(r["model"], r["variant"]): r for r in data["rows"]}
+    expected = {(m, "ordered") for m in mnist1d_models.MODELS} | {(m, "shuffled") for m in ("mlp", "cnn", "gru")}
+    assert set(rows) == expected
+    for row in rows.values():
+        assert 0 <= row["handprop"]["test_accuracy"] <= 100 and row["params"] > 0
+        if row["torch"] is not None:        # twins start equal and see the same batches
+            assert abs(row["torch"]["test_accuracy"] - row["handprop"]["test_accuracy"]) <= 2.0
+            assert row["time_ratio"] > 0
+    assert rows[("cnn", "ordered")]["paper"] == 94 and rows[("gru", "shuffled")]["paper"] == 57
+    aspects = [c["aspect"] for c in data["claims"]]
+    assert {"data type", "parameter sharing", "processing style", "RNN weakness", "LSTM / GRU"} <= set(aspects)
+    assert all(c["evidence"] and c["verdict"] for c in data["claims"])
+    assert _all_finite(data)
+    assert "## The classic comparison, measured" in (tmp_path / "cnn_vs_rnn.md").read_text()
+
+
+def test_long_memory_quick(tmp_path):
+    long_memory.main(["--quick", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "long_memory.json").read_text())
+    assert {"config", "machine", "runs", "gradients"} <= set(data)
+    assert {(r["cell"], r["T"]) for r in data["runs"]} == {(c, T) for c in long_memory.CELLS for T in (10, 20)}
+    for run in data["runs"]:
+        assert run["final_mse"] >= 0 and run["history"] and run["steps_run"] <= run["budget"]
+    for cell, g in data["gradients"].items():
+        assert len(g["init"]) == g["T"] and len(g["trained"]) == g["T"]
+        assert 0 < g["ratio_init"] < 10 and 0 < g["ratio_trained"] < 10
+    assert _all_finite(data)
+
+
+def test_sequence_scaling_quick(tmp_path):
+    sequence_scaling.main(["--quick", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "sequence_scaling.json").read_text())
+    assert {"config", "params", "rows", "slopes", "slopes_asymptotic"} <= set(data)
+    lengths = data["config"]["lengths"]
+    handprop = [r for r in data["rows"] if r["impl"] == "handprop"]
+    assert {(r["model"], r["T"]) for r in handprop} == {(m, T) for m in sequence_scaling.MODELS for T in lengths}
+    assert all(r["ms"] > 0 and r["gflops"] > 0 for r in data["rows"])
+    assert set(data["slopes"]["handprop"]) == set(sequence_scaling.MODELS)
+    assert _all_finite(data)
+
+
+# ----------------------------------------------------------------------------- the models
+
+PAPER_PARAMS = {"logistic": 410, "mlp": 15210, "cnn": 5210, "gru": 5134, "lstm": 5242, "rnn": 4918}
+
+
+@pytest.mark.parametrize("name", mnist1d_models.MODELS)
+def test_mnist1d_models_shapes_and_params(name):
+    model = mnist1d_models.build(name, seed=0)
+    x = np.random.default_rng(0).standard_normal((3, 40)).astype(np.float32)
+    assert model(x).shape == (3, 10)
+    assert mnist1d_models.count_parameters(model) == PAPER_PARAMS[name]
+    assert model.backward(np.ones((3, 10), np.float32)).shape == (3, 40)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "gru"])
+def test_mnist1d_models_gradcheck(name):
+    model = mnist1d_models.build(name, seed=1, input_size=12 if name == "gru" else 40)
+    x = np.random.default_rng(1).standard_normal((2, 12 if name == "gru" else 40))
+    report = nn.gradcheck(model, x, max_samples=12)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("name", mnist1d_models.MODELS)
+def test_mnist1d_torch_twins_match(name):
+    torch = pytest.importorskip("torch")
+    model, twin = mnist1d_models.twins(name, seed=0)
+    x = np.random.default_rng(2).standard_normal((5, 40)).astype(np.float32)
+    y = np.array([0, 3, 9, 1, 2])
+    loss_fn = nn.CrossEntropyLoss()
+    model.zero_grad()
+    np.testing.assert_allclose(model(x), twin(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+    loss_fn(model(x), y)
+    model.backward(loss_fn.backward())
+    torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    torch_grads = dict(twin.named_parameters())
+    for key, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, torch_grads[key].grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_conv_output_length_matches_the_papers_head():
+    assert mnist1d_models.conv_output_length(40) == 5       # ConvBase's linear_in = 25 * 5 = 125
+
+
+# ----------------------------------------------------------------------------- report logic
+
+def test_batches_follow_the_packages_order():
+    x, y = np.arange(10)[:, None], np.arange(10)
+    xb, yb = cnn_vs_rnn.batch_at(3, x, y, 4)                # (3 * 4) % 10 = 2
+    assert yb.tolist() == [2, 3, 4, 5]
+    assert cnn_vs_rnn.batch_at(0, x, y, 4)[1].tolist() == [0, 1, 2, 3]
+
+
+def test_accuracy_is_percent_of_argmax_hits():
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    assert cnn_vs_rnn.accuracy(logits, np.array([1, 0, 0, 0])) == 75.0
+
+
+def test_steps_to_threshold():
+    history = [(100, 0.17), (200, 0.02), (300, 0.009), (400, 0.001)]
+    assert long_memory.steps_to_threshold(history, 0.01) == 300
+    assert long_memory.steps_to_threshold(history, 0.0001) is None
+    assert long_memory.steps_to_threshold([], 0.01) is None
+    assert long_memory.steps_to_threshold([(100, 0.01)], 0.01) is None    # strictly below
+
+
+def test_fit_slope_recovers_a_power_law():
+    T = np.array([10, 100, 1000])
+    assert sequence_scaling.fit_slope(T, 3e-3 * T ** 1.0) == pytest.approx(1.0)
+    assert sequence_scaling.fit_slope(T, 5.0 * T ** 0.5) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        sequence_scaling.fit_slope([10], [1.0])
+
+
+def test_gradient_profile_is_ordered_by_distance_to_the_loss():
+    x, y = datasets.adding_problem(8, 15, seed=0)
+    model = long_memory.make_model("rnn", 8, seed=0)
+    before = model.state_dict()
+    profile = long_memory.gradient_profile(model, x, y)
+    assert profile.shape == (15,) and np.all(profile > 0)
+    assert profile[0] > profile[-1]          # a fresh tanh RNN: the far end gets less
+    assert model.dtype == np.float32 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(not p.grad.any() for p in model.parameters())

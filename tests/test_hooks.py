@@ -1,0 +1,143 @@
+"""Forward and backward hooks: when they fire, what they see, what they may replace."""
+import numpy as np
+import pytest
+
+import nn
+import layers
+
+
+def make_model():
+    nn.seed(0)
+    return nn.Sequential(layers.Dense(3, 4), layers.ReLU(), layers.Dense(4, 2)).astype(np.float64)
+
+
+def batch():
+    return np.random.default_rng(1).standard_normal((5, 3))
+
+
+def test_forward_hooks_fire_in_forward_order_with_the_arrays_passed_along():
+    model = make_model()
+    calls = []
+
+    def hook(module, inputs, output):
+        calls.append((module, inputs, output))
+
+    for m in model:
+        m.register_forward_hook(hook)
+    model.register_forward_hook(hook)
+    x = batch()
+    y = model(x)
+
+    assert [c[0] for c in calls] == [model[0], model[1], model[2], model]
+    for module, inputs, output in calls:
+        assert isinstance(inputs, tuple) and len(inputs) == 1
+    assert calls[0][1][0] is x                     # the first layer sees the caller's array
+    for (_, _, out), (_, inputs, _) in zip(calls[:2], calls[1:3]):
+        assert inputs[0] is out                    # each layer sees the previous one's output
+    assert calls[2][2] is y and calls[3][2] is y   # the model's output is the last layer's
+    assert calls[3][1][0] is x
+
+
+def test_backward_hooks_fire_in_reverse_order_with_the_gradients_passed_along():
+    model = make_model()
+    calls = []
+
+    def hook(module, grad_input, grad_output):
+        calls.append((module, grad_input, grad_output))
+
+    for m in model:
+        m.register_backward_hook(hook)
+    model.register_backward_hook(hook)
+    x = batch()
+    dy = np.random.default_rng(2).standard_normal(model(x).shape)
+    dx = model.backward(dy)
+
+    assert [c[0] for c in calls] == [model[2], model[1], model[0], model]
+    assert calls[0][2] is dy                       # the last layer receives the caller's dy
+    for (_, grad_in, _), (_, _, grad_out) in zip(calls[:2], calls[1:3]):
+        assert grad_out is grad_in                 # dL/dx of one layer is dL/dy of the one before
+    assert calls[2][1] is dx and calls[3][1] is dx
+    assert calls[3][2] is dy
+    # the values are the chain rule's: dL/dx of the last Dense is dy @ W
+    np.testing.assert_array_equal(calls[0][1], dy @ model[2].weight.data)
+    assert calls[0][1].shape == (5, 4) and calls[2][1].shape == x.shape
+
+
+def test_forward_hook_can_replace_the_output():
+    model = make_model()
+    x = batch()
+    plain = model(x)
+    seen = {}
+
+    def zero_second_unit(module, inputs, output):
+        out = output.copy()
+        out[:, 1] = 0.0
+        seen["replaced"] = out
+        return out
+
+    def record_input(module, inputs, output):
+        seen["next_input"] = inputs[0]
+
+    model[1].register_forward_hook(zero_second_unit)
+    model[2].register_forward_hook(record_input)
+    y = model(x)
+    assert seen["next_input"] is seen["replaced"]     # the next layer got the replacement
+    h = np.maximum(x @ model[0].weight.data.T + model[0].bias.data, 0)
+    h[:, 1] = 0.0
+    np.testing.assert_allclose(y, h @ model[2].weight.data.T + model[2].bias.data, rtol=1e-12)
+    assert not np.allclose(y, plain)
+
+
+def test_backward_hook_can_replace_grad_input():
+    model = make_model()
+    x = batch()
+    dy = np.ones(model(x).shape)
+
+    def block(module, grad_input, grad_output):
+        return np.zeros_like(grad_input)
+
+    handle = model[1].register_backward_hook(block)
+    model.zero_grad()
+    dx = model.backward(dy)
+    assert np.all(dx == 0)
+    assert np.all(model[0].weight.grad == 0) and np.all(model[0].bias.grad == 0)
+    assert np.any(model[2].weight.grad != 0)        # layers after the hook are unaffected
+
+    handle.remove()
+    model.zero_grad()
+    model(x)
+    assert np.any(model.backward(dy) != 0)
+    assert np.any(model[0].weight.grad != 0)
+
+
+def test_hooks_stop_after_remove():
+    model = make_model()
+    fired = []
+    f = model[0].register_forward_hook(lambda m, i, o: fired.append("forward"))
+    b = model[0].register_backward_hook(lambda m, gi, go: fired.append("backward"))
+    x = batch()
+    model.backward(np.ones(model(x).shape))
+    assert fired == ["forward", "backward"]
+    f.remove()
+    b.remove()
+    b.remove()                                     # removing twice is harmless
+    model.backward(np.ones(model(x).shape))
+    assert fired == ["forward", "backward"]
+
+
+def test_removing_one_hook_keeps_the_others_in_registration_order():
+    layer = layers.Dense(3, 2).astype(np.float64)
+    order = []
+    handles = [layer.register_forward_hook(lambda m, i, o, k=k: order.append(k)) for k in range(3)]
+    handles[1].remove()
+    layer(batch())
+    assert order == [0, 2]
+
+
+def test_hooks_receive_the_module_itself():
+    layer = layers.Tanh()
+    got = []
+    layer.register_forward_hook(lambda m, i, o: got.append(m))
+    layer.register_backward_hook(lambda m, gi, go: got.append(m))
+    layer.backward(np.ones_like(layer(batch())))
+    assert got == [layer, layer]

@@ -1,0 +1,82 @@
+"""LayerNorm: finite differences, fast path = reference, PyTorch equality, bad input."""
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import layers
+import nn
+
+
+def run(layer, x, dy, reference=False):
+    layer = copy.deepcopy(layer)
+    with nn.use_reference(reference):
+        y = layer(x)
+        dx = layer.backward(dy)
+    return [y, dx] + [p.grad for p in layer.parameters()]
+
+
+def make(shape, k, affine, seed, dtype=np.float64):
+    """A LayerNorm over the last ``k`` dims of ``shape`` with random affine parameters."""
+    rng = np.random.default_rng(seed)
+    layer = layers.LayerNorm(shape[len(shape) - k:], elementwise_affine=affine, dtype=dtype)
+    for p in layer.parameters():
+        p.data[...] = rng.standard_normal(p.shape)
+    return layer, (3 * rng.standard_normal(shape) + 1).astype(dtype), rng
+
+
+shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).flatmap(
+    lambda s: st.tuples(st.just(tuple(s)), st.integers(1, len(s))))
+
+
+@settings(max_examples=15, deadline=None)
+@given(shape_k=shapes, affine=st.booleans(), seed=st.integers(0, 1000))
+def test_gradcheck_and_fast_equals_reference(shape_k, affine, seed):
+    shape, k = shape_k
+    if int(np.prod(shape[len(shape) - k:])) == 1:
+        shape = shape[:-1] + (2,)                    # one value per group: xhat is identically 0
+    layer, x, rng = make(shape, k, affine, seed)
+    report = nn.gradcheck(layer, x)
+    assert report.passed, report
+    dy = rng.standard_normal(shape)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-5)):
+        fast = run(layer.astype(dtype), x.astype(dtype), dy.astype(dtype))
+        ref = run(layer, x.astype(dtype), dy.astype(dtype), reference=True)
+        for a, b in zip(fast, ref):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_matches_torch():
+    torch = pytest.importorskip("torch")
+    layer, x, rng = make((3, 4, 5, 6), 2, True, 0)
+    twin = torch.nn.LayerNorm((5, 6)).double()
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    dy = rng.standard_normal(x.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    out = twin(xt)
+    out.backward(torch.tensor(dy))
+    y, dx, dw, db = run(layer, x, dy)
+    for ours, theirs in ((y, out), (dx, xt.grad), (dw, twin.weight.grad), (db, twin.bias.grad)):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_output_is_normalized_and_defaults_are_pytorch():
+    layer = layers.LayerNorm(8)
+    assert layer.weight.dtype == np.float32 and np.all(layer.weight.data == 1) and np.all(layer.bias.data == 0)
+    y = layer(np.random.default_rng(0).standard_normal((4, 3, 8)).astype(np.float32) * 5 + 2)
+    np.testing.assert_allclose(y.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(-1), 1, atol=1e-3)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: layers.LayerNorm(4)(np.zeros((2, 5), np.float32)), ValueError, r"LayerNorm: expected input of shape \(\.\.\., 4\), got \(2, 5\)"),
+    (lambda: layers.LayerNorm((2, 3))(np.zeros(3, np.float32)), ValueError, r"LayerNorm: expected input of shape \(\.\.\., 2, 3\), got \(3,\)"),
+    (lambda: layers.LayerNorm(4)(np.zeros((2, 4))), TypeError, r"LayerNorm: expected input of dtype float32"),
+    (lambda: layers.LayerNorm(4)(np.zeros((2, 4), np.int32)), TypeError, r"LayerNorm: expected a floating-point input"),
+    (lambda: layers.LayerNorm(0), ValueError, r"LayerNorm: expected normalized_shape to be a positive int"),
+    (lambda: layers.LayerNorm(4).backward(np.zeros((2, 4), np.float32)), ValueError, r"LayerNorm.backward called before forward"),
+])
+def test_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

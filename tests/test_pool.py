@@ -1,0 +1,160 @@
+"""Max, average and global-average pooling: finite differences, fast path == reference,
+PyTorch equality, tie rule, determinism and bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import layers
+import nn
+
+POOLS = {(2, "max"): layers.MaxPool2D, (2, "avg"): layers.AvgPool2D,
+         (1, "max"): layers.MaxPool1D, (1, "avg"): layers.AvgPool1D}
+
+
+@st.composite
+def pool_configs(draw):
+    """A random pool that fits its input: kernel 1-4, stride None or 1-3, padding up to
+    half the kernel, odd sizes."""
+    dims, kind = draw(st.sampled_from([1, 2])), draw(st.sampled_from(["max", "avg"]))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(dims))
+    stride = draw(st.none() | st.tuples(*[st.integers(1, 3)] * dims))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    sizes = tuple(max(1, k - 2 * p) + draw(st.integers(0, 6)) for k, p in zip(kernel, padding))
+    return dict(cls=POOLS[dims, kind], kernel=kernel if dims == 2 else kernel[0],
+                stride=stride, padding=padding if dims == 2 else padding[0],
+                shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3))) + sizes)
+
+
+def make_pool(cfg, dtype=np.float64, seed=0):
+    layer = cfg["cls"](cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"])
+    return layer, np.random.default_rng(seed).standard_normal(cfg["shape"]).astype(dtype)
+
+
+def run(layer, x, dy=None, reference=False):
+    with nn.use_reference(reference):
+        y = layer(x)
+    if dy is None:
+        dy = np.random.default_rng(7).standard_normal(y.shape).astype(y.dtype)
+    return [y, layer.backward(dy)], dy
+
+
+def assert_close(actual, expected, rtol):
+    for a, b in zip(actual, expected):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(cls=layers.MaxPool2D, kernel=(3, 2), stride=(2, 1), padding=(1, 1), shape=(2, 3, 7, 6)),
+    dict(cls=layers.AvgPool2D, kernel=3, stride=2, padding=1, shape=(2, 2, 7, 8)),
+    dict(cls=layers.MaxPool1D, kernel=3, stride=1, padding=1, shape=(2, 3, 9)),
+    dict(cls=layers.AvgPool1D, kernel=4, stride=None, padding=2, shape=(2, 2, 10)),
+])
+def test_gradcheck(cfg):
+    layer, x = make_pool(cfg)
+    report = nn.gradcheck(layer, x)                 # random x: no ties within eps
+    assert report.passed, report
+
+
+def test_global_avg_pool():
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 6))
+    layer = layers.GlobalAvgPool2D()
+    assert nn.gradcheck(layer, x).passed
+    np.testing.assert_allclose(layer(x), x.mean(axis=(2, 3)))
+    assert layer.flops((3, 4, 5, 6), (3, 4)) == 360
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_configs(), st.sampled_from([np.float32, np.float64]))
+def test_fast_equals_reference(cfg, dtype):
+    layer, x = make_pool(cfg, dtype)
+    fast, dy = run(layer, x)
+    reference, _ = run(layer, x, dy, reference=True)
+    assert_close(fast, reference, 1e-5 if dtype == np.float32 else 1e-10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_configs(), st.booleans())
+def test_matches_torch(cfg, ties):
+    torch = pytest.importorskip("torch")
+    layer, x = make_pool(cfg)
+    if ties:                                        # many equal values: the tie rule decides
+        x = np.round(x)
+    name = type(layer).__name__.replace("D", "d")
+    twin = getattr(torch.nn, name)(cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"])
+    ours, dy = run(layer, x)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = twin(xt)
+    yt.backward(torch.from_numpy(dy))
+    assert_close(ours, [yt.detach().numpy(), xt.grad.numpy()], 1e-12)
+
+
+def test_ties_go_to_the_first_maximum():
+    x = np.array([[[[1.0, 3.0, 3.0, 0.0],
+                    [3.0, 2.0, 0.0, 0.0]]]])
+    for reference in (False, True):
+        [y, dx], _ = run(layers.MaxPool2D(2), x, np.ones((1, 1, 1, 2)), reference)
+        np.testing.assert_array_equal(y, [[[[3.0, 3.0]]]])
+        np.testing.assert_array_equal(dx, [[[[0, 1, 1, 0], [0, 0, 0, 0]]]])
+
+
+def test_padding_never_wins_and_counts_in_the_average():
+    x = -np.ones((1, 1, 3, 3))
+    for reference in (False, True):
+        [y, dx], _ = run(layers.MaxPool2D(2, stride=2, padding=1), x, np.ones((1, 1, 2, 2)), reference)
+        np.testing.assert_array_equal(y, -np.ones((1, 1, 2, 2)))
+        assert dx.sum() == 4
+        [y, _], _ = run(layers.AvgPool2D(2, stride=2, padding=1), x, None, reference)
+        np.testing.assert_array_equal(y, [[[[-0.25, -0.5], [-0.5, -1.0]]]])
+
+
+def test_same_bits_twice():
+    x = np.random.default_rng(1).standard_normal((8, 16, 15, 14)).astype(np.float32)
+    for cls in (layers.MaxPool2D, layers.AvgPool2D):
+        first, dy = run(cls(3, stride=2, padding=1), x)
+        second, _ = run(cls(3, stride=2, padding=1), x, dy)
+        for a, b in zip(first, second):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_flops_and_repr():
+    pool = layers.MaxPool2D(2)
+    assert pool.flops((64, 32, 28, 28), (64, 32, 14, 14)) == 64 * 32 * 196 * 4
+    assert repr(pool) == "MaxPool2D(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))"
+    assert repr(layers.AvgPool1D(3, stride=2)) == "AvgPool1D(kernel_size=3, stride=2, padding=0)"
+
+
+@pytest.mark.parametrize("make, x, error, message", [
+    (lambda: layers.MaxPool2D(2), np.zeros((2, 3, 4)), ValueError,
+     r"MaxPool2D: expected input of shape \(N, C, H, W\), got \(2, 3, 4\)"),
+    (lambda: layers.AvgPool1D(2), np.zeros((2, 3, 4, 4)), ValueError,
+     r"AvgPool1D: expected input of shape \(N, C, L\), got \(2, 3, 4, 4\)"),
+    (lambda: layers.MaxPool2D(5, padding=1), np.zeros((1, 1, 2, 8)), ValueError,
+     r"MaxPool2D: expected an input of spatial size at least \(3, 3\) \(kernel \(5, 5\), "
+     r"padding \(1, 1\)\), got \(1, 1, 2, 8\)"),
+    (lambda: layers.AvgPool2D(2), np.zeros((1, 1, 4, 4), np.int32), TypeError,
+     r"AvgPool2D: expected a floating-point input, got dtype int32"),
+    (lambda: layers.GlobalAvgPool2D(), np.zeros((2, 3)), ValueError,
+     r"GlobalAvgPool2D: expected input of shape \(N, C, H, W\), got \(2, 3\)"),
+])
+def test_bad_input(make, x, error, message):
+    with pytest.raises(error, match=message):
+        make()(x)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"MaxPool2D: padding \(2, 2\) must be at most half the kernel size \(3, 3\)"):
+        layers.MaxPool2D(3, padding=2)
+    with pytest.raises(TypeError, match=r"AvgPool1D: expected kernel_size to be an int or a tuple of 1 ints"):
+        layers.AvgPool1D((2, 2))
+    with pytest.raises(ValueError, match=r"MaxPool1D: expected kernel_size, stride >= 1"):
+        layers.MaxPool1D(2, stride=0)
+
+
+def test_nan_propagates_to_the_first_nan():
+    x = np.array([[[[1.0, np.nan, 7.0, 2.0],
+                    [np.nan, 5.0, 3.0, 4.0]]]])
+    for reference in (False, True):
+        [y, dx], _ = run(layers.MaxPool2D(2), x, np.ones((1, 1, 1, 2)), reference)
+        np.testing.assert_array_equal(y, [[[[np.nan, 7.0]]]])
+        np.testing.assert_array_equal(dx, [[[[0, 1, 1, 0], [0, 0, 0, 0]]]])
