@@ -198,7 +198,7 @@ def report(config, runs, profiles, cells):
         f"{config['batch_size']}, evaluated every {config['eval_every']} steps on "
         f"{config['test_size']} test sequences; budgets {config['budget']}.",
         markdown_table(header, body),
-        f"## Vanishing gradient: ||dL/dh_0|| / ||dL/dh_{gT - 1}|| at T={gT} (loss on the last step)",
+        f"## Vanishing gradient: ‖dL/dh_0‖ / ‖dL/dh_{gT - 1}‖ at T={gT} (loss on the last step)",
         markdown_table(["cell", "at initialisation", "after training"], grad_rows)])
 
 
@@ -215,7 +215,7 @@ def plot(config, runs, profiles, cells, out):
                 ax.semilogy(np.arange(len(prof)), prof, label=cell.upper(), color=colors[cell])
         ax.set_title("at initialisation" if when == "init" else "after training")
         ax.set_xlabel("distance to the loss (steps)")
-    axes[0].set_ylabel("||dL/dh_t||")
+    axes[0].set_ylabel(r"$\|\partial L / \partial h_t\|$")
     axes[0].legend()
     fig.suptitle(f"Adding problem, T={config['gradient_T']}: the gradient going back in time")
     fig.tight_layout()

@@ -42,7 +42,7 @@ from benchmarks.harness import Workload, measure, try_import_torch
 MODELS = ("conv", "rnn", "lstm", "gru")
 HIDDEN = {"rnn": 118, "lstm": 56, "gru": 64}
 CONFIG = {"lengths": (10, 22, 46, 100, 215, 464, 1000), "batch_size": 32, "features": 16,
-          "hidden": HIDDEN, "channels": 48, "repeats": 5, "asymptotic_from": 100}
+          "hidden": HIDDEN, "channels": 48, "repeats": 7, "asymptotic_from": 100}
 QUICK_CONFIG = {"lengths": (10, 32, 100), "batch_size": 8, "features": 16, "hidden": HIDDEN,
                 "channels": 48, "repeats": 2, "asymptotic_from": 32}
 
@@ -227,7 +227,8 @@ def report(config, rows, slopes, tail_slopes, params):
                         f"{hp / pt:.2f}x" if pt else "—", f"{ref / hp:.1f}x" if ref else "—"])
     return "\n\n".join([
         f"## Forward+backward time against sequence length (batch {config['batch_size']}, "
-        f"{config['features']} features, hidden {config['hidden']}, conv {config['channels']} channels)",
+        f"{config['features']} features; hidden " + ", ".join(f"{h} ({m.upper()})" for m, h in config["hidden"].items())
+        + f"; conv {config['channels']} channels)",
         markdown_table(header, body),
         f"## Growth exponents (time ~ T^slope) and the cost at T={T_max}",
         markdown_table(["model", "params", "slope, all T (handprop / PyTorch)",

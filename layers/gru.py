@@ -102,7 +102,8 @@ class GRU(RecurrentBase):
     def _new_buffers(self, T, N, dtype):
         buffers = super()._new_buffers(T, N, dtype)
         H = self.hidden_size
-        buffers.update(gates=np.empty((T, N, 3 * H), dtype), gh_n=np.empty((T, N, H), dtype))
+        buffers.update(gates=np.empty((T, N, 2 * H), dtype), cand=np.empty((T, N, H), dtype),  # r z | n
+                       gh_n=np.empty((T, N, H), dtype))
         return buffers
 
     def _gate_grad_buffers(self, T, N, dtype):
@@ -110,16 +111,17 @@ class GRU(RecurrentBase):
         return np.empty(shape, dtype), np.empty(shape, dtype)
 
     def _forward_step(self, t, xproj, gh, b_hh, lengths, state, b):
-        kernels.gru_forward_step(t, xproj, gh, b_hh, lengths, *state, b["y"], b["h_prev"], b["gates"], b["gh_n"])
+        kernels.gru_forward_step(t, xproj, gh, b_hh, lengths, *state,
+                                 b["y"], b["h_prev"], b["gates"], b["cand"], b["gh_n"])
 
     def _forward_sequence(self, reverse, xproj, W_hh_T, b_hh, lengths, state, b):
         kernels.gru_forward_sequence(reverse, xproj, W_hh_T, b_hh, lengths, *state,
-                                     b["y"], b["h_prev"], b["gates"], b["gh_n"])
+                                     b["y"], b["h_prev"], b["gates"], b["cand"], b["gh_n"])
 
     def _backward_step(self, t, dy, dh_rec, lengths, b, d, seq, dgates, dgates_h):
-        kernels.gru_backward_step(t, dy, dh_rec, lengths, b["gates"], b["gh_n"], b["h_prev"],
+        kernels.gru_backward_step(t, dy, dh_rec, lengths, b["gates"], b["cand"], b["gh_n"], b["h_prev"],
                                   *d, seq["h"], dgates, dgates_h)
 
     def _backward_sequence(self, reverse, dy, W_hh, lengths, b, d, seq, dgates, dgates_h):
-        kernels.gru_backward_sequence(reverse, dy, W_hh, lengths, b["gates"], b["gh_n"], b["h_prev"],
+        kernels.gru_backward_sequence(reverse, dy, W_hh, lengths, b["gates"], b["cand"], b["gh_n"], b["h_prev"],
                                       *d, seq["h"], dgates, dgates_h)

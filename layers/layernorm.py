@@ -86,7 +86,8 @@ class LayerNorm(Module):
         else:
             y, self._xhat = np.empty_like(rows), np.empty_like(rows)
             self._rstd = np.empty((rows.shape[0], 1), x.dtype)
-            kernels.layernorm_forward(np.ascontiguousarray(rows), weight, bias, self.eps, y, self._xhat, self._rstd[:, 0])
+            kernels.layernorm_forward(np.ascontiguousarray(rows), weight, bias, self.eps,
+                                      y, self._xhat, self._rstd[:, 0])
         return y.reshape(x.shape)
 
     def backward(self, dy):

@@ -475,6 +475,25 @@ class RecurrentBase(Module):
         H = self.hidden_size
         return {"y": np.empty((T, N, H), dtype), "h_prev": np.empty((T, N, H), dtype)}
 
+    def _forward_step(self, t, xproj, gh, b_hh, lengths, state, buffers):
+        """Fast path: step ``t`` for the whole batch given ``gh = h @ W_hh.T``; updates the
+        ``state`` arrays in place and fills ``buffers[...][t]``."""
+        raise NotImplementedError
+
+    def _forward_sequence(self, reverse, xproj, W_hh_T, b_hh, lengths, state, buffers):
+        """Fast path: every step in one kernel call (tiny products)."""
+        raise NotImplementedError
+
+    def _backward_step(self, t, dy, dh_rec, lengths, buffers, d, seq, dgates, dgates_h):
+        """Fast path: BPTT through step ``t`` given ``dh_rec`` from the step processed before;
+        updates the carried gradients ``d`` in place, fills ``seq[...][t]`` (the BPTT norms'
+        ``dL/dh_t``) and the gate gradients at ``t``."""
+        raise NotImplementedError
+
+    def _backward_sequence(self, reverse, dy, W_hh, lengths, buffers, d, seq, dgates, dgates_h):
+        """Fast path: BPTT through every step in one kernel call (tiny products)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ misc
     def flops(self, input_shape, output_shape):
         """Products counted exactly (2 flops per multiply-add), the cell's elementwise work

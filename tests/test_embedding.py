@@ -68,12 +68,16 @@ def test_init_is_standard_normal():
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda e: e(np.array([0, 5])), ValueError, r"Embedding: expected indices in \[0, 5\), got values from 0 to 5"),
-    (lambda e: e(np.array([[-1, 2]])), ValueError, r"Embedding: expected indices in \[0, 5\), got values from -1 to 2"),
+    (lambda e: e(np.array([0, 5])), ValueError,
+     r"Embedding: expected indices in \[0, 5\), got values from 0 to 5"),
+    (lambda e: e(np.array([[-1, 2]])), ValueError,
+     r"Embedding: expected indices in \[0, 5\), got values from -1 to 2"),
     (lambda e: e(np.array([0.0, 1.0])), TypeError, r"Embedding: expected integer indices, got dtype float64"),
     (lambda e: e([0, 1]), TypeError, r"Embedding: expected the indices to be a numpy array, got list"),
-    (lambda e: layers.Embedding(5, 3, padding_idx=5), ValueError, r"Embedding: expected padding_idx in \[-5, 5\), got 5"),
-    (lambda e: layers.Embedding(0, 3), ValueError, r"Embedding: expected num_embeddings to be a positive int, got 0"),
+    (lambda e: layers.Embedding(5, 3, padding_idx=5), ValueError,
+     r"Embedding: expected padding_idx in \[-5, 5\), got 5"),
+    (lambda e: layers.Embedding(0, 3), ValueError,
+     r"Embedding: expected num_embeddings to be a positive int, got 0"),
 ])
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):

@@ -70,12 +70,16 @@ def test_output_is_normalized_and_defaults_are_pytorch():
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: layers.LayerNorm(4)(np.zeros((2, 5), np.float32)), ValueError, r"LayerNorm: expected input of shape \(\.\.\., 4\), got \(2, 5\)"),
-    (lambda: layers.LayerNorm((2, 3))(np.zeros(3, np.float32)), ValueError, r"LayerNorm: expected input of shape \(\.\.\., 2, 3\), got \(3,\)"),
+    (lambda: layers.LayerNorm(4)(np.zeros((2, 5), np.float32)), ValueError,
+     r"LayerNorm: expected input of shape \(\.\.\., 4\), got \(2, 5\)"),
+    (lambda: layers.LayerNorm((2, 3))(np.zeros(3, np.float32)), ValueError,
+     r"LayerNorm: expected input of shape \(\.\.\., 2, 3\), got \(3,\)"),
     (lambda: layers.LayerNorm(4)(np.zeros((2, 4))), TypeError, r"LayerNorm: expected input of dtype float32"),
-    (lambda: layers.LayerNorm(4)(np.zeros((2, 4), np.int32)), TypeError, r"LayerNorm: expected a floating-point input"),
+    (lambda: layers.LayerNorm(4)(np.zeros((2, 4), np.int32)), TypeError,
+     r"LayerNorm: expected a floating-point input"),
     (lambda: layers.LayerNorm(0), ValueError, r"LayerNorm: expected normalized_shape to be a positive int"),
-    (lambda: layers.LayerNorm(4).backward(np.zeros((2, 4), np.float32)), ValueError, r"LayerNorm.backward called before forward"),
+    (lambda: layers.LayerNorm(4).backward(np.zeros((2, 4), np.float32)), ValueError,
+     r"LayerNorm.backward called before forward"),
 ])
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):

@@ -218,7 +218,8 @@ def test_matches_torch(cell, cfg, from_torch, use_dstate, relu, reference, time_
     twin = torch_twin(torch, cell, layer, from_torch)
     dy, dstate = upstream(layer, x, kwargs, np.random.default_rng(5))
     dstate = dstate if use_dstate else None
-    assert_matches_torch(run(layer, x, kwargs, dy, dstate, reference), torch_run(torch, twin, layer, x, kwargs, dy, dstate))
+    assert_matches_torch(run(layer, x, kwargs, dy, dstate, reference),
+                         torch_run(torch, twin, layer, x, kwargs, dy, dstate))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -410,23 +411,36 @@ X = np.zeros((2, 5, 3), np.float32)
 H0 = np.zeros((1, 2, 4), np.float32)
 
 BAD_CALLS = [
-    (lambda: _lstm()(np.zeros((2, 5, 2), np.float32)), ValueError, r"LSTM: expected input of shape \(N, T, 3\), got \(2, 5, 2\)"),
-    (lambda: _lstm()(np.zeros((5, 3), np.float32)), ValueError, r"LSTM: expected input of shape \(N, T, 3\), got \(5, 3\)"),
-    (lambda: _lstm()(X.astype(np.float64)), TypeError, r"LSTM: expected input of dtype float32 .*got float64"),
+    (lambda: _lstm()(np.zeros((2, 5, 2), np.float32)), ValueError,
+     r"LSTM: expected input of shape \(N, T, 3\), got \(2, 5, 2\)"),
+    (lambda: _lstm()(np.zeros((5, 3), np.float32)), ValueError,
+     r"LSTM: expected input of shape \(N, T, 3\), got \(5, 3\)"),
+    (lambda: _lstm()(X.astype(np.float64)), TypeError,
+     r"LSTM: expected input of dtype float32 .*got float64"),
     (lambda: _gru()(X.astype(np.int64)), TypeError, r"GRU: expected a floating-point input, got dtype int64"),
-    (lambda: _gru()(np.zeros((2, 0, 3), np.float32)), ValueError, r"GRU: expected at least one sequence and one step"),
-    (lambda: _gru()(X, lengths=np.array([5, 0])), ValueError, r"GRU: expected every length in \[1, 5\] .*got values from 0 to 5"),
-    (lambda: _gru()(X, lengths=np.array([6, 2])), ValueError, r"GRU: expected every length in \[1, 5\] .*from 2 to 6"),
-    (lambda: _gru()(X, lengths=np.array([5, 2, 1])), ValueError, r"GRU: expected lengths of shape \(2,\) .*got \(3,\)"),
-    (lambda: _gru()(X, lengths=np.array([5.0, 2.0])), TypeError, r"GRU: expected lengths to be integers, shape \(2,\), got dtype float64"),
-    (lambda: _lstm()(X, state=H0), TypeError, r"LSTM: expected state to be a pair \(h, c\) of arrays of shape \(1, 2, 4\), got an array of shape \(1, 2, 4\)"),
-    (lambda: _gru()(X, state=(H0, H0)), TypeError, r"GRU: expected state to be an array h of shape \(1, 2, 4\), got a tuple of 2"),
-    (lambda: _lstm()(X, state=(H0, np.zeros((1, 3, 4), np.float32))), ValueError, r"LSTM: expected state c of shape \(1, 2, 4\) .*got \(1, 3, 4\)"),
+    (lambda: _gru()(np.zeros((2, 0, 3), np.float32)), ValueError,
+     r"GRU: expected at least one sequence and one step"),
+    (lambda: _gru()(X, lengths=np.array([5, 0])), ValueError,
+     r"GRU: expected every length in \[1, 5\] .*got values from 0 to 5"),
+    (lambda: _gru()(X, lengths=np.array([6, 2])), ValueError,
+     r"GRU: expected every length in \[1, 5\] .*from 2 to 6"),
+    (lambda: _gru()(X, lengths=np.array([5, 2, 1])), ValueError,
+     r"GRU: expected lengths of shape \(2,\) .*got \(3,\)"),
+    (lambda: _gru()(X, lengths=np.array([5.0, 2.0])), TypeError,
+     r"GRU: expected lengths to be integers, shape \(2,\), got dtype float64"),
+    (lambda: _lstm()(X, state=H0), TypeError,
+     r"LSTM: expected state to be a pair \(h, c\) of arrays of shape \(1, 2, 4\), got an array of shape \(1, 2, 4\)"),
+    (lambda: _gru()(X, state=(H0, H0)), TypeError,
+     r"GRU: expected state to be an array h of shape \(1, 2, 4\), got a tuple of 2"),
+    (lambda: _lstm()(X, state=(H0, np.zeros((1, 3, 4), np.float32))), ValueError,
+     r"LSTM: expected state c of shape \(1, 2, 4\) .*got \(1, 3, 4\)"),
     (lambda: _gru()(X, state=H0.astype(np.float64)), TypeError, r"GRU: expected state h of dtype float32"),
     (lambda: layers.GRU(3, 0), ValueError, r"GRU: expected hidden_size to be a positive int, got 0"),
     (lambda: layers.LSTM(3, 4, dropout=1.0), ValueError, r"LSTM: expected dropout in \[0, 1\), got 1.0"),
-    (lambda: layers.RNN(3, 4, nonlinearity="sigmoid"), ValueError, r"RNN: expected nonlinearity 'tanh' or 'relu', got 'sigmoid'"),
-    (lambda: _lstm().backward(np.zeros((2, 5, 4), np.float32)), ValueError, r"LSTM.backward called before forward"),
+    (lambda: layers.RNN(3, 4, nonlinearity="sigmoid"), ValueError,
+     r"RNN: expected nonlinearity 'tanh' or 'relu', got 'sigmoid'"),
+    (lambda: _lstm().backward(np.zeros((2, 5, 4), np.float32)), ValueError,
+     r"LSTM.backward called before forward"),
 ]
 
 

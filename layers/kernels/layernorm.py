@@ -5,7 +5,6 @@ with the row sums accumulated in float64 in a fixed order.
 """
 import math
 
-import numpy as np
 from numba import njit
 
 JIT = dict(cache=True, error_model="numpy")

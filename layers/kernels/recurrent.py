@@ -95,9 +95,9 @@ def tanh(x):
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared pieces. Each loop below is one equation over the H (or G*H) units of one sample: a
-# loop touching few arrays is one LLVM can vectorize (it must rule out overlaps between every
-# pair of arrays at run time, and gives up beyond a handful).
+# Shared pieces. Each loop is one equation over the units of one sample, writing one block:
+# a loop touching few arrays is one LLVM can vectorize (it must rule out overlaps between
+# every pair of arrays at run time, and gives up beyond a handful).
 
 @njit(**JIT)
 def _time_steps(T, reverse):
@@ -118,9 +118,10 @@ def _tanh_gates(t, n, xproj, gh, b_hh, gates, start, stop):
 
 
 @njit(inline="always", **JIT)
-def _save(t, n, state, saved):
+def _copy_state(t, n, state, into):
+    """``into[t, n] = state[n]``: keep a step's state (or output it)."""
     for j in range(state.shape[1]):
-        saved[t, n, j] = state[n, j]
+        into[t, n, j] = state[n, j]
 
 
 @njit(inline="always", **JIT)
@@ -172,18 +173,18 @@ def _matmul(a, b, out):
 @njit(inline="always", **JIT)
 def _rnn_cell_forward(t, n, relu, xproj, gh, b_hh, h, y, h_prev):
     zero = h.dtype.type(0)
-    _save(t, n, h, h_prev)
-    for j in range(h.shape[1]):
+    _copy_state(t, n, h, h_prev)
+    for j in range(h.shape[1]):                                       # h = act(a)
         a = xproj[t, n, j] + gh[n, j] + b_hh[j]
         h[n, j] = max(a, zero) if relu else tanh(a)
-        y[t, n, j] = h[n, j]
+    _copy_state(t, n, h, y)
 
 
 @njit(inline="always", **JIT)
 def _rnn_cell_backward(t, n, relu, dy, dh_rec, y, dh, dh_seq, dgates):
     one = dh.dtype.type(1)
     _total_dh(t, n, dy, dh_rec, dh, dh_seq)
-    for j in range(dh.shape[1]):          # da = dh * act'(a), from the output h
+    for j in range(dh.shape[1]):          # da = dh * act'(a), read off the output h
         h = y[t, n, j]
         dgates[t, n, j] = dh_seq[t, n, j] * (h > 0) if relu else dh_seq[t, n, j] * (one - h * h)
     for j in range(dh.shape[1]):          # dh_prev flows only through W_hh (dh_rec, next step)
@@ -241,31 +242,37 @@ def _lstm_cell_forward(t, n, xproj, gh, b_hh, h, c, y, h_prev, gates, c_prev, ta
     _sigmoid_gates(t, n, xproj, gh, b_hh, gates, 0, 2 * H)           # i, f
     _tanh_gates(t, n, xproj, gh, b_hh, gates, 2 * H, 3 * H)          # g
     _sigmoid_gates(t, n, xproj, gh, b_hh, gates, 3 * H, 4 * H)       # o
-    _save(t, n, h, h_prev)
-    _save(t, n, c, c_prev)
+    _copy_state(t, n, h, h_prev)
+    _copy_state(t, n, c, c_prev)
     for j in range(H):                                                # c = f c_prev + i g
         c[n, j] = gates[t, n, H + j] * c[n, j] + gates[t, n, j] * gates[t, n, 2 * H + j]
+    for j in range(H):
         tanh_c[t, n, j] = tanh(c[n, j])
     for j in range(H):                                                # h = o tanh(c)
         h[n, j] = gates[t, n, 3 * H + j] * tanh_c[t, n, j]
-        y[t, n, j] = h[n, j]
+    _copy_state(t, n, h, y)
 
 
 @njit(inline="always", **JIT)
 def _lstm_cell_backward(t, n, dy, dh_rec, gates, c_prev, tanh_c, dh, dc, dh_seq, dc_seq, dgates):
     H, one = dh.shape[1], dh.dtype.type(1)
     _total_dh(t, n, dy, dh_rec, dh, dh_seq)
-    for j in range(H):                    # dc = dc_next + dh o (1 - tanh(c)^2);  dc_prev = dc f
+    for j in range(H):                    # dc = dc_next + dh o (1 - tanh(c)^2)
         tc = tanh_c[t, n, j]
         dc_seq[t, n, j] = dc[n, j] + dh_seq[t, n, j] * gates[t, n, 3 * H + j] * (one - tc * tc)
+    for j in range(H):                    # dc_prev = dc f
         dc[n, j] = dc_seq[t, n, j] * gates[t, n, H + j]
-    for j in range(H):                    # da = [dc g, dc c_prev, dc i, dh tanh(c)] * act'
-        i, f = gates[t, n, j], gates[t, n, H + j]
-        g, o = gates[t, n, 2 * H + j], gates[t, n, 3 * H + j]
-        dc_t = dc_seq[t, n, j]
-        dgates[t, n, j] = dc_t * g * i * (one - i)
-        dgates[t, n, H + j] = dc_t * c_prev[t, n, j] * f * (one - f)
-        dgates[t, n, 2 * H + j] = dc_t * i * (one - g * g)
+    for j in range(H):                    # da_i = dc g i (1 - i)
+        i = gates[t, n, j]
+        dgates[t, n, j] = dc_seq[t, n, j] * gates[t, n, 2 * H + j] * i * (one - i)
+    for j in range(H):                    # da_f = dc c_prev f (1 - f)
+        f = gates[t, n, H + j]
+        dgates[t, n, H + j] = dc_seq[t, n, j] * c_prev[t, n, j] * f * (one - f)
+    for j in range(H):                    # da_g = dc i (1 - g^2)
+        g = gates[t, n, 2 * H + j]
+        dgates[t, n, 2 * H + j] = dc_seq[t, n, j] * gates[t, n, j] * (one - g * g)
+    for j in range(H):                    # da_o = dh tanh(c) o (1 - o)
+        o = gates[t, n, 3 * H + j]
         dgates[t, n, 3 * H + j] = dh_seq[t, n, j] * tanh_c[t, n, j] * o * (one - o)
     for j in range(H):                    # dh_prev flows only through W_hh (dh_rec, next step)
         dh[n, j] = 0
@@ -316,79 +323,82 @@ def lstm_backward_sequence(reverse, dy, W_hh, lengths, gates, c_prev, tanh_c, dh
 
 # ---------------------------------------------------------------------------------------------
 # GRU: r, z, n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h = (1-z) n + z h_prev
-#                                                               reference: layers/gru.py
+# (the candidate n is ``cand`` here, ``n`` being the sample)   reference: layers/gru.py
 
 @njit(inline="always", **JIT)
-def _gru_cell_forward(t, n, xproj, gh, b_hh, h, y, h_prev, gates, gh_n):
+def _gru_cell_forward(t, n, xproj, gh, b_hh, h, y, h_prev, gates, cand, gh_n):
     H, one = h.shape[1], h.dtype.type(1)
     _sigmoid_gates(t, n, xproj, gh, b_hh, gates, 0, 2 * H)           # r, z
-    for j in range(H):                                                # n = tanh(gx_n + r gh_n)
+    for j in range(H):                                                # gh_n = h W_hn^T + b_hn
         gh_n[t, n, j] = gh[n, 2 * H + j] + b_hh[2 * H + j]
-        gates[t, n, 2 * H + j] = tanh(xproj[t, n, 2 * H + j] + gates[t, n, j] * gh_n[t, n, j])
-    _save(t, n, h, h_prev)
+    for j in range(H):                                                # n = tanh(gx_n + r gh_n)
+        cand[t, n, j] = tanh(xproj[t, n, 2 * H + j] + gates[t, n, j] * gh_n[t, n, j])
+    _copy_state(t, n, h, h_prev)
     for j in range(H):                                                # h = (1-z) n + z h_prev
         z = gates[t, n, H + j]
-        h[n, j] = (one - z) * gates[t, n, 2 * H + j] + z * h[n, j]
-        y[t, n, j] = h[n, j]
+        h[n, j] = (one - z) * cand[t, n, j] + z * h[n, j]
+    _copy_state(t, n, h, y)
 
 
 @njit(inline="always", **JIT)
-def _gru_cell_backward(t, n, dy, dh_rec, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
+def _gru_cell_backward(t, n, dy, dh_rec, gates, cand, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
     H, one = dh.shape[1], dh.dtype.type(1)
     _total_dh(t, n, dy, dh_rec, dh, dh_seq)
-    for j in range(H):                    # dgx = [da_r, da_z, da_n]
-        r, z, cand = gates[t, n, j], gates[t, n, H + j], gates[t, n, 2 * H + j]
-        dh_t = dh_seq[t, n, j]
-        da_n = dh_t * (one - z) * (one - cand * cand)
-        dgates[t, n, j] = da_n * gh_n[t, n, j] * r * (one - r)
-        dgates[t, n, H + j] = dh_t * (h_prev[t, n, j] - cand) * z * (one - z)
-        dgates[t, n, 2 * H + j] = da_n
-    for j in range(H):                    # dgh = [da_r, da_z, da_n r]
-        dgates_h[t, n, j] = dgates[t, n, j]
-        dgates_h[t, n, H + j] = dgates[t, n, H + j]
+    for j in range(H):                    # da_r = da_n gh_n r (1 - r),  da_n = dh (1 - z) (1 - n^2)
+        r, z, c = gates[t, n, j], gates[t, n, H + j], cand[t, n, j]
+        dgates[t, n, j] = dh_seq[t, n, j] * (one - z) * (one - c * c) * gh_n[t, n, j] * r * (one - r)
+    for j in range(H):                    # da_z = dh (h_prev - n) z (1 - z)
+        z = gates[t, n, H + j]
+        dgates[t, n, H + j] = dh_seq[t, n, j] * (h_prev[t, n, j] - cand[t, n, j]) * z * (one - z)
+    for j in range(H):                    # da_n
+        z, c = gates[t, n, H + j], cand[t, n, j]
+        dgates[t, n, 2 * H + j] = dh_seq[t, n, j] * (one - z) * (one - c * c)
+    for k in range(2 * H):                # W_hh sees [da_r, da_z, da_n r]
+        dgates_h[t, n, k] = dgates[t, n, k]
+    for j in range(H):
         dgates_h[t, n, 2 * H + j] = dgates[t, n, 2 * H + j] * gates[t, n, j]
     for j in range(H):                    # the direct path h_prev -> h; W_hh's part comes next step
         dh[n, j] = dh_seq[t, n, j] * gates[t, n, H + j]
 
 
 @njit(**JIT)
-def gru_forward_step(t, xproj, gh, b_hh, lengths, h, y, h_prev, gates, gh_n):
+def gru_forward_step(t, xproj, gh, b_hh, lengths, h, y, h_prev, gates, cand, gh_n):
     """Step ``t`` of ``gru_step_forward`` for the whole batch, given ``gh = h @ W_hh.T``."""
     for n in range(h.shape[0]):
         if t < lengths[n]:
-            _gru_cell_forward(t, n, xproj, gh, b_hh, h, y, h_prev, gates, gh_n)
+            _gru_cell_forward(t, n, xproj, gh, b_hh, h, y, h_prev, gates, cand, gh_n)
         else:
             _hold(t, n, y, h_prev)
 
 
 @njit(**JIT)
-def gru_backward_step(t, dy, dh_rec, lengths, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
+def gru_backward_step(t, dy, dh_rec, lengths, gates, cand, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
     """Step ``t`` of ``gru_step_backward``, given ``dh_rec = dgates_h[t'] @ W_hh`` of the step
     processed before."""
     for n in range(dh.shape[0]):
         if t < lengths[n]:
-            _gru_cell_backward(t, n, dy, dh_rec, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h)
+            _gru_cell_backward(t, n, dy, dh_rec, gates, cand, gh_n, h_prev, dh, dh_seq, dgates, dgates_h)
         else:
             _pass_through(t, n, dh, dh_rec, dh_seq, dgates)
             _zero(t, n, dgates_h)
 
 
 @njit(**JIT)
-def gru_forward_sequence(reverse, xproj, W_hh_T, b_hh, lengths, h, y, h_prev, gates, gh_n):
+def gru_forward_sequence(reverse, xproj, W_hh_T, b_hh, lengths, h, y, h_prev, gates, cand, gh_n):
     """The whole sequence (tiny products): the loop over time of ``gru_forward_step`` with
     ``gh = h @ W_hh.T`` done as loops (``W_hh_T`` is ``W_hh.T``, contiguous)."""
     gh = np.empty((h.shape[0], W_hh_T.shape[1]), h.dtype)
     for t in _time_steps(xproj.shape[0], reverse):
         _matmul(h, W_hh_T, gh)
-        gru_forward_step(t, xproj, gh, b_hh, lengths, h, y, h_prev, gates, gh_n)
+        gru_forward_step(t, xproj, gh, b_hh, lengths, h, y, h_prev, gates, cand, gh_n)
 
 
 @njit(**JIT)
-def gru_backward_sequence(reverse, dy, W_hh, lengths, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
+def gru_backward_sequence(reverse, dy, W_hh, lengths, gates, cand, gh_n, h_prev, dh, dh_seq, dgates, dgates_h):
     """The whole sequence (tiny products): the loop back over time of ``gru_backward_step``
     with ``dh_rec = dgates_h[t] @ W_hh`` done as loops."""
     dh_rec = np.zeros_like(dh)
     for t in _time_steps(dy.shape[0], not reverse):
-        gru_backward_step(t, dy, dh_rec, lengths, gates, gh_n, h_prev, dh, dh_seq, dgates, dgates_h)
+        gru_backward_step(t, dy, dh_rec, lengths, gates, cand, gh_n, h_prev, dh, dh_seq, dgates, dgates_h)
         _matmul(dgates_h[t], W_hh, dh_rec)
     dh += dh_rec
