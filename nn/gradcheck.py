@@ -107,7 +107,8 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
         Copied and converted to float64; left unchanged. Its mode (train/eval) is kept;
         random layers (dropout) replay the same mask at every evaluation.
     x : np.ndarray
-        The input; its gradient is checked unless ``check_input=False``.
+        The input; its gradient is checked unless ``check_input=False`` or it is not
+        floating-point (e.g. an ``Embedding``'s integer ids).
     forward_kwargs : dict, optional
         Extra arguments to forward (e.g. a recurrent layer's ``state`` and ``lengths``).
         Floating arrays among them (or tuples of arrays) are checked too when the module
@@ -122,7 +123,8 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     """
     rng = np.random.default_rng(seed)
     m = copy.deepcopy(module).astype(np.float64)
-    x = np.array(x, dtype=np.float64)
+    x = _to64(np.asarray(x))              # integer inputs (token ids) pass through unchanged
+    check_input = check_input and np.issubdtype(x.dtype, np.floating)
     kwargs = {k: _to64(v) for k, v in (forward_kwargs or {}).items()}
     rng_states = [(r, copy.deepcopy(r.bit_generator.state)) for r in _generators(m)]
 

@@ -59,3 +59,9 @@ def test_runs_on_a_float64_copy():
     assert layer.weight.data.dtype == np.float32
     np.testing.assert_array_equal(layer.weight.data, before)
     assert not layer.weight.grad.any()
+
+
+def test_integer_input_passes_through_unchecked():
+    emb = layers.Embedding(10, 4, rng=np.random.default_rng(5))
+    report = nn.gradcheck(emb, np.array([[1, 2, 0], [3, 3, 9]]))
+    assert report.passed and [r.name for r in report.results] == ["weight"]
