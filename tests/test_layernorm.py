@@ -40,7 +40,10 @@ def test_gradcheck_and_fast_equals_reference(shape_k, affine, seed):
     report = nn.gradcheck(layer, x)
     assert report.passed, report
     dy = rng.standard_normal(shape)
-    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-5)):
+    # float32 rounding in x - mean is amplified by rstd = 1/sqrt(var + eps): when a group's
+    # values happen to be nearly equal, the tolerance must grow with it.
+    rstd = 1 / np.sqrt(x.astype(np.float64).reshape(-1, int(np.prod(shape[len(shape) - k:]))).var(axis=1) + 1e-5)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-5 * max(1.0, rstd.max()))):
         fast = run(layer.astype(dtype), x.astype(dtype), dy.astype(dtype))
         ref = run(layer, x.astype(dtype), dy.astype(dtype), reference=True)
         for a, b in zip(fast, ref):
