@@ -480,8 +480,8 @@ def claim_rows(rows, sharing, timing, grads, long_memory, scaling):
         add("data type", "CNNs suit grid-like data where neighbours belong together; RNNs suit "
             "ordered sequences. A model without that prior (MLP) does not care about order.",
             f"MNIST-1D accuracy, ordered vs positions permuted: {text}",
-            (f"backed: without locality the CNN loses {d['cnn']:.0f} points and the GRU "
-             f"{d['gru']:.0f}, the order-blind MLP {d['mlp']:.1f}") if ok else "not backed by this run")
+            f"backed: without locality the CNN loses {d['cnn']:.0f} points and the GRU "
+            f"{d['gru']:.0f}, the order-blind MLP {d['mlp']:.1f} points" if ok else "not backed by this run")
     # Parameter sharing.
     c40, c400 = sharing["cnn"][40], sharing["cnn"][400]
     g40, g400 = sharing["gru"][40], sharing["gru"][400]
