@@ -51,7 +51,7 @@ import nn
 import optim
 from benchmarks.harness import try_import_torch
 from benchmarks.mnist1d_models import (LABELS, MODELS, RECURRENT, build, build_torch,
-                                       conv_output_length, copy_to_torch, count_parameters)
+                                       copy_to_torch, count_parameters)
 
 DEFAULT_OUT = Path(__file__).parent / "results"
 PROTOCOL = {"lr": 1e-2, "batch_size": 100, "steps": 8000, "eval_every": 250}

@@ -223,7 +223,8 @@ def plot(config, runs, profiles, cells, out):
     fig.savefig(grad_path, dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(config["lengths"]), figsize=(4 * len(config["lengths"]), 3.5), sharey=True)
+    n = len(config["lengths"])
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.5), sharey=True)
     for ax, T in zip(np.atleast_1d(axes), config["lengths"]):
         for r in (r for r in runs if r["T"] == T):
             steps, mses = zip(*r["history"]) if r["history"] else ((), ())

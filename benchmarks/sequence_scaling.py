@@ -227,7 +227,8 @@ def report(config, rows, slopes, tail_slopes, params):
                         f"{hp / pt:.2f}x" if pt else "—", f"{ref / hp:.1f}x" if ref else "—"])
     return "\n\n".join([
         f"## Forward+backward time against sequence length (batch {config['batch_size']}, "
-        f"{config['features']} features; hidden " + ", ".join(f"{h} ({m.upper()})" for m, h in config["hidden"].items())
+        f"{config['features']} features; hidden "
+        + ", ".join(f"{h} ({m.upper()})" for m, h in config["hidden"].items())
         + f"; conv {config['channels']} channels)",
         markdown_table(header, body),
         f"## Growth exponents (time ~ T^slope) and the cost at T={T_max}",

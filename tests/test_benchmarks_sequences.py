@@ -30,7 +30,8 @@ def test_cnn_vs_rnn_quick(tmp_path):
     assert {"config", "machine", "phases", "rows", "runs", "parameter_sharing", "timing",
             "gradient_ratios", "claims"} <= set(data)
     rows = {(r["model"], r["variant"]): r for r in data["rows"]}
-    expected = {(m, "ordered") for m in mnist1d_models.MODELS} | {(m, "shuffled") for m in ("mlp", "cnn", "gru")}
+    expected = ({(m, "ordered") for m in mnist1d_models.MODELS}
+                | {(m, "shuffled") for m in ("mlp", "cnn", "gru")})
     assert set(rows) == expected
     for row in rows.values():
         assert 0 <= row["handprop"]["test_accuracy"] <= 100 and row["params"] > 0
@@ -39,7 +40,8 @@ def test_cnn_vs_rnn_quick(tmp_path):
             assert row["time_ratio"] > 0
     assert rows[("cnn", "ordered")]["paper"] == 94 and rows[("gru", "shuffled")]["paper"] == 57
     aspects = [c["aspect"] for c in data["claims"]]
-    assert {"data type", "parameter sharing", "processing style", "RNN weakness", "LSTM / GRU"} <= set(aspects)
+    assert {"data type", "parameter sharing", "processing style", "RNN weakness",
+            "LSTM / GRU"} <= set(aspects)
     assert all(c["evidence"] and c["verdict"] for c in data["claims"])
     assert _all_finite(data)
     assert "## The classic comparison, measured" in (tmp_path / "cnn_vs_rnn.md").read_text()
@@ -49,7 +51,8 @@ def test_long_memory_quick(tmp_path):
     long_memory.main(["--quick", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "long_memory.json").read_text())
     assert {"config", "machine", "runs", "gradients"} <= set(data)
-    assert {(r["cell"], r["T"]) for r in data["runs"]} == {(c, T) for c in long_memory.CELLS for T in (10, 20)}
+    expected = {(c, T) for c in long_memory.CELLS for T in (10, 20)}
+    assert {(r["cell"], r["T"]) for r in data["runs"]} == expected
     for run in data["runs"]:
         assert run["final_mse"] >= 0 and run["history"] and run["steps_run"] <= run["budget"]
     for cell, g in data["gradients"].items():
@@ -64,7 +67,8 @@ def test_sequence_scaling_quick(tmp_path):
     assert {"config", "params", "rows", "slopes", "slopes_asymptotic"} <= set(data)
     lengths = data["config"]["lengths"]
     handprop = [r for r in data["rows"] if r["impl"] == "handprop"]
-    assert {(r["model"], r["T"]) for r in handprop} == {(m, T) for m in sequence_scaling.MODELS for T in lengths}
+    expected = {(m, T) for m in sequence_scaling.MODELS for T in lengths}
+    assert {(r["model"], r["T"]) for r in handprop} == expected
     assert all(r["ms"] > 0 and r["gflops"] > 0 for r in data["rows"])
     assert set(data["slopes"]["handprop"]) == set(sequence_scaling.MODELS)
     assert _all_finite(data)
@@ -150,5 +154,14 @@ def test_gradient_profile_is_ordered_by_distance_to_the_loss():
     profile = long_memory.gradient_profile(model, x, y)
     assert profile.shape == (15,) and np.all(profile > 0)
     assert profile[0] > profile[-1]          # a fresh tanh RNN: the far end gets less
-    assert model.dtype == np.float32 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    after = model.state_dict()
+    assert model.dtype == np.float32 and all(np.array_equal(v, after[k]) for k, v in before.items())
     assert all(not p.grad.any() for p in model.parameters())
+
+
+def test_plots_are_skipped_without_matplotlib(monkeypatch, tmp_path):
+    for module in (cnn_vs_rnn, long_memory, sequence_scaling):
+        monkeypatch.setattr(module, "load_pyplot", lambda: None)
+    assert cnn_vs_rnn.plot([], tmp_path) == []
+    assert long_memory.plot(long_memory.QUICK_CONFIG, [], {}, [], tmp_path) == []
+    assert sequence_scaling.plot(sequence_scaling.QUICK_CONFIG, [], {}, tmp_path) == []
