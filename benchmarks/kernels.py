@@ -8,12 +8,21 @@ two markdown tables: warm times (ms, GFLOP/s, ratio to PyTorch) and first-call t
 times, in fresh interpreters, importing ``layers`` and the first call of every convolution and
 pooling kernel -- once with an empty numba cache (compiling) and once with it filled.
 ``--quick`` runs tiny shapes once: a smoke test, not a measurement.
+
+Thread pools. handprop alternates NumPy's OpenBLAS products with numba's parallel loops, and out
+of the box both pools busy-wait after every call -- OpenBLAS for about 0.1 s, numba's OpenMP
+layer for about 10 ms -- so on a small machine each steals the cores the other needs next (on 2
+cores a convolution ran 3-5x slower). Unless set otherwise, the ``benchmarks`` package therefore lets
+OpenBLAS's threads sleep at once (``OPENBLAS_THREAD_TIMEOUT=4``) and runs numba on its
+``workqueue`` layer, whose threads sleep too. Neither setting touches PyTorch (MKL, oneDNN and
+its own OpenMP). Both must be made before NumPy and numba are imported.
 """
+import os
+
 import argparse
 import importlib
 import inspect
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -41,6 +50,10 @@ for layer in (layers.Conv2D(2, 2, 3, padding=1), layers.MaxPool2D(2), layers.Avg
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "first_calls_s": t2 - t1}))
 """
+
+
+def _thread_settings():
+    return ", ".join(f"{k}={os.environ.get(k, '')}" for k in ("OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADING_LAYER"))
 
 
 def collect(only=None, quick=False):
@@ -92,7 +105,8 @@ def to_json(workloads, results, jit, quick):
             if r is not None:
                 rows.append({"workload": w.name, "impl": impl, "forward_flops": w.flops, **r,
                              "ratio_to_torch": r["forward_backward"] / torch_fb if torch_fb else None})
-    return {"quick": quick, "threads": numba.get_num_threads(), "python": platform.python_version(),
+    return {"quick": quick, "threads": numba.get_num_threads(), "thread_settings": _thread_settings(),
+            "python": platform.python_version(),
             "machine": platform.machine(), "results": rows, "jit": jit}
 
 
@@ -107,8 +121,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     workloads = collect(args.only, args.quick)
-    print(f"{len(workloads)} workloads, float32, {numba.get_num_threads()} threads "
-          f"(numba and PyTorch){' -- quick mode' if args.quick else ''}\n")
+    print(f"{len(workloads)} workloads, float32, {numba.get_num_threads()} threads (numba and PyTorch), "
+          f"{_thread_settings()}{' -- quick mode' if args.quick else ''}\n")
     results = harness.measure(workloads, repeats=1 if args.quick else 7,
                               reference_repeats=1 if args.quick else 3)
     print(harness.markdown_table(workloads, results), "\n")

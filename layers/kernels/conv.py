@@ -53,13 +53,13 @@ def _shifted_span(H, W, OH, OW, dr, dc):
 
 
 @njit(cache=True)
-def _zero_wrapped_columns(a, r0, r1, OW, dc):
-    """Zero the columns of rows ``[r0, r1)`` whose shifted read wrapped around a row edge
-    (they are padding)."""
+def _zero_wrapped_columns(flat, r0, r1, OW, dc):
+    """Zero the columns of rows ``[r0, r1)`` of a flat ``(OH * OW)`` tap whose shifted read
+    wrapped around a row edge (they are padding)."""
     lo, hi = (0, -dc) if dc < 0 else (OW - dc, OW)
     for oh in range(r0, r1):
         for q in range(lo, hi):
-            a[np.uint64(oh * OW + q)] = 0
+            flat[np.uint64(oh * OW + q)] = 0
 
 
 @njit(cache=True)
