@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 import datasets
 import nn
 import optim
-from benchmarks.harness import try_import_torch
+from benchmarks.harness import limit_threads, try_import_torch
 from benchmarks.mnist1d_models import (LABELS, MODELS, RECURRENT, build, build_torch,
                                        copy_to_torch, count_parameters)
 
@@ -66,32 +66,6 @@ PAPER_SHUFFLED = {"cnn": 56.0, "gru": 57.0}
 
 
 # ----------------------------------------------------------------------------- shared helpers
-
-_THREAD_LIMITS = []
-
-
-def limit_threads(n, torch=True):
-    """Run BLAS (through threadpoolctl, when installed), numba and -- with ``torch`` -- PyTorch
-    on ``n`` threads. Returns what was set, for the report."""
-    info = {"threads": n}
-    try:
-        from threadpoolctl import threadpool_limits
-        _THREAD_LIMITS.append(threadpool_limits(limits=n))
-        info["blas"] = n
-    except ImportError:
-        info["blas"] = "unchanged (install threadpoolctl to limit)"
-    try:
-        import numba
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        info["numba"] = numba.get_num_threads()
-    except (ImportError, ValueError):
-        info["numba"] = "unchanged"
-    torch = try_import_torch() if torch else None
-    if torch is not None:
-        torch.set_num_threads(n)
-        info["torch"] = torch.get_num_threads()
-    return info
-
 
 def machine_info():
     """Where and under what load the numbers were measured."""

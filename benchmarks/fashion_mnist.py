@@ -1,8 +1,8 @@
 """Fashion-MNIST end to end: a CNN (or a row-wise LSTM) trained in handprop and, when PyTorch
 is installed, the same model from the same initial weights in PyTorch.
 
-    python -m benchmarks.fashion_mnist [--model cnn|lstm] [--epochs N] [--quick] [--no-torch]
-                                       [--train-size N] [--json PATH]
+    python -m benchmarks.fashion_mnist [--model cnn|lstm] [--epochs N] [--threads N] [--quick]
+                                       [--no-torch] [--train-size N] [--json PATH]
 
 Models (Adam, lr 1e-3, batch 64, cross-entropy):
 
@@ -11,8 +11,9 @@ Models (Adam, lr 1e-3, batch 64, cross-entropy):
 - ``lstm``: each image read as 28 steps of 28 pixels, ``LSTM(28, 128)`` whose last hidden
   state feeds ``Dense(128, 10)``.
 
-Prints, per epoch, seconds of training and test accuracy for both frameworks and the time
-ratio, as a markdown table, and writes JSON. The data come from
+The two frameworks take turns, an epoch each, so that a change in the machine's load hits both
+alike. Prints, per epoch, seconds of training and test accuracy for both and the time ratio,
+as a markdown table, and writes JSON. Both run on ``--threads`` threads (default 1). The data come from
 ``datasets.load_fashion_mnist()``; ``--quick`` trains one step on a small synthetic set
 instead (a smoke test that needs no data files).
 """
@@ -21,7 +22,6 @@ import json
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -29,7 +29,7 @@ import datasets
 import layers
 import nn
 import optim
-from benchmarks.harness import try_import_torch
+from benchmarks.harness import limit_threads, try_import_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZE, LR = 64, 1e-3
@@ -45,8 +45,6 @@ def build(model_name):
             layers.Conv2D(32, 64, 5, padding="same"), layers.ReLU(), layers.MaxPool2D(2),
             layers.Flatten(), layers.Dense(64 * 7 * 7, 1024), layers.ReLU(), layers.Dropout(0.4),
             layers.Dense(1024, 10))
-    if not hasattr(layers, "LSTM"):
-        raise SystemExit("--model lstm needs layers.LSTM, which this checkout does not have yet")
     return nn.Sequential(layers.LSTM(28, 128, return_sequences=False), layers.Dense(128, 10))
 
 
@@ -94,37 +92,49 @@ def load_data(model_name, quick, train_size=None, seed=0):
 
 # ----------------------------------------------------------------------------- training
 
-def train_handprop(model, train, test, epochs, seed):
-    loader = datasets.DataLoader(*train, batch_size=BATCH_SIZE, shuffle=True, seed=seed)
-    history = nn.fit(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=LR), loader,
-                     epochs, val_data=test)
-    return {"seconds": history["time"], "test_accuracy": history["val_accuracy"],
-            "train_loss": history["loss"]}
+class HandpropRun:
+    """handprop's side: ``epoch()`` trains one more epoch with ``nn.fit`` and records it."""
+
+    def __init__(self, model, train, test, seed):
+        self.model, self.test = model, test
+        self.loader = datasets.DataLoader(*train, batch_size=BATCH_SIZE, shuffle=True, seed=seed)
+        self.optimizer = optim.Adam(model.parameters(), lr=LR)
+        self.record = {"seconds": [], "test_accuracy": [], "train_loss": []}
+
+    def epoch(self):
+        history = nn.fit(self.model, nn.CrossEntropyLoss(), self.optimizer, self.loader, 1,
+                         val_data=self.test)
+        for key, name in (("seconds", "time"), ("test_accuracy", "val_accuracy"), ("train_loss", "loss")):
+            self.record[key] += history[name]
 
 
-def train_torch(torch, model, train, test, epochs, seed):
+class TorchRun:
     """The same loop in PyTorch, over the same batches in the same order."""
-    loader = datasets.DataLoader(*train, batch_size=BATCH_SIZE, shuffle=True, seed=seed)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    out = {"seconds": [], "test_accuracy": [], "train_loss": []}
-    for epoch in range(epochs):
+
+    def __init__(self, torch, model, train, test, seed):
+        self.torch, self.model, self.test = torch, model, test
+        self.loader = datasets.DataLoader(*train, batch_size=BATCH_SIZE, shuffle=True, seed=seed)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.record = {"seconds": [], "test_accuracy": [], "train_loss": []}
+
+    def epoch(self):
+        torch, model, (x_test, y_test) = self.torch, self.model, self.test
         model.train()
         start, total, n = time.perf_counter(), 0.0, 0
-        for xb, yb in tqdm(loader, desc=f"torch epoch {epoch + 1}/{epochs}", leave=False):
-            opt.zero_grad()
-            loss = loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(yb))
+        for xb, yb in tqdm(self.loader, desc=f"torch epoch {len(self.record['seconds']) + 1}", leave=False):
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(yb))
             loss.backward()
-            opt.step()
+            self.optimizer.step()
             total, n = total + loss.item() * len(xb), n + len(xb)
-        out["seconds"].append(time.perf_counter() - start)
-        out["train_loss"].append(total / n)
+        self.record["seconds"].append(time.perf_counter() - start)
+        self.record["train_loss"].append(total / n)
         model.eval()
         with torch.no_grad():
-            correct = sum(int((model(torch.from_numpy(test[0][i:i + 256])).argmax(1).numpy()
-                               == test[1][i:i + 256]).sum()) for i in range(0, len(test[0]), 256))
-        out["test_accuracy"].append(correct / len(test[0]))
-    return out
+            correct = sum(int((model(torch.from_numpy(x_test[i:i + 256])).argmax(1).numpy()
+                               == y_test[i:i + 256]).sum()) for i in range(0, len(x_test), 256))
+        self.record["test_accuracy"].append(correct / len(x_test))
 
 
 def table(results):
@@ -144,6 +154,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("cnn", "lstm"), default="cnn")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
     parser.add_argument("--quick", action="store_true", help="one step on synthetic data (smoke test)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch run")
     parser.add_argument("--train-size", type=int, help="train on the first N training images only")
@@ -152,25 +163,26 @@ def main(argv=None):
     args = parser.parse_args(argv)
     epochs = 1 if args.quick else args.epochs
 
+    threads = limit_threads(args.threads, torch=not args.no_torch)
     train, test = load_data(args.model, args.quick, args.train_size, args.seed)
     nn.seed(args.seed)
     model = build(args.model)
+    runs = {"handprop": HandpropRun(model, train, test, args.seed)}
     torch = None if args.no_torch else try_import_torch()
-    twin = None
     if torch is not None:
         torch.manual_seed(args.seed)
-        torch.set_num_threads(numba.get_num_threads())
         twin = build_torch(torch, args.model)
         twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+        runs["torch"] = TorchRun(torch, twin, train, test, args.seed)
 
     print(f"Fashion-MNIST, {args.model}: {len(train[0])} training / {len(test[0])} test images, "
-          f"batch {BATCH_SIZE}, Adam lr {LR}, {numba.get_num_threads()} threads"
+          f"batch {BATCH_SIZE}, Adam lr {LR}, {args.threads} thread(s)"
           f"{' -- quick mode (synthetic data)' if args.quick else ''}")
-    results = {"model": args.model, "epochs": epochs, "quick": args.quick,
-               "threads": numba.get_num_threads(), "train_size": len(train[0]),
-               "handprop": train_handprop(model, train, test, epochs, args.seed)}
-    if twin is not None:
-        results["torch"] = train_torch(torch, twin, train, test, epochs, args.seed)
+    for _ in range(epochs):
+        for run in runs.values():
+            run.epoch()
+    results = {"model": args.model, "epochs": epochs, "quick": args.quick, "threads": threads,
+               "train_size": len(train[0]), **{name: run.record for name, run in runs.items()}}
     print(table(results))
 
     path = args.json or ROOT / "benchmarks" / "results" / f"fashion_mnist_{args.model}.json"

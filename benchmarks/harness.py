@@ -23,6 +23,32 @@ def try_import_torch():
     return torch
 
 
+_THREAD_LIMITS = []        # threadpoolctl limits stay in force while referenced
+
+
+def limit_threads(n, torch=True):
+    """Run BLAS (through threadpoolctl, when installed), numba and -- with ``torch`` -- PyTorch
+    on ``n`` threads. Returns what was set, for the report."""
+    info = {"threads": n}
+    try:
+        from threadpoolctl import threadpool_limits
+        _THREAD_LIMITS.append(threadpool_limits(limits=n))
+        info["blas"] = n
+    except ImportError:
+        info["blas"] = "unchanged (install threadpoolctl to limit)"
+    try:
+        import numba
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        info["numba"] = numba.get_num_threads()
+    except (ImportError, ValueError):
+        info["numba"] = "unchanged"
+    torch = try_import_torch() if torch else None
+    if torch is not None:
+        torch.set_num_threads(n)
+        info["torch"] = torch.get_num_threads()
+    return info
+
+
 @dataclass
 class Workload:
     name: str

@@ -1,6 +1,7 @@
 """Kernel benchmark: handprop's fast path vs its reference path vs PyTorch CPU, per layer.
 
-    python -m benchmarks.kernels [--quick] [--only conv|recurrent] [--no-jit-timing] [--json PATH]
+    python -m benchmarks.kernels [--quick] [--only conv|recurrent] [--threads N] [--no-jit-timing]
+                                 [--json PATH]
 
 Collects the workloads of ``benchmarks.conv_workloads`` and ``benchmarks.recurrent_workloads``
 (each module's ``workloads()``), times them side by side with ``benchmarks.harness`` and prints
@@ -114,12 +115,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke test)")
     parser.add_argument("--only", choices=sorted(FAMILIES), help="run one family of workloads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for BLAS, numba and PyTorch (default 1)")
     parser.add_argument("--no-jit-timing", action="store_true",
                         help="skip timing the cold and cached import + JIT in fresh interpreters")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json",
                         help="where to write the results (default: %(default)s)")
     args = parser.parse_args(argv)
 
+    harness.limit_threads(args.threads)
     workloads = collect(args.only, args.quick)
     print(f"{len(workloads)} workloads, float32, {numba.get_num_threads()} threads (numba and PyTorch), "
           f"{_thread_settings()}{' -- quick mode' if args.quick else ''}\n")

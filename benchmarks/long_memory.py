@@ -35,8 +35,9 @@ import datasets
 import layers
 import nn
 import optim
-from benchmarks.cnn_vs_rnn import (DEFAULT_OUT, fmt, limit_threads, load_pyplot, machine_info,
-                                   markdown_table, save_report)
+from benchmarks.cnn_vs_rnn import (DEFAULT_OUT, fmt, load_pyplot, machine_info, markdown_table,
+                                   save_report)
+from benchmarks.harness import limit_threads
 
 CELLS = ("rnn", "lstm", "gru")
 BASELINE_MSE = 1.0 / 6.0

@@ -35,9 +35,8 @@ import numpy as np
 
 import layers
 import nn
-from benchmarks.cnn_vs_rnn import (DEFAULT_OUT, limit_threads, load_pyplot, machine_info,
-                                   markdown_table, save_report)
-from benchmarks.harness import Workload, measure, try_import_torch
+from benchmarks.cnn_vs_rnn import DEFAULT_OUT, load_pyplot, machine_info, markdown_table, save_report
+from benchmarks.harness import Workload, limit_threads, measure, try_import_torch
 
 MODELS = ("conv", "rnn", "lstm", "gru")
 HIDDEN = {"rnn": 118, "lstm": 56, "gru": 64}

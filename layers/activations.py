@@ -20,7 +20,7 @@ class ReLU(Activation):
 
     def forward(self, x):
         self._positive = self._check(x) > 0
-        return np.where(self._positive, x, 0).astype(x.dtype, copy=False)
+        return np.maximum(x, 0)        # like torch.relu, NaN stays NaN
 
     def backward(self, dy):
         """``dx = dy * [x > 0]``"""

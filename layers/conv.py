@@ -15,6 +15,7 @@ This file holds the readable NumPy reference (``im2col``, ``col2im`` and the lay
 ``_forward_reference`` / ``_backward_reference``); the fast path runs the same algorithm with
 the loops in numba (``layers/kernels/conv.py``) and the products in BLAS.
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,15 +212,16 @@ class _Conv(Module):
     def _chunks(self, N, P, dtype):
         """``[(n0, n1), ...]``: the batch cut into near-equal chunks whose ``cols`` take at
         most ``CHUNK_BYTES`` (or one sample each)."""
-        per_sample = self.in_channels * int(np.prod(self.geometry.kernel)) * P * dtype.itemsize
+        per_sample = self.in_channels * math.prod(self.geometry.kernel) * P * dtype.itemsize
         count = min(N, max(1, -(-N * per_sample // CHUNK_BYTES)))
         bounds = [round(i * N / count) for i in range(count + 1)]
         return list(zip(bounds[:-1], bounds[1:]))
 
     def _im2col_fast(self, x, OH, OW):
-        cols = self._scratch("cols", (x.shape[1] * int(np.prod(self.geometry.kernel)),
+        cols = self._scratch("cols", (x.shape[1] * math.prod(self.geometry.kernel),
                                       x.shape[0] * OH * OW), x.dtype)
-        kernels.im2col(x, *self._kernel_args(), OH, OW, cols)
+        im2col = kernels.im2col if cols.size >= kernels.SERIAL_BELOW else kernels.im2col_serial
+        im2col(x, *self._kernel_args(), OH, OW, cols)
         return cols
 
     def _kernel_args(self):
@@ -231,7 +233,7 @@ class _Conv(Module):
         """A C-contiguous work array of ``shape`` carved from a buffer kept between calls
         (allocating tens of megabytes every step costs page faults); every user overwrites
         it."""
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         buf = self._scratch_buffers.get(name)
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = self._scratch_buffers[name] = np.empty(size, dtype=dtype)
@@ -284,7 +286,8 @@ class _Conv(Module):
             dW += self._grouped(dz2) @ self._grouped(cols).transpose(0, 2, 1)
             dcols = self._scratch("dcols", cols.shape, dtype)
             np.matmul(W.transpose(0, 2, 1), self._grouped(dz2), out=self._grouped(dcols))
-            kernels.col2im(dcols, *self._kernel_args(), OH, OW, dx[n0:n1])
+            col2im = kernels.col2im if dcols.size >= kernels.SERIAL_BELOW else kernels.col2im_serial
+            col2im(dcols, *self._kernel_args(), OH, OW, dx[n0:n1])
         self.weight.grad += dW.reshape(self.weight.shape)
         if self.bias is not None:
             self.bias.grad += db

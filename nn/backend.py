@@ -1,4 +1,5 @@
-"""The kernel switch: run every layer's readable NumPy reference instead of its fast path.
+"""The kernel switch: run every layer's (and ``optim.Adam``'s) readable NumPy reference instead
+of its fast path.
 
 >>> with nn.use_reference():
 ...     y = model(x)          # the same math, written for reading, not for speed
@@ -11,7 +12,8 @@ _reference = False
 
 
 def reference_enabled():
-    """True inside ``use_reference()``: layers then run their reference implementation."""
+    """True inside ``use_reference()``: layers and ``optim.Adam`` then run their reference
+    implementation."""
     return _reference
 
 

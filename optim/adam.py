@@ -5,6 +5,9 @@ The two differ only in where the weight decay enters, so `AdamW` is `Adam` with 
 """
 import numpy as np
 
+from nn.backend import reference_enabled
+
+from . import kernels
 from .optimizer import Optimizer, _flag, _nonneg, _unit
 
 __all__ = ["Adam", "AdamW"]
@@ -43,6 +46,10 @@ class Adam(Optimizer):
 
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq`` and, with ``amsgrad``,
     ``max_exp_avg_sq``.
+
+    ``_update_reference`` writes the update as NumPy array operations; the fast path
+    (``optim/kernels.py``) fuses them into one pass over memory. ``nn.use_reference()``
+    selects the reference.
     """
 
     _hyper_names = ("betas", "eps", "weight_decay", "amsgrad")
@@ -69,6 +76,20 @@ class Adam(Optimizer):
         return st
 
     def _update(self, i, x, g, st):
+        m, v = st["exp_avg"], st["exp_avg_sq"]
+        v_max = st.get("max_exp_avg_sq", v)             # read only with amsgrad
+        if reference_enabled() or not all(a.flags.c_contiguous for a in (x, g, m, v, v_max)):
+            return self._update_reference(i, x, g, st)
+        lr, (b1, b2), t, wd = self.lr, self.betas, st["step"], self.weight_decay
+        s = x.dtype.type                                 # scalars in the arrays' precision
+        kernels.adam_update(
+            x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), v_max.reshape(-1),
+            self.amsgrad, decay=s(1 - lr * wd if self._decoupled else 1),
+            l2=s(0 if self._decoupled else wd), one_minus_b1=s(1 - b1), b2=s(b2),
+            one_minus_b2=s(1 - b2), sqrt_bc2=s((1 - b2 ** t) ** 0.5), eps=s(self.eps),
+            step_size=s(lr / (1 - b1 ** t)))
+
+    def _update_reference(self, i, x, g, st):
         lr, (b1, b2), t = self.lr, self.betas, st["step"]
         if self.weight_decay != 0:
             if self._decoupled:
