@@ -37,17 +37,20 @@ from benchmarks import harness
 FAMILIES = {"conv": "benchmarks.conv_workloads", "recurrent": "benchmarks.recurrent_workloads"}
 ROOT = Path(__file__).resolve().parent.parent
 
-# Imports ``layers`` and runs every convolution and pooling kernel once (float32).
+# Imports ``layers`` and runs every convolution and pooling kernel once (float32): on small
+# maps (the serial kernels) and on large ones (the parallel kernels).
 _JIT_PROBE = """
 import json, time
 t0 = time.perf_counter()
 import numpy as np
 import layers
 t1 = time.perf_counter()
-x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
-for layer in (layers.Conv2D(2, 2, 3, padding=1), layers.MaxPool2D(2), layers.AvgPool2D(2)):
-    y = layer(x)
-    layer.backward(np.ones_like(y))
+rng = np.random.default_rng(0)
+for shape in ((2, 2, 6, 6), (8, 2, 128, 128)):      # small maps run serial kernels, large parallel
+    x = rng.standard_normal(shape).astype(np.float32)
+    for layer in (layers.Conv2D(2, 2, 3, padding=1), layers.MaxPool2D(2), layers.AvgPool2D(2)):
+        y = layer(x)
+        layer.backward(np.ones_like(y))
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "first_calls_s": t2 - t1}))
 """

@@ -220,8 +220,7 @@ class _Conv(Module):
     def _im2col_fast(self, x, OH, OW):
         cols = self._scratch("cols", (x.shape[1] * math.prod(self.geometry.kernel),
                                       x.shape[0] * OH * OW), x.dtype)
-        im2col = kernels.im2col if cols.size >= kernels.SERIAL_BELOW else kernels.im2col_serial
-        im2col(x, *self._kernel_args(), OH, OW, cols)
+        kernels.im2col(x, *self._kernel_args(), OH, OW, cols)
         return cols
 
     def _kernel_args(self):
@@ -286,8 +285,7 @@ class _Conv(Module):
             dW += self._grouped(dz2) @ self._grouped(cols).transpose(0, 2, 1)
             dcols = self._scratch("dcols", cols.shape, dtype)
             np.matmul(W.transpose(0, 2, 1), self._grouped(dz2), out=self._grouped(dcols))
-            col2im = kernels.col2im if dcols.size >= kernels.SERIAL_BELOW else kernels.col2im_serial
-            col2im(dcols, *self._kernel_args(), OH, OW, dx[n0:n1])
+            kernels.col2im(dcols, *self._kernel_args(), OH, OW, dx[n0:n1])
         self.weight.grad += dW.reshape(self.weight.shape)
         if self.bias is not None:
             self.bias.grad += db

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 #: Below this many elements of ``cols``, starting numba's thread pool (tens of microseconds)
-#: costs more than the copy itself: ``Conv2D`` then calls the ``*_serial`` twins.
+#: costs more than the copy itself, so ``im2col`` and ``col2im`` run on the calling thread.
 SERIAL_BELOW = 1 << 17
 
 
@@ -77,31 +77,39 @@ def _col2im_plane(dcols, t, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
 
 
 @njit(parallel=True, cache=True)
-def im2col(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
-    """Fill ``cols[(c, i, j), (n, oh, ow)] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``, zero in
-    the padding, one row per task. Must equal ``layers.conv.im2col``."""
+def _im2col_parallel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     for r in prange(cols.shape[0]):
         _im2col_row(x, r, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
 
 
 @njit(cache=True)
-def im2col_serial(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
-    """``im2col`` on the calling thread (see ``SERIAL_BELOW``)."""
+def _im2col_serial(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     for r in range(cols.shape[0]):
         _im2col_row(x, r, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
 
 
 @njit(parallel=True, cache=True)
-def col2im(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
-    """The adjoint of ``im2col``: ``dx[n, c, h, w]`` = the sum of ``dcols`` over every
-    (i, j, oh, ow) that read ``x[n, c, h, w]``; gradient that fell in the padding is dropped.
-    One (sample, channel) plane per task. Must equal ``layers.conv.col2im``."""
+def _col2im_parallel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     for t in prange(dx.shape[0] * dx.shape[1]):
         _col2im_plane(dcols, t, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
 
 
 @njit(cache=True)
-def col2im_serial(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
-    """``col2im`` on the calling thread (see ``SERIAL_BELOW``)."""
+def _col2im_serial(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     for t in range(dx.shape[0] * dx.shape[1]):
         _col2im_plane(dcols, t, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
+
+
+def im2col(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
+    """Fill ``cols[(c, i, j), (n, oh, ow)] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``, zero in
+    the padding; one row of ``cols`` per task. Must equal ``layers.conv.im2col``."""
+    kernel = _im2col_parallel if cols.size >= SERIAL_BELOW else _im2col_serial
+    kernel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
+
+
+def col2im(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
+    """The adjoint of ``im2col``: ``dx[n, c, h, w]`` = the sum of ``dcols`` over every
+    (i, j, oh, ow) that read ``x[n, c, h, w]``; gradient that fell in the padding is dropped.
+    One (sample, channel) plane of ``dx`` per task. Must equal ``layers.conv.col2im``."""
+    kernel = _col2im_parallel if dcols.size >= SERIAL_BELOW else _col2im_serial
+    kernel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
