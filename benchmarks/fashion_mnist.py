@@ -12,9 +12,9 @@ Models (Adam, lr 1e-3, batch 64, cross-entropy):
   state feeds ``Dense(128, 10)``.
 
 The two frameworks take turns, an epoch each, so that a change in the machine's load hits both
-alike. Prints, per epoch, seconds of training and test accuracy for both and the time ratio,
-as a markdown table, and writes JSON. Both run on ``--threads`` threads (default 1). The data come from
-``datasets.load_fashion_mnist()``; ``--quick`` trains one step on a small synthetic set
+alike, each on ``--threads`` threads (default 1). Prints, per epoch, seconds of training and
+test accuracy for both and the time ratio, as a markdown table, and writes JSON. The data come
+from ``datasets.load_fashion_mnist()``; ``--quick`` trains one step on a small synthetic set
 instead (a smoke test that needs no data files).
 """
 import argparse

@@ -31,17 +31,51 @@ def _valid_range(offset, stride, size, count):
 
 
 @njit(cache=True)
+def _shifted_span(H, W, OH, OW, dr, dc):
+    """For stride 1 and ``OW == W`` a tap is the flat plane shifted by ``dr * W + dc``: the
+    output rows ``[r0, r1)`` that read inside the plane and the flat span ``[a, b)`` of them
+    whose shifted index stays inside it (``a == b`` when nothing does)."""
+    r0, r1 = max(0, -dr), min(OH, H - dr)
+    if r1 <= r0 or dc <= -OW or dc >= OW:
+        return r0, r0, 0, 0
+    return r0, r1, r0 * OW + max(0, -dc), r1 * OW - max(0, dc)
+
+
+@njit(cache=True)
+def _zero_wrapped_columns(flat, start, r0, r1, OW, dc):
+    """Zero, in the ``(OH, OW)`` tap stored flat from ``start``, the columns of rows
+    ``[r0, r1)`` whose shifted read wrapped around a row edge (they are padding)."""
+    lo, hi = (0, -dc) if dc < 0 else (OW - dc, OW)
+    for oh in range(r0, r1):
+        for q in range(lo, hi):
+            flat[np.uint64(start + oh * OW + q)] = 0
+
+
+@njit(cache=True)
 def _im2col_row(x, r, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     """Row ``r = (c, i, j)`` of ``cols``: tap (i, j) of channel c, for every window."""
     N, C, H, W = x.shape
+    P = OH * OW
     src, dst = x.reshape(-1), cols.reshape(-1)
     c, i, j = r // (kh * kw), r // kw % kh, r % kw
     dr, dc = i * dh - pt, j * dw - pl
+    if sh == 1 and sw == 1 and OW == W:          # one long shifted copy per plane (vectorises)
+        r0, r1, a, b = _shifted_span(H, W, OH, OW, dr, dc)
+        for n in range(N):
+            o, s = (r * N + n) * P, (n * C + c) * H * W + dr * W + dc
+            for q in range(a):
+                dst[np.uint64(o + q)] = 0
+            for q in range(a, b):
+                dst[np.uint64(o + q)] = src[np.uint64(s + q)]
+            for q in range(b, P):
+                dst[np.uint64(o + q)] = 0
+            _zero_wrapped_columns(dst, o, r0, r1, OW, dc)
+        return
     h0, h1 = _valid_range(dr, sh, H, OH)         # the windows whose tap lies inside x
     w0, w1 = _valid_range(dc, sw, W, OW)
     for n in range(N):
         for oh in range(OH):
-            o = ((r * N + n) * OH + oh) * OW
+            o = (r * N + n) * P + oh * OW
             lo, hi = (w0, w1) if h0 <= oh < h1 else (OW, OW)   # the columns read from x
             s = ((n * C + c) * H + oh * sh + dr) * W + dc
             for q in range(lo):
@@ -57,6 +91,7 @@ def _col2im_plane(dcols, t, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     """Plane ``dx[n, c]`` for task ``t = c * N + n`` (neighbouring tasks read neighbouring
     stretches of ``dcols``)."""
     N, C, H, W = dx.shape
+    P = OH * OW
     src, dst = dcols.reshape(-1), dx.reshape(-1)
     c, n = t // N, t % N
     plane = (n * C + c) * H * W
@@ -67,13 +102,21 @@ def _col2im_plane(dcols, t, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
         h0, h1 = _valid_range(dr, sh, H, OH)
         for j in range(kw):
             dc = j * dw - pl
+            o = (((c * kh + i) * kw + j) * N + n) * P
+            if sh == 1 and sw == 1 and OW == W:
+                # The adjoint of the shifted copy: zero the entries that read the padding
+                # (dcols is scratch), then one long addition.
+                r0, r1, a, b = _shifted_span(H, W, OH, OW, dr, dc)
+                _zero_wrapped_columns(src, o, r0, r1, OW, dc)
+                d = plane + dr * W + dc
+                for q in range(a, b):
+                    dst[np.uint64(d + q)] += src[np.uint64(o + q)]
+                continue
             w0, w1 = _valid_range(dc, sw, W, OW)
-            row = (c * kh + i) * kw + j
             for oh in range(h0, h1):
                 d = plane + (oh * sh + dr) * W + dc
-                o = ((row * N + n) * OH + oh) * OW
                 for q in range(w0, w1):
-                    dst[np.uint64(d + q * sw)] += src[np.uint64(o + q)]
+                    dst[np.uint64(d + q * sw)] += src[np.uint64(o + oh * OW + q)]
 
 
 @njit(parallel=True, cache=True)
@@ -109,7 +152,8 @@ def im2col(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
 
 def col2im(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     """The adjoint of ``im2col``: ``dx[n, c, h, w]`` = the sum of ``dcols`` over every
-    (i, j, oh, ow) that read ``x[n, c, h, w]``; gradient that fell in the padding is dropped.
-    One (sample, channel) plane of ``dx`` per task. Must equal ``layers.conv.col2im``."""
+    (i, j, oh, ow) that read ``x[n, c, h, w]``; gradient that fell in the padding is dropped
+    (and may be zeroed in ``dcols``, a scratch array). One (sample, channel) plane of ``dx``
+    per task. Must equal ``layers.conv.col2im``."""
     kernel = _col2im_parallel if dcols.size >= SERIAL_BELOW else _col2im_serial
     kernel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
