@@ -12,13 +12,16 @@ Layouts (C-contiguous, ``P = OH * OW``):
 
 Both kernels index flat views of the arrays with ``np.uint64`` offsets: numba then creates no
 array view per row and skips its negative-index wrap-around, which lets LLVM vectorise the
-row copies. (Both matter on small feature maps, where rows are a few elements long.)
+row copies (this matters on small feature maps, where rows are a few elements long). With
+stride 1 and the width kept (``'same'`` padding), a tap is the whole plane shifted, so it is
+copied as one long span and the columns that wrapped around a row edge are zeroed after.
 """
 import numpy as np
 from numba import njit, prange
 
 #: Below this many elements of ``cols``, starting numba's thread pool (tens of microseconds)
-#: costs more than the copy itself, so ``im2col`` and ``col2im`` run on the calling thread.
+#: costs more than the copy itself, so ``im2col`` and ``col2im`` call their serial loop
+#: (the same compiled function each parallel task runs) on the calling thread.
 SERIAL_BELOW = 1 << 17
 
 
@@ -52,102 +55,95 @@ def _zero_wrapped_columns(flat, start, r0, r1, OW, dc):
 
 
 @njit(cache=True)
-def _im2col_row(x, r, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
-    """Row ``r = (c, i, j)`` of ``cols``: tap (i, j) of channel c, for every window."""
+def _im2col_rows(x, r_start, r_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
+    """Rows ``[r_start, r_stop)`` of ``cols``; row ``r = (c, i, j)`` is tap (i, j) of channel
+    c, for every window."""
     N, C, H, W = x.shape
     P = OH * OW
     src, dst = x.reshape(-1), cols.reshape(-1)
-    c, i, j = r // (kh * kw), r // kw % kh, r % kw
-    dr, dc = i * dh - pt, j * dw - pl
-    if sh == 1 and sw == 1 and OW == W:          # one long shifted copy per plane (vectorises)
-        r0, r1, a, b = _shifted_span(H, W, OH, OW, dr, dc)
+    for r in range(r_start, r_stop):
+        c, i, j = r // (kh * kw), r // kw % kh, r % kw
+        dr, dc = i * dh - pt, j * dw - pl
+        if sh == 1 and sw == 1 and OW == W:      # one long shifted copy per plane (vectorises)
+            r0, r1, a, b = _shifted_span(H, W, OH, OW, dr, dc)
+            for n in range(N):
+                o, s = (r * N + n) * P, (n * C + c) * H * W + dr * W + dc
+                for q in range(a):
+                    dst[np.uint64(o + q)] = 0
+                for q in range(a, b):
+                    dst[np.uint64(o + q)] = src[np.uint64(s + q)]
+                for q in range(b, P):
+                    dst[np.uint64(o + q)] = 0
+                _zero_wrapped_columns(dst, o, r0, r1, OW, dc)
+            continue
+        h0, h1 = _valid_range(dr, sh, H, OH)     # the windows whose tap lies inside x
+        w0, w1 = _valid_range(dc, sw, W, OW)
         for n in range(N):
-            o, s = (r * N + n) * P, (n * C + c) * H * W + dr * W + dc
-            for q in range(a):
-                dst[np.uint64(o + q)] = 0
-            for q in range(a, b):
-                dst[np.uint64(o + q)] = src[np.uint64(s + q)]
-            for q in range(b, P):
-                dst[np.uint64(o + q)] = 0
-            _zero_wrapped_columns(dst, o, r0, r1, OW, dc)
-        return
-    h0, h1 = _valid_range(dr, sh, H, OH)         # the windows whose tap lies inside x
-    w0, w1 = _valid_range(dc, sw, W, OW)
-    for n in range(N):
-        for oh in range(OH):
-            o = (r * N + n) * P + oh * OW
-            lo, hi = (w0, w1) if h0 <= oh < h1 else (OW, OW)   # the columns read from x
-            s = ((n * C + c) * H + oh * sh + dr) * W + dc
-            for q in range(lo):
-                dst[np.uint64(o + q)] = 0
-            for q in range(lo, hi):
-                dst[np.uint64(o + q)] = src[np.uint64(s + q * sw)]
-            for q in range(hi, OW):
-                dst[np.uint64(o + q)] = 0
+            for oh in range(OH):
+                o = (r * N + n) * P + oh * OW
+                lo, hi = (w0, w1) if h0 <= oh < h1 else (OW, OW)   # the columns read from x
+                s = ((n * C + c) * H + oh * sh + dr) * W + dc
+                for q in range(lo):
+                    dst[np.uint64(o + q)] = 0
+                for q in range(lo, hi):
+                    dst[np.uint64(o + q)] = src[np.uint64(s + q * sw)]
+                for q in range(hi, OW):
+                    dst[np.uint64(o + q)] = 0
 
 
 @njit(cache=True)
-def _col2im_plane(dcols, t, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
-    """Plane ``dx[n, c]`` for task ``t = c * N + n`` (neighbouring tasks read neighbouring
-    stretches of ``dcols``)."""
+def _col2im_planes(dcols, t_start, t_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
+    """The planes ``dx[n, c]`` of tasks ``t = c * N + n`` in ``[t_start, t_stop)``
+    (neighbouring tasks read neighbouring stretches of ``dcols``)."""
     N, C, H, W = dx.shape
     P = OH * OW
     src, dst = dcols.reshape(-1), dx.reshape(-1)
-    c, n = t // N, t % N
-    plane = (n * C + c) * H * W
-    for q in range(H * W):
-        dst[np.uint64(plane + q)] = 0
-    for i in range(kh):
-        dr = i * dh - pt
-        h0, h1 = _valid_range(dr, sh, H, OH)
-        for j in range(kw):
-            dc = j * dw - pl
-            o = (((c * kh + i) * kw + j) * N + n) * P
-            if sh == 1 and sw == 1 and OW == W:
-                # The adjoint of the shifted copy: zero the entries that read the padding
-                # (dcols is scratch), then one long addition.
-                r0, r1, a, b = _shifted_span(H, W, OH, OW, dr, dc)
-                _zero_wrapped_columns(src, o, r0, r1, OW, dc)
-                d = plane + dr * W + dc
-                for q in range(a, b):
-                    dst[np.uint64(d + q)] += src[np.uint64(o + q)]
-                continue
-            w0, w1 = _valid_range(dc, sw, W, OW)
-            for oh in range(h0, h1):
-                d = plane + (oh * sh + dr) * W + dc
-                for q in range(w0, w1):
-                    dst[np.uint64(d + q * sw)] += src[np.uint64(o + oh * OW + q)]
+    for t in range(t_start, t_stop):
+        c, n = t // N, t % N
+        plane = (n * C + c) * H * W
+        for q in range(H * W):
+            dst[np.uint64(plane + q)] = 0
+        for i in range(kh):
+            dr = i * dh - pt
+            h0, h1 = _valid_range(dr, sh, H, OH)
+            for j in range(kw):
+                dc = j * dw - pl
+                o = (((c * kh + i) * kw + j) * N + n) * P
+                if sh == 1 and sw == 1 and OW == W:
+                    # The adjoint of the shifted copy: zero the entries that read the padding
+                    # (dcols is scratch), then one long addition.
+                    r0, r1, a, b = _shifted_span(H, W, OH, OW, dr, dc)
+                    _zero_wrapped_columns(src, o, r0, r1, OW, dc)
+                    d = plane + dr * W + dc
+                    for q in range(a, b):
+                        dst[np.uint64(d + q)] += src[np.uint64(o + q)]
+                    continue
+                w0, w1 = _valid_range(dc, sw, W, OW)
+                for oh in range(h0, h1):
+                    d = plane + (oh * sh + dr) * W + dc
+                    for q in range(w0, w1):
+                        dst[np.uint64(d + q * sw)] += src[np.uint64(o + oh * OW + q)]
 
 
 @njit(parallel=True, cache=True)
 def _im2col_parallel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     for r in prange(cols.shape[0]):
-        _im2col_row(x, r, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
-
-
-@njit(cache=True)
-def _im2col_serial(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
-    for r in range(cols.shape[0]):
-        _im2col_row(x, r, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
+        _im2col_rows(x, r, r + 1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
 
 
 @njit(parallel=True, cache=True)
 def _col2im_parallel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     for t in prange(dx.shape[0] * dx.shape[1]):
-        _col2im_plane(dcols, t, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
-
-
-@njit(cache=True)
-def _col2im_serial(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
-    for t in range(dx.shape[0] * dx.shape[1]):
-        _col2im_plane(dcols, t, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
+        _col2im_planes(dcols, t, t + 1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
 
 
 def im2col(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     """Fill ``cols[(c, i, j), (n, oh, ow)] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``, zero in
     the padding; one row of ``cols`` per task. Must equal ``layers.conv.im2col``."""
-    kernel = _im2col_parallel if cols.size >= SERIAL_BELOW else _im2col_serial
-    kernel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
+    if cols.size >= SERIAL_BELOW:
+        _im2col_parallel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
+    else:
+        _im2col_rows(x, 0, cols.shape[0], kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
 
 
 def col2im(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
@@ -155,5 +151,7 @@ def col2im(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     (i, j, oh, ow) that read ``x[n, c, h, w]``; gradient that fell in the padding is dropped
     (and may be zeroed in ``dcols``, a scratch array). One (sample, channel) plane of ``dx``
     per task. Must equal ``layers.conv.col2im``."""
-    kernel = _col2im_parallel if dcols.size >= SERIAL_BELOW else _col2im_serial
-    kernel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
+    if dcols.size >= SERIAL_BELOW:
+        _col2im_parallel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
+    else:
+        _col2im_planes(dcols, 0, dx.shape[0] * dx.shape[1], kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
