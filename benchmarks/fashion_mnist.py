@@ -178,16 +178,15 @@ def main(argv=None):
     print(f"Fashion-MNIST, {args.model}: {len(train[0])} training / {len(test[0])} test images, "
           f"batch {BATCH_SIZE}, Adam lr {LR}, {args.threads} thread(s)"
           f"{' -- quick mode (synthetic data)' if args.quick else ''}")
+    path = args.json or ROOT / "benchmarks" / "results" / f"fashion_mnist_{args.model}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = {"model": args.model, "epochs": epochs, "quick": args.quick, "threads": threads,
+               "train_size": len(train[0]), **{name: run.record for name, run in runs.items()}}
     for _ in range(epochs):
         for run in runs.values():
             run.epoch()
-    results = {"model": args.model, "epochs": epochs, "quick": args.quick, "threads": threads,
-               "train_size": len(train[0]), **{name: run.record for name, run in runs.items()}}
+        path.write_text(json.dumps(results, indent=2))       # after every epoch: a long run can be stopped
     print(table(results))
-
-    path = args.json or ROOT / "benchmarks" / "results" / f"fashion_mnist_{args.model}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")
     return results
 
