@@ -100,7 +100,7 @@ def test_fast_equals_reference(cfg, dtype):
     assert_close(fast, reference, 1e-5 if dtype == np.float32 else 1e-10)
 
 
-@pytest.mark.parametrize("serial_below", [0, 1 << 62])    # the parallel kernels, the serial twins
+@pytest.mark.parametrize("serial_below", [0, 1 << 62])    # the parallel kernels, the serial loops
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_fast_path_in_chunks_equals_reference(cfg, serial_below, monkeypatch):
     monkeypatch.setattr(layers.conv, "CHUNK_BYTES", 1)          # one sample per chunk

@@ -61,10 +61,11 @@ def _im2col_rows(x, r_start, r_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, col
     N, C, H, W = x.shape
     P = OH * OW
     src, dst = x.reshape(-1), cols.reshape(-1)
+    shifted = sh == 1 and sw == 1 and OW == W    # one long shifted copy per plane (vectorises)
     for r in range(r_start, r_stop):
         c, i, j = r // (kh * kw), r // kw % kh, r % kw
         dr, dc = i * dh - pt, j * dw - pl
-        if sh == 1 and sw == 1 and OW == W:      # one long shifted copy per plane (vectorises)
+        if shifted:
             r0, r1, a, b = _shifted_span(H, W, OH, OW, dr, dc)
             for n in range(N):
                 o, s = (r * N + n) * P, (n * C + c) * H * W + dr * W + dc
@@ -98,6 +99,7 @@ def _col2im_planes(dcols, t_start, t_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, O
     N, C, H, W = dx.shape
     P = OH * OW
     src, dst = dcols.reshape(-1), dx.reshape(-1)
+    shifted = sh == 1 and sw == 1 and OW == W
     for t in range(t_start, t_stop):
         c, n = t // N, t % N
         plane = (n * C + c) * H * W
@@ -109,7 +111,7 @@ def _col2im_planes(dcols, t_start, t_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, O
             for j in range(kw):
                 dc = j * dw - pl
                 o = (((c * kh + i) * kw + j) * N + n) * P
-                if sh == 1 and sw == 1 and OW == W:
+                if shifted:
                     # The adjoint of the shifted copy: zero the entries that read the padding
                     # (dcols is scratch), then one long addition.
                     r0, r1, a, b = _shifted_span(H, W, OH, OW, dr, dc)
