@@ -49,6 +49,12 @@ def limit_threads(n, torch=True):
     return info
 
 
+def release_blas_limits():
+    """Lift the BLAS limits set by ``limit_threads`` (numba and PyTorch keep their counts)."""
+    while _THREAD_LIMITS:
+        _THREAD_LIMITS.pop().restore_original_limits()
+
+
 @dataclass
 class Workload:
     name: str

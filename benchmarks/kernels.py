@@ -7,7 +7,8 @@ Collects the workloads of ``benchmarks.conv_workloads`` and ``benchmarks.recurre
 (each module's ``workloads()``), times them side by side with ``benchmarks.harness`` and prints
 two markdown tables: warm times (ms, GFLOP/s, ratio to PyTorch) and first-call times. It then
 times, in fresh interpreters, importing ``layers`` and the first call of every convolution and
-pooling kernel -- once with an empty numba cache (compiling) and once with it filled.
+pooling kernel -- with an empty numba cache (compiling) and then with it filled, three times
+from a new cache each (medians and the range printed).
 ``--quick`` runs tiny shapes once: a smoke test, not a measurement.
 
 Thread pools. handprop alternates NumPy's OpenBLAS products with numba's parallel loops, and out
@@ -25,6 +26,7 @@ import importlib
 import inspect
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,25 +80,31 @@ def collect(only=None, quick=False):
     return rows
 
 
-def jit_times():
-    """``{"cold": {...}, "cached": {...}}``: import and first-call seconds in a fresh
-    interpreter, with an empty numba cache and then with the cache it left."""
-    out = {}
-    with tempfile.TemporaryDirectory() as cache_dir:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=str(ROOT))
-        for label in ("cold", "cached"):
-            done = subprocess.run([sys.executable, "-c", _JIT_PROBE], env=env, cwd=ROOT,
-                                  capture_output=True, text=True, check=True)
-            out[label] = json.loads(done.stdout.strip().splitlines()[-1])
+def jit_times(repeats=3):
+    """``{"cold": [...], "cached": [...]}``, one ``{"import_s", "first_calls_s"}`` per repeat:
+    import and first-call seconds in a fresh interpreter, with an empty numba cache and then
+    with the cache it left. Each repeat starts from a new empty cache (compile times move with
+    the machine's load as much as kernel times do)."""
+    out = {"cold": [], "cached": []}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache_dir:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=str(ROOT))
+            for label in ("cold", "cached"):
+                done = subprocess.run([sys.executable, "-c", _JIT_PROBE], env=env, cwd=ROOT,
+                                      capture_output=True, text=True, check=True)
+                out[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
     return out
 
 
 def jit_table(times):
-    lines = ["| numba cache | import layers s | first call of all conv/pool kernels s | total s |",
-             "|---|---:|---:|---:|"]
-    for label, t in times.items():
-        lines.append(f"| {label} | {t['import_s']:.2f} | {t['first_calls_s']:.2f} | "
-                     f"{t['import_s'] + t['first_calls_s']:.2f} |")
+    """Medians over the repeats, and the range of the totals."""
+    lines = ["| numba cache | import layers s | first call of all conv/pool kernels s | total s "
+             "(median) | total s (min-max) |", "|---|---:|---:|---:|---:|"]
+    for label, runs in times.items():
+        totals = [t["import_s"] + t["first_calls_s"] for t in runs]
+        median = lambda key: statistics.median(t[key] for t in runs)
+        lines.append(f"| {label} | {median('import_s'):.2f} | {median('first_calls_s'):.2f} | "
+                     f"{statistics.median(totals):.2f} | {min(totals):.2f}-{max(totals):.2f} |")
     return "\n".join(lines)
 
 
@@ -136,7 +144,7 @@ def main(argv=None):
     print(harness.cold_table(workloads, results), "\n")
     jit = None
     if args.only in (None, "conv") and not args.no_jit_timing:
-        jit = jit_times()
+        jit = jit_times(repeats=1 if args.quick else 3)
         print(jit_table(jit), "\n")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(to_json(workloads, results, jit, args.quick), indent=2))

@@ -21,6 +21,14 @@ def test_kernels_quick(tmp_path, capsys):
     assert "| workload | impl | forward ms |" in out and "fast cold (first call) ms" in out
 
 
+def test_jit_table_reports_medians_and_range():
+    run = lambda imp, first: {"import_s": imp, "first_calls_s": first}
+    table = kernels.jit_table({"cold": [run(1.0, 9.0), run(1.0, 13.0), run(2.0, 10.0)],
+                               "cached": [run(0.5, 0.5)]})
+    assert "| cold | 1.00 | 10.00 | 12.00 | 10.00-14.00 |" in table
+    assert "| cached | 0.50 | 0.50 | 1.00 | 1.00-1.00 |" in table
+
+
 def test_conv_workloads_torch_twins_agree():
     torch = pytest.importorskip("torch")
     for name, factory, _, shape in conv_workloads.CASES:

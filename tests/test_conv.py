@@ -1,5 +1,6 @@
 """Conv2D and Conv1D: finite differences, fast path == reference, PyTorch equality,
 determinism and bad input."""
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -100,15 +101,27 @@ def test_fast_equals_reference(cfg, dtype):
     assert_close(fast, reference, 1e-5 if dtype == np.float32 else 1e-10)
 
 
-@pytest.mark.parametrize("serial_below", [0, 1 << 62])    # the parallel kernels, the serial loops
+# (SERIAL_BELOW, numba threads): the parallel kernels; the serial loops because the input is
+# small; the serial loops because numba has one thread.
+@pytest.mark.parametrize("serial_below, threads, parallel",
+                         [(0, 2, True), (1 << 62, 2, False), (0, 1, False)])
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_fast_path_in_chunks_equals_reference(cfg, serial_below, monkeypatch):
+def test_fast_path_in_chunks_equals_reference(cfg, serial_below, threads, parallel, monkeypatch):
     monkeypatch.setattr(layers.conv, "CHUNK_BYTES", 1)          # one sample per chunk
     monkeypatch.setattr(layers.kernels.conv, "SERIAL_BELOW", serial_below)
+    if numba.config.NUMBA_NUM_THREADS < threads:
+        pytest.skip(f"needs {threads} numba threads")
+    numba.set_num_threads(threads)
+    calls = []
+    for name in ("_im2col_parallel", "_col2im_parallel"):
+        kernel = getattr(layers.kernels.conv, name)
+        monkeypatch.setattr(layers.kernels.conv, name,
+                            lambda *args, kernel=kernel, name=name: calls.append(name) or kernel(*args))
     layer, x = make_conv(cfg)
     fast, dy = run(layer, x)
     reference, _ = run(layer, x, dy, reference=True)
     assert_close(fast, reference, 1e-10)
+    assert set(calls) == ({"_im2col_parallel", "_col2im_parallel"} if parallel else set())
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")

@@ -16,12 +16,14 @@ row copies (this matters on small feature maps, where rows are a few elements lo
 stride 1 and the width kept (``'same'`` padding), a tap is the whole plane shifted, so it is
 copied as one long span and the columns that wrapped around a row edge are zeroed after.
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
-#: Below this many elements of ``cols``, starting numba's thread pool (tens of microseconds)
-#: costs more than the copy itself, so ``im2col`` and ``col2im`` call their serial loop
-#: (the same compiled function each parallel task runs) on the calling thread.
+#: Below this many elements of ``cols``, starting numba's thread pool (tens of microseconds,
+#: hundreds on its ``workqueue`` layer) costs more than the copy itself, so ``im2col`` and
+#: ``col2im`` call their serial loop (the same compiled function each parallel task runs) on
+#: the calling thread. They do the same whenever numba runs on one thread.
 SERIAL_BELOW = 1 << 17
 
 
@@ -139,10 +141,15 @@ def _col2im_parallel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
         _col2im_planes(dcols, t, t + 1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
 
 
+def _in_parallel(size):
+    """Whether a kernel over ``size`` elements runs its parallel version."""
+    return size >= SERIAL_BELOW and numba.get_num_threads() > 1
+
+
 def im2col(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     """Fill ``cols[(c, i, j), (n, oh, ow)] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``, zero in
     the padding; one row of ``cols`` per task. Must equal ``layers.conv.im2col``."""
-    if cols.size >= SERIAL_BELOW:
+    if _in_parallel(cols.size):
         _im2col_parallel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
     else:
         _im2col_rows(x, 0, cols.shape[0], kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
@@ -153,7 +160,7 @@ def col2im(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     (i, j, oh, ow) that read ``x[n, c, h, w]``; gradient that fell in the padding is dropped
     (and may be zeroed in ``dcols``, a scratch array). One (sample, channel) plane of ``dx``
     per task. Must equal ``layers.conv.col2im``."""
-    if dcols.size >= SERIAL_BELOW:
+    if _in_parallel(dcols.size):
         _col2im_parallel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
     else:
         _col2im_planes(dcols, 0, dx.shape[0] * dx.shape[1], kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)
