@@ -20,7 +20,7 @@ def adam_update(x, g, m, v, v_max, amsgrad, decay, l2, one_minus_b1, b2, one_min
     """
     for k in range(x.size):
         xk = x[k] * decay
-        gk = xk * l2 + g[k]
+        gk = g[k] + xk * l2 if l2 != 0 else g[k]    # inf * 0 would turn an inf weight into nan
         m[k] += (gk - m[k]) * one_minus_b1
         v[k] = v[k] * b2 + gk * gk * one_minus_b2
         vk = v[k]

@@ -141,6 +141,24 @@ def test_adam_fused_kernel_equals_reference(name, kwargs, dtype):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.parametrize("name,kwargs", [("Adam", {}), ("AdamW", {"weight_decay": 0.0})])
+def test_adam_without_decay_leaves_an_infinite_weight_infinite(name, kwargs):
+    # Without weight decay the weight never multiplies anything: inf - finite step stays inf
+    # (as in torch.optim), in the fused kernel as in the reference.
+    results = []
+    for reference in (False, True):
+        p = make_params(shapes=[(8,)])
+        p[0].data[3] = np.inf
+        opt = getattr(optim, name)(p, lr=0.1, **kwargs)
+        p[0].grad = np.linspace(-1, 1, 8)
+        with nn.use_reference(reference):
+            opt.step()
+        results.append(p[0].data)
+    fast, ref = results
+    np.testing.assert_array_equal(fast, ref)
+    assert fast[3] == np.inf and np.isfinite(np.delete(fast, 3)).all()
+
+
 def test_adam_non_contiguous_gradient_takes_the_reference_path():
     # A gradient assigned by hand may be a strided view; the flat kernel cannot take it.
     p, twin = make_params(shapes=[(4, 3)]), make_params(shapes=[(4, 3)])
