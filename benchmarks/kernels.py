@@ -13,11 +13,11 @@ from a new cache each (medians and the range printed).
 
 Thread pools. handprop alternates NumPy's OpenBLAS products with numba's parallel loops, and out
 of the box both pools busy-wait after every call -- OpenBLAS for about 0.1 s, numba's OpenMP
-layer for about 10 ms -- so on a small machine each steals the cores the other needs next (on 2
-cores a convolution ran 3-5x slower). Unless set otherwise, the ``benchmarks`` package therefore lets
-OpenBLAS's threads sleep at once (``OPENBLAS_THREAD_TIMEOUT=4``) and runs numba on its
-``workqueue`` layer, whose threads sleep too. Neither setting touches PyTorch (MKL, oneDNN and
-its own OpenMP). Both must be made before NumPy and numba are imported.
+layer for milliseconds -- so on a small machine each steals the cores the other needs next (on 2
+cores a convolution ran 3-5x slower). handprop runs numba on its ``workqueue`` layer, whose
+threads sleep (``layers/kernels/__init__.py``), and the ``benchmarks`` package lets OpenBLAS's
+threads sleep at once (``OPENBLAS_THREAD_TIMEOUT=4``, unless set otherwise). Neither touches
+PyTorch (MKL, oneDNN and its own OpenMP).
 """
 import os
 
@@ -59,7 +59,7 @@ print(json.dumps({"import_s": t1 - t0, "first_calls_s": t2 - t1}))
 
 
 def _thread_settings():
-    return ", ".join(f"{k}={os.environ.get(k, '')}" for k in ("OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADING_LAYER"))
+    return f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '')}, numba threading layer {numba.threading_layer()}"
 
 
 def collect(only=None, quick=False):

@@ -20,6 +20,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import parallel_kernel
+
 #: Below this many elements of ``cols``, starting numba's thread pool (tens of microseconds,
 #: hundreds on its ``workqueue`` layer) costs more than the copy itself, so ``im2col`` and
 #: ``col2im`` call their serial loop (the same compiled function each parallel task runs) on
@@ -129,13 +131,13 @@ def _col2im_planes(dcols, t_start, t_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, O
                         dst[np.uint64(d + q * sw)] += src[np.uint64(o + oh * OW + q)]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _im2col_parallel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     for r in prange(cols.shape[0]):
         _im2col_rows(x, r, r + 1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _col2im_parallel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     for t in prange(dx.shape[0] * dx.shape[1]):
         _col2im_planes(dcols, t, t + 1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx)

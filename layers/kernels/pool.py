@@ -9,6 +9,8 @@ wins. ``np.uint64`` indices skip numba's negative-index wrap-around in the hot l
 import numpy as np
 from numba import njit, prange
 
+from . import parallel_kernel
+
 
 @njit(cache=True)
 def _window(o, stride, pad, kernel, size):
@@ -27,7 +29,7 @@ def _first_nan(plane, h0, h1, w0, w1, W):
     return -1
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def maxpool_forward(x, kh, kw, sh, sw, ph, pw, y, argmax):
     """``y[p, oh, ow]`` = the window's maximum, ``argmax[p, oh, ow]`` = its flat index
     ``h * W + w`` in plane p: the first maximum in row-major scan order, a NaN counting as the
@@ -54,7 +56,7 @@ def maxpool_forward(x, kh, kw, sh, sw, ph, pw, y, argmax):
                 argmax[p, oh, ow] = where
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def maxpool_backward(dy, argmax, dx):
     """Route each ``dy[p, oh, ow]`` to the input that won the window:
     ``dx[p, argmax[p, oh, ow]] += dy[p, oh, ow]`` (``dx`` as flat planes ``(N*C, H*W)``), zero
