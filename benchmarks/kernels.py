@@ -11,13 +11,8 @@ pooling kernel -- with an empty numba cache (compiling) and then with it filled,
 from a new cache each (medians and the range printed).
 ``--quick`` runs tiny shapes once: a smoke test, not a measurement.
 
-Thread pools. handprop alternates NumPy's OpenBLAS products with numba's parallel loops, and out
-of the box both pools busy-wait after every call -- OpenBLAS for about 0.1 s, numba's OpenMP
-layer for milliseconds -- so on a small machine each steals the cores the other needs next (on 2
-cores a convolution ran 3-5x slower). handprop runs numba on its ``workqueue`` layer, whose
-threads sleep (``layers/kernels/__init__.py``), and the ``benchmarks`` package lets OpenBLAS's
-threads sleep at once (``OPENBLAS_THREAD_TIMEOUT=4``, unless set otherwise). Neither touches
-PyTorch (MKL, oneDNN and its own OpenMP).
+The thread pools' settings (numba's ``workqueue`` layer, OpenBLAS's threads sleeping at once)
+are printed with the tables; why they matter: ``layers/kernels/__init__.py``.
 """
 import os
 

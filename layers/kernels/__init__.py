@@ -26,12 +26,11 @@ _launch_lock = threading.Lock()
 def parallel_kernel(function):
     """``function`` compiled with ``njit(parallel=True, cache=True)`` and launched under one
     lock shared by all such kernels: called from several Python threads, they run one after
-    another, each on all of numba's threads. ``.kernel`` is the compiled function."""
+    another, each on all of numba's threads."""
     kernel = numba.njit(parallel=True, cache=True)(function)
 
     @functools.wraps(function)
     def launch(*args):
         with _launch_lock:
             return kernel(*args)
-    launch.kernel = kernel
     return launch
