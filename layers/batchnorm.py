@@ -31,7 +31,7 @@ In evaluation mean and var are constants, so ``dx = dxhat * inv_std``.
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array
+from nn.checks import check_float_array, check_float_dtype
 
 
 class _BatchNorm(Module):
@@ -41,6 +41,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=np.float32):
         super().__init__()
+        dtype = check_float_dtype(type(self).__name__, dtype)
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
         C = self.num_features
         self.weight = Parameter(np.ones(C, dtype=dtype)) if affine else None
@@ -89,12 +90,13 @@ class _BatchNorm(Module):
         m = self._check_input(x)
         self._reference = self._use_reference()
         self._m = m
+        self._batch_stats = self.training        # backward follows what forward did, not the mode now
         return (self._forward_reference if self._reference else self._forward_fast)(x, m)
 
     def _forward_reference(self, x, m):
         axes, col = self._axes(x), (lambda v: self._per_channel(v, x))
         gamma, beta = self._gamma_beta(x.dtype)
-        if self.training:
+        if self._batch_stats:
             mean = self._tap("mean", x.mean(axis=axes))
             var = self._tap("var", ((x - col(mean)) ** 2).mean(axis=axes))
             self._update_running(mean, var, m)
@@ -108,7 +110,7 @@ class _BatchNorm(Module):
     def _forward_fast(self, x, m):
         x3 = x.reshape(x.shape[0], self.num_features, -1)           # (N, C, L)
         gamma, beta = self._gamma_beta(x.dtype)
-        if self.training:
+        if self._batch_stats:
             mean = x3.mean(axis=(0, 2))
             xhat = x3 - mean[:, None]
             var = np.einsum("ncl,ncl->c", xhat, xhat) / m
@@ -142,7 +144,7 @@ class _BatchNorm(Module):
         inv_std = 1 / np.sqrt(var + self.eps)
         xc = x - col(mean)
         dvar = self._tap_grad("var", (dxhat * xc).sum(axis=axes) * -0.5 * inv_std ** 3)
-        if not self.training:            # mean and var are constants: only the direct path
+        if not self._batch_stats:        # mean and var are constants: only the direct path
             self._tap_grad("mean", -dxhat.sum(axis=axes) * inv_std)
             return dxhat * col(inv_std)
         dmean = self._tap_grad("mean", -dxhat.sum(axis=axes) * inv_std
@@ -159,7 +161,7 @@ class _BatchNorm(Module):
             self.weight.grad += dgamma
             self.bias.grad += dbeta
         scale = (gamma * inv_std)[:, None]
-        if not self.training:
+        if not self._batch_stats:
             return (dy3 * scale).reshape(dy.shape)
         # sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma
         dx = xhat * (dgamma / m)[:, None]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_shape
+from nn.checks import check_float_array, check_float_dtype, check_shape
 from nn.init import fan_in_bound, uniform
 
 from .kernels import conv as kernels
@@ -124,6 +124,7 @@ class _Conv(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, rng=None, dtype=np.float32):
         super().__init__()
+        dtype = check_float_dtype(type(self).__name__, dtype)
         name, n = type(self).__name__, self.spatial
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:

@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array
+from nn.checks import check_float_array, check_float_dtype
 from nn.init import fan_in_bound, uniform
 
 
@@ -19,6 +19,7 @@ class Dense(Module):
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
         super().__init__()
+        dtype = check_float_dtype(type(self).__name__, dtype)
         self.in_features, self.out_features = int(in_features), int(out_features)
         bound = fan_in_bound(self.in_features)
         self.weight = Parameter(uniform((self.out_features, self.in_features), bound, rng, dtype))

@@ -2,6 +2,7 @@
 import numpy as np
 
 from nn import Module, Parameter
+from nn.checks import check_float_dtype
 from nn.random import get_rng
 
 
@@ -35,6 +36,7 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, rng=None, dtype=np.float32):
         super().__init__()
+        dtype = check_float_dtype(type(self).__name__, dtype)
         for arg, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Embedding: expected {arg} to be a positive int, got {value!r}")

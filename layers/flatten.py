@@ -14,10 +14,11 @@ class Flatten(Module):
 
     def forward(self, x):
         check_float_array("Flatten", x)
-        if x.ndim <= self.start_dim:
-            raise ValueError(f"Flatten: expected input with more than {self.start_dim} dimensions, got {x.shape}")
+        if not -x.ndim <= self.start_dim < x.ndim:
+            raise ValueError(f"Flatten: expected start_dim={self.start_dim} to be an axis of the input, "
+                             f"in [{-x.ndim}, {x.ndim - 1}], got input of shape {x.shape}")
         self._shape = x.shape
-        return x.reshape(x.shape[:self.start_dim] + (-1,))
+        return x.reshape(x.shape[:self.start_dim % x.ndim] + (-1,))
 
     def backward(self, dy):
         """``dx = dy.reshape(x.shape)``: reshaping moves no value, so the gradient moves back unchanged."""

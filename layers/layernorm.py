@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array
+from nn.checks import check_float_array, check_float_dtype
 
 from .kernels import layernorm as kernels
 
@@ -54,8 +54,9 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, dtype=np.float32):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
-        if not shape or any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
+        dtype = check_float_dtype(type(self).__name__, dtype)
+        shape = normalized_shape if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
+        if not shape or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 1 for s in shape):
             raise ValueError(f"LayerNorm: expected normalized_shape to be a positive int or a tuple of them, "
                              f"got {normalized_shape!r}")
         if not eps >= 0:

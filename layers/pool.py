@@ -35,14 +35,17 @@ def _windows(out_size, stride, pad, kernel, in_size):
 
 def maxpool_reference(x, kernel, stride, pad, out_size):
     """``y[n, c, oh, ow] = max of the window``; ``argmax[n, c, oh, ow] = h * W + w`` of the
-    first maximum in row-major scan order (``np.argmax``'s rule; NaN propagates)."""
+    first maximum in row-major scan order -- or, when the window holds NaN (which propagates),
+    of its last NaN: PyTorch's rule (it scans keeping ``v > best or isnan(v)``)."""
     N, C, H, W = x.shape
     y = np.empty((N, C) + out_size, dtype=x.dtype)
     argmax = np.empty((N, C) + out_size, dtype=np.intp)
     for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
         for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
             window = x[:, :, h0:h1, w0:w1].reshape(N, C, -1)
-            k = window.argmax(axis=2)
+            nan = np.isnan(window)
+            last_nan = window.shape[2] - 1 - nan[:, :, ::-1].argmax(axis=2)
+            k = np.where(nan.any(axis=2), last_nan, window.argmax(axis=2))
             y[:, :, oh, ow] = window.max(axis=2)
             argmax[:, :, oh, ow] = (h0 + k // (w1 - w0)) * W + (w0 + k % (w1 - w0))
     return y, argmax
@@ -210,7 +213,8 @@ class MaxPool2D(_MaxPool):
 
     ``y[n, c, oh, ow] = max over the window of x``. Backward routes the gradient:
     ``dx[n, c, h*, w*] += dy[n, c, oh, ow]`` where ``(h*, w*)`` is the window's maximum -- on
-    ties the first one in row-major scan order, as PyTorch -- and zero elsewhere.
+    ties the first one in row-major scan order, and if the window holds NaN its last NaN, as
+    PyTorch -- and zero elsewhere.
     """
 
 

@@ -23,7 +23,8 @@ the state gradient passes through unchanged while the step's gates receive nothi
 
 Because the held state is whatever came before, the reverse direction, which meets the
 padding first, keeps its initial state through it and starts on each sequence's last valid
-step: exactly PyTorch's packed sequences. Both directions therefore end holding the state of
+step: exactly PyTorch's packed sequences. The padded steps of ``x`` are never read (they are
+zeroed in the layer's copy), so whatever they hold, NaN included, changes nothing. Both directions therefore end holding the state of
 their last valid step, so the final state (PyTorch's ``h_n``) is the forward direction's
 state at ``lengths[n] - 1`` and the reverse direction's at step 0. The "last" output
 (``return_sequences=False``) is the last layer's final ``h``, both directions concatenated.
@@ -57,7 +58,7 @@ from collections import namedtuple
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_shape
+from nn.checks import check_float_array, check_float_dtype, check_shape
 from nn.init import uniform
 from nn.random import get_rng
 
@@ -143,12 +144,13 @@ class RecurrentBase(Module):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, bidirectional=False,
                  dropout=0.0, return_sequences=True, stateful=False, rng=None, dtype=np.float32):
         super().__init__()
+        dtype = check_float_dtype(type(self).__name__, dtype)
         name = type(self).__name__
         for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{name}: expected dropout in [0, 1), got {dropout!r}")
+        if not isinstance(dropout, (int, float, np.number)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name}: expected dropout to be a number in [0, 1), got {dropout!r}")
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.bidirectional = bool(bias), bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
@@ -267,7 +269,11 @@ class RecurrentBase(Module):
         self._reference = self._use_reference()
         self._lengths, self._runs, self._masks = lengths, [], []
 
-        layer_input = np.ascontiguousarray(x.transpose(1, 0, 2))
+        layer_input = x.transpose(1, 0, 2)
+        if lengths.min() < T:       # padding is never read: NaN there must not reach dW_ih
+            valid = np.arange(T)[:, None] < lengths
+            layer_input = np.where(valid[:, :, None], layer_input, 0)
+        layer_input = np.ascontiguousarray(layer_input)
         finals = [[] for _ in self.STATE]
         for l in range(self.num_layers):
             outputs = []

@@ -3,12 +3,24 @@ expected and what came. Nothing is silently cast or broadcast."""
 import numpy as np
 
 
+#: The dtypes every layer computes in (the fast paths' kernels are compiled for these two).
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_float_dtype(owner, dtype, what="dtype"):
+    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{owner}: expected {what} float32 or float64, got {dtype}")
+    return dtype
+
+
 def check_float_array(owner, x, what="input", dtype=None):
-    """Return ``x`` if it is a floating-point ndarray (of ``dtype`` when given), else raise."""
+    """Return ``x`` if it is a float32 or float64 ndarray (of ``dtype`` when given), else raise."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{owner}: expected {what} to be a numpy array, got {type(x).__name__}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{owner}: expected a floating-point {what}, got dtype {x.dtype}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{owner}: expected {what} of dtype float32 or float64, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:
         raise TypeError(
             f"{owner}: expected {what} of dtype {np.dtype(dtype)} (the layer's dtype), got {x.dtype}; "

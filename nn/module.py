@@ -16,6 +16,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .backend import reference_enabled
+from .checks import check_float_dtype
 from .parameter import Parameter
 
 
@@ -223,9 +224,7 @@ class Module:
 
     def astype(self, dtype):
         """Convert every parameter and floating buffer to ``dtype`` in place; returns self."""
-        dtype = np.dtype(dtype)
-        if not np.issubdtype(dtype, np.floating):
-            raise TypeError(f"{type(self).__name__}.astype: expected a floating dtype, got {dtype}")
+        dtype = check_float_dtype(f"{type(self).__name__}.astype", dtype)
         for p in self.parameters():
             p.astype(dtype)
         for m in self.modules():

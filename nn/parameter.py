@@ -1,6 +1,8 @@
 """`Parameter`: a trainable array and the gradient that backward accumulates into it."""
 import numpy as np
 
+from .checks import check_float_dtype
+
 
 class Parameter:
     """A trainable tensor.
@@ -20,8 +22,7 @@ class Parameter:
 
     def __init__(self, data, name=""):
         data = np.asarray(data)
-        if not np.issubdtype(data.dtype, np.floating):
-            raise TypeError(f"Parameter {name!r}: expected a floating-point array, got dtype {data.dtype}")
+        check_float_dtype(f"Parameter {name!r}", data.dtype, "an array of dtype")
         self.data = data if data.flags.c_contiguous else data.copy(order="C")
         self.grad = np.zeros_like(self.data)
         self.name = name
@@ -43,6 +44,7 @@ class Parameter:
 
     def astype(self, dtype):
         """Convert value and gradient to ``dtype`` in place (keeps the Parameter object)."""
+        check_float_dtype(f"Parameter {self.name!r}.astype", dtype)
         self.data = self.data.astype(dtype)
         self.grad = self.grad.astype(dtype)
         return self

@@ -125,6 +125,23 @@ def test_eval_uses_running_statistics_and_keeps_them():
     assert int(layer.num_batches_tracked) == 0
 
 
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_backward_follows_the_mode_of_its_forward(training, reference):
+    # Switching train()/eval() between forward and backward must not change the gradient.
+    dy = np.random.default_rng(5).standard_normal((6, 3))
+    grads = []
+    for switch in (False, True):
+        layer, x = make_bn(layers.BatchNorm1D, (6, 3), training=training)
+        with nn.use_reference(reference):
+            layer(x)
+        if switch:
+            layer.train(not training)
+        grads.append([layer.backward(dy), layer.weight.grad, layer.bias.grad])
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_same_bits_twice():
     results = [run(*make_bn(layers.BatchNorm2D, (8, 6, 9, 7), np.float32))[0] for _ in range(2)]
     for a, b in zip(*results):

@@ -115,8 +115,23 @@ def test_astype_converts_params_and_buffers_in_place():
     assert m.astype(np.float64) is m
     assert m.scale is p and p.data.dtype == np.float64 and p.grad.dtype == np.float64
     assert m.count.dtype == np.float64 and m.dtype == np.float64
-    with pytest.raises(TypeError, match="floating dtype"):
-        m.astype(np.int32)
+    for bad in (np.int32, np.float16):
+        with pytest.raises(TypeError, match=f"Affine.astype: expected dtype float32 or float64, got {np.dtype(bad)}"):
+            m.astype(bad)
+    assert p.data.dtype == np.float64
+
+
+@pytest.mark.parametrize("make", [
+    lambda dtype: layers.Dense(2, 3, dtype=dtype), lambda dtype: layers.Conv2D(1, 2, 3, dtype=dtype),
+    lambda dtype: layers.BatchNorm2D(2, dtype=dtype), lambda dtype: layers.LayerNorm(2, dtype=dtype),
+    lambda dtype: layers.Embedding(4, 2, dtype=dtype), lambda dtype: layers.GRU(2, 3, dtype=dtype)])
+def test_layers_compute_in_float32_or_float64_only(make):
+    # The fast paths' kernels exist for these two; float16 is refused up front, not deep in numba.
+    name = type(make(np.float32)).__name__
+    with pytest.raises(TypeError, match=f"^{name}: expected dtype float32 or float64, got float16$"):
+        make(np.float16)
+    with pytest.raises(TypeError, match="MaxPool2D: expected input of dtype float32 or float64, got float16"):
+        layers.MaxPool2D(2)(np.ones((1, 1, 4, 4), np.float16))
 
 
 def test_seed_reproducible_init():

@@ -95,9 +95,23 @@ def test_dense_bad_input():
         d(np.zeros((3, 5), np.float32))
     with pytest.raises(TypeError, match="Dense: expected input of dtype float32.*got float64"):
         d(np.zeros((3, 4)))
-    with pytest.raises(TypeError, match="floating-point input, got dtype int64"):
+    with pytest.raises(TypeError, match="input of dtype float32 or float64, got int64"):
         d(np.zeros((3, 4), np.int64))
     with pytest.raises(TypeError, match="numpy array, got list"):
         d([[0.0] * 4])
     with pytest.raises(ValueError, match="Dropout: expected p in"):
         layers.Dropout(1.5)
+
+
+@pytest.mark.parametrize("start_dim,shape", [(1, (2, 3, 4)), (-1, (2, 3, 4)), (-3, (2, 3, 4)), (0, (2, 3))])
+def test_flatten_start_dim_as_torch(start_dim, shape):
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    expected = x.reshape(shape[:start_dim % len(shape)] + (-1,))
+    np.testing.assert_array_equal(layers.Flatten(start_dim)(x), expected)
+
+
+@pytest.mark.parametrize("start_dim", [2, -3, -5])
+def test_flatten_start_dim_out_of_range(start_dim):
+    with pytest.raises(ValueError, match=rf"Flatten: expected start_dim={start_dim} to be an axis of the "
+                                         rf"input, in \[-2, 1\], got input of shape \(2, 3\)"):
+        layers.Flatten(start_dim)(np.ones((2, 3)))

@@ -79,8 +79,10 @@ def test_output_is_normalized_and_defaults_are_pytorch():
      r"LayerNorm: expected input of shape \(\.\.\., 2, 3\), got \(3,\)"),
     (lambda: layers.LayerNorm(4)(np.zeros((2, 4))), TypeError, r"LayerNorm: expected input of dtype float32"),
     (lambda: layers.LayerNorm(4)(np.zeros((2, 4), np.int32)), TypeError,
-     r"LayerNorm: expected a floating-point input"),
+     r"LayerNorm: expected input of dtype float32 or float64"),
     (lambda: layers.LayerNorm(0), ValueError, r"LayerNorm: expected normalized_shape to be a positive int"),
+    (lambda: layers.LayerNorm(4.0), ValueError, r"LayerNorm: expected normalized_shape .*, got 4.0"),
+    (lambda: layers.LayerNorm((3, True)), ValueError, r"LayerNorm: expected normalized_shape .*, got \(3, True\)"),
     (lambda: layers.LayerNorm(4).backward(np.zeros((2, 4), np.float32)), ValueError,
      r"LayerNorm.backward called before forward"),
 ])

@@ -133,7 +133,7 @@ def test_flops_and_repr():
      r"MaxPool2D: expected an input of spatial size at least \(3, 3\) \(kernel \(5, 5\), "
      r"padding \(1, 1\)\), got \(1, 1, 2, 8\)"),
     (lambda: layers.AvgPool2D(2), np.zeros((1, 1, 4, 4), np.int32), TypeError,
-     r"AvgPool2D: expected a floating-point input, got dtype int32"),
+     r"AvgPool2D: expected input of dtype float32 or float64, got int32"),
     (lambda: layers.GlobalAvgPool2D(), np.zeros((2, 3)), ValueError,
      r"GlobalAvgPool2D: expected input of shape \(N, C, H, W\), got \(2, 3\)"),
 ])
@@ -151,10 +151,19 @@ def test_bad_arguments():
         layers.MaxPool1D(2, stride=0)
 
 
-def test_nan_propagates_to_the_first_nan():
-    x = np.array([[[[1.0, np.nan, 7.0, 2.0],
-                    [np.nan, 5.0, 3.0, 4.0]]]])
-    for reference in (False, True):
-        [y, dx], _ = run(layers.MaxPool2D(2), x, np.ones((1, 1, 1, 2)), reference)
-        np.testing.assert_array_equal(y, [[[[np.nan, 7.0]]]])
-        np.testing.assert_array_equal(dx, [[[[0, 1, 1, 0], [0, 0, 0, 0]]]])
+def test_nan_propagates_and_routes_to_the_last_nan_as_torch():
+    x2 = np.array([[[[1.0, np.nan, 7.0, 2.0],
+                     [np.nan, 5.0, 3.0, 4.0]]]])
+    x1 = np.array([[[np.nan, 1.0, np.nan, 2.0]]])
+    cases = [(layers.MaxPool2D(2), x2, [[[[0, 0, 1, 0], [1, 0, 0, 0]]]], "max_pool2d"),
+             (layers.MaxPool1D(4), x1, [[[0, 0, 1, 0]]], "max_pool1d")]
+    for layer, x, expected, _ in cases:
+        for reference in (False, True):
+            [y, dx], _ = run(layer, x, np.ones(layer(x).shape), reference)
+            assert np.isnan(y.flat[0])
+            np.testing.assert_array_equal(dx, expected)
+    torch = pytest.importorskip("torch")
+    for layer, x, expected, torch_name in cases:
+        xt = torch.tensor(x, requires_grad=True)
+        getattr(torch.nn.functional, torch_name)(xt, layer.kernel_size).sum().backward()
+        np.testing.assert_array_equal(xt.grad.numpy(), expected)

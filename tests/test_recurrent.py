@@ -333,6 +333,29 @@ def test_grad_norms_are_the_norms_of_the_recorded_state_gradients():
             assert np.all(g[np.arange(5)[None, :] >= lengths[:, None]] == 0)   # padded steps: zero
 
 
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM, layers.GRU])
+@pytest.mark.parametrize("N", [1, 3])
+def test_padding_is_never_read(cls, N, reference):
+    # Like PyTorch's packed sequences: NaN in the padded steps changes no output and no gradient
+    # (0 * NaN in dW_ih would), and the caller's array is left as it was.
+    x = np.random.default_rng(0).standard_normal((N, 5, 2))
+    lengths = np.array([2, 5, 3][:N])
+    runs = []
+    for pad in (0.0, np.nan):
+        xp = x.copy()
+        xp[np.arange(5)[None, :] >= lengths[:, None]] = pad
+        before = xp.copy()
+        layer = cls(2, 3, num_layers=2, bidirectional=True, rng=0, dtype=np.float64)
+        with nn.use_reference(reference):
+            y = layer(xp, lengths=lengths)
+        dx = layer.backward(np.ones_like(y))
+        np.testing.assert_array_equal(xp, before)
+        runs.append([y, dx, *(p.grad for p in layer.parameters())])
+    for clean, nan in zip(*runs):
+        np.testing.assert_array_equal(clean, nan)
+
+
 # ------------------------------------------------------------------ dropout between layers
 
 def test_dropout_between_layers_only_in_training():
@@ -417,7 +440,7 @@ BAD_CALLS = [
      r"LSTM: expected input of shape \(N, T, 3\), got \(5, 3\)"),
     (lambda: _lstm()(X.astype(np.float64)), TypeError,
      r"LSTM: expected input of dtype float32 .*got float64"),
-    (lambda: _gru()(X.astype(np.int64)), TypeError, r"GRU: expected a floating-point input, got dtype int64"),
+    (lambda: _gru()(X.astype(np.int64)), TypeError, r"GRU: expected input of dtype float32 or float64, got int64"),
     (lambda: _gru()(np.zeros((2, 0, 3), np.float32)), ValueError,
      r"GRU: expected at least one sequence and one step"),
     (lambda: _gru()(X, lengths=np.array([5, 0])), ValueError,
@@ -436,7 +459,8 @@ BAD_CALLS = [
      r"LSTM: expected state c of shape \(1, 2, 4\) .*got \(1, 3, 4\)"),
     (lambda: _gru()(X, state=H0.astype(np.float64)), TypeError, r"GRU: expected state h of dtype float32"),
     (lambda: layers.GRU(3, 0), ValueError, r"GRU: expected hidden_size to be a positive int, got 0"),
-    (lambda: layers.LSTM(3, 4, dropout=1.0), ValueError, r"LSTM: expected dropout in \[0, 1\), got 1.0"),
+    (lambda: layers.LSTM(3, 4, dropout=1.0), ValueError, r"LSTM: expected dropout to be a number in \[0, 1\), got 1.0"),
+    (lambda: layers.RNN(3, 4, dropout="0.5"), ValueError, r"RNN: expected dropout to be a number in \[0, 1\), got '0.5'"),
     (lambda: layers.RNN(3, 4, nonlinearity="sigmoid"), ValueError,
      r"RNN: expected nonlinearity 'tanh' or 'relu', got 'sigmoid'"),
     (lambda: _lstm().backward(np.zeros((2, 5, 4), np.float32)), ValueError,

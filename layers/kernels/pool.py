@@ -20,10 +20,10 @@ def _window(o, stride, pad, kernel, size):
 
 
 @njit(cache=True)
-def _first_nan(plane, h0, h1, w0, w1, W):
-    """Flat index of the first NaN of a window in scan order (the rare path of max pooling)."""
-    for h in range(h0, h1):
-        for w in range(w0, w1):
+def _last_nan(plane, h0, h1, w0, w1, W):
+    """Flat index of the last NaN of a window in scan order (the rare path of max pooling)."""
+    for h in range(h1 - 1, h0 - 1, -1):
+        for w in range(w1 - 1, w0 - 1, -1):
             if plane[np.uint64(h * W + w)] != plane[np.uint64(h * W + w)]:
                 return h * W + w
     return -1
@@ -32,8 +32,8 @@ def _first_nan(plane, h0, h1, w0, w1, W):
 @parallel_kernel
 def maxpool_forward(x, kh, kw, sh, sw, ph, pw, y, argmax):
     """``y[p, oh, ow]`` = the window's maximum, ``argmax[p, oh, ow]`` = its flat index
-    ``h * W + w`` in plane p: the first maximum in row-major scan order, a NaN counting as the
-    maximum (``np.argmax``'s rule). Must equal ``layers.pool.maxpool_reference``."""
+    ``h * W + w`` in plane p: the first maximum in row-major scan order, or the window's last
+    NaN (PyTorch's rule). Must equal ``layers.pool.maxpool_reference``."""
     planes, H, W = x.shape
     _, OH, OW = y.shape
     for p in prange(planes):
@@ -50,7 +50,7 @@ def maxpool_forward(x, kh, kw, sh, sw, ph, pw, y, argmax):
                             best, where = v, h * W + w
                         nan |= v != v          # a flag, not a branch: keeps the loop fast
                 if nan:
-                    where = _first_nan(plane, h0, h1, w0, w1, W)
+                    where = _last_nan(plane, h0, h1, w0, w1, W)
                     best = plane[where]
                 y[p, oh, ow] = best
                 argmax[p, oh, ow] = where
