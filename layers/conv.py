@@ -23,6 +23,7 @@ import numpy as np
 from nn import Module, Parameter
 from nn.checks import check_float_array, check_float_dtype, check_shape
 from nn.init import fan_in_bound, uniform
+from nn.random import get_rng
 
 from .kernels import conv as kernels
 
@@ -144,6 +145,7 @@ class _Conv(Module):
 
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         bound = fan_in_bound(int(np.prod(shape[1:])))
+        rng = get_rng(rng)             # one stream for weight and bias (an int seed makes a new one)
         self.weight = Parameter(uniform(shape, bound, rng, dtype))
         self.bias = Parameter(uniform((self.out_channels,), bound, rng, dtype)) if bias else None
         self._scratch_buffers = {}

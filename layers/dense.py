@@ -4,6 +4,7 @@ import numpy as np
 from nn import Module, Parameter
 from nn.checks import check_float_array, check_float_dtype
 from nn.init import fan_in_bound, uniform
+from nn.random import get_rng
 
 
 class Dense(Module):
@@ -22,6 +23,7 @@ class Dense(Module):
         dtype = check_float_dtype(type(self).__name__, dtype)
         self.in_features, self.out_features = int(in_features), int(out_features)
         bound = fan_in_bound(self.in_features)
+        rng = get_rng(rng)             # one stream for weight and bias (an int seed makes a new one)
         self.weight = Parameter(uniform((self.out_features, self.in_features), bound, rng, dtype))
         self.bias = Parameter(uniform((self.out_features,), bound, rng, dtype)) if bias else None
         self._x = None

@@ -7,7 +7,7 @@
 ``compare``, ``watch``, ``gradient_report``).
 """
 from .parameter import Parameter
-from .module import Module, RemovableHandle
+from .module import Module, RemovableHandle, eval_mode
 from .sequential import Sequential
 from .losses import CrossEntropyLoss, MSELoss, BCEWithLogitsLoss, log_softmax
 from .backend import use_reference, reference_enabled
@@ -19,7 +19,7 @@ from .checkpoint import save, load
 from .inspect import check_intermediates, compare, watch, gradient_report
 
 __all__ = [
-    "Parameter", "Module", "RemovableHandle", "Sequential",
+    "Parameter", "Module", "RemovableHandle", "eval_mode", "Sequential",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "log_softmax",
     "use_reference", "reference_enabled", "seed", "get_rng",
     "gradcheck", "GradcheckReport", "numerical_gradient",

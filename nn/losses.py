@@ -113,7 +113,7 @@ class CrossEntropyLoss(Loss):
         np.put_along_axis(dz, safe[..., None],
                           np.take_along_axis(dz, safe[..., None], axis=-1) - (1 - eps), axis=-1)
         g = self._upstream(dloss, valid.shape, logp.dtype)
-        dz *= (np.where(valid, g, 0) if g.ndim else valid * g)[..., None]
+        dz *= np.where(valid, g, 0)[..., None]       # ignored targets: 0, even when all are (g = nan)
         return dz
 
 

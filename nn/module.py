@@ -12,6 +12,7 @@ intermediates are collected.
 """
 import functools
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -374,6 +375,19 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+@contextmanager
+def eval_mode(model):
+    """Run the block with ``model`` in evaluation mode; afterwards every module gets back its
+    own mode (a submodule kept in eval inside a training model stays so)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.__dict__["training"] = training
 
 
 def _store(store, name, value, step):

@@ -7,7 +7,8 @@ class Sequential(Module):
 
     Backward applies the chain rule link by link, last module first:
     ``dx_{i} = f_i.backward(dx_{i+1})``, each module adding its parameter gradients on the way.
-    Children are named ``"0"``, ``"1"``, ... as in PyTorch, so ``state_dict`` keys match.
+    Children are named ``"0"``, ``"1"``, ... as in PyTorch, so ``state_dict`` keys match; a
+    slice keeps its children's names (``model[2:]`` starts at ``"2"``), as PyTorch's does.
     """
 
     def __init__(self, *modules):
@@ -18,7 +19,8 @@ class Sequential(Module):
     def append(self, module):
         if not isinstance(module, Module):
             raise TypeError(f"Sequential: expected Module instances, got {type(module).__name__}")
-        self.add_module(str(len(self._modules)), module)
+        last = next(reversed(self._modules), None)             # a slice may start past "0"
+        self.add_module("0" if last is None else str(int(last) + 1), module)
         return self
 
     def forward(self, x):
@@ -32,10 +34,12 @@ class Sequential(Module):
         return dy
 
     def __getitem__(self, index):
-        modules = list(self._modules.values())
         if isinstance(index, slice):
-            return Sequential(*modules[index])
-        return modules[index]
+            part = Sequential()
+            for name, module in list(self._modules.items())[index]:
+                part.add_module(name, module)
+            return part
+        return list(self._modules.values())[index]
 
     def __len__(self):
         return len(self._modules)

@@ -1,9 +1,18 @@
 """`summary`: a Keras-style table of a model's layers, output shapes, parameters and FLOPs."""
 import numpy as np
 
+from .module import eval_mode
+
 
 def _leaves(model):
-    return [(name, m) for name, m in model.named_modules() if not m._modules]
+    """``(name, module)`` of every leaf module, once each (a module used twice keeps its first
+    name, so its hook records each call once)."""
+    seen, leaves = set(), []
+    for name, m in model.named_modules():
+        if not m._modules and id(m) not in seen:
+            seen.add(id(m))
+            leaves.append((name, m))
+    return leaves
 
 
 def summary(model, input_shape, dtype=None, print_fn=print):
@@ -11,7 +20,7 @@ def summary(model, input_shape, dtype=None, print_fn=print):
 
     ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)`` for images or
     ``(T, F)`` for sequences; one zero sample of the model's dtype is run through the model
-    in eval mode (the mode is restored). FLOPs count a multiply-add as two operations and are
+    in eval mode (every module's mode is restored). FLOPs count a multiply-add as two operations and are
     per sample.
     """
     dtype = np.dtype(dtype or model.dtype or np.float32)
@@ -27,12 +36,10 @@ def summary(model, input_shape, dtype=None, print_fn=print):
 
     for name, module in _leaves(model):
         handles.append(module.register_forward_hook(record(name)))
-    was_training = model.training
     try:
-        model.eval()
-        model(np.zeros((1,) + tuple(input_shape), dtype=dtype))
+        with eval_mode(model):
+            model(np.zeros((1,) + tuple(input_shape), dtype=dtype))
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
 

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .losses import CrossEntropyLoss
+from .module import eval_mode
 
 
 def _accuracy_counts(loss_fn, logits, y):
@@ -48,11 +49,10 @@ def _num_batches(data, batch_size):
 def evaluate(model, loss_fn, data, batch_size=256):
     """Mean loss (weighted by batch size) and accuracy (for ``CrossEntropyLoss``) of ``model``
     on ``data`` -- an ``(x, y)`` pair or an iterable of batches -- in eval mode. The model's
-    previous mode is restored afterwards. Returns ``{"loss": float, "accuracy": float|None}``."""
-    was_training = model.training
-    model.eval()
+    previous mode of every module is restored afterwards. Returns ``{"loss": float,
+    "accuracy": float|None}``."""
     total, n, correct, counted = 0.0, 0, 0, 0
-    try:
+    with eval_mode(model):
         for xb, yb in _batches(data, batch_size):
             logits = model(xb)
             total += loss_fn(logits, yb) * len(xb)
@@ -60,8 +60,6 @@ def evaluate(model, loss_fn, data, batch_size=256):
             counts = _accuracy_counts(loss_fn, logits, yb)
             if counts:
                 correct, counted = correct + counts[0], counted + counts[1]
-    finally:
-        model.train(was_training)
     if n == 0:
         raise ValueError("evaluate: the data yielded no batches")
     return {"loss": total / n, "accuracy": correct / counted if counted else None}

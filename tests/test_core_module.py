@@ -134,6 +134,33 @@ def test_layers_compute_in_float32_or_float64_only(make):
         layers.MaxPool2D(2)(np.ones((1, 1, 4, 4), np.float16))
 
 
+def test_sequential_slice_keeps_names_as_torch():
+    model = nn.Sequential(layers.Dense(3, 4), layers.ReLU(), layers.Dense(4, 2))
+    tail = model[1:]
+    assert list(tail.state_dict()) == ["2.weight", "2.bias"]
+    assert tail[1] is model[2] and len(tail) == 2
+    tail.append(layers.ReLU())                       # the next free name, not a clash with "2"
+    assert [name for name, _ in tail.named_modules()][1:] == ["1", "2", "3"]
+
+
+def test_eval_mode_restores_every_module():
+    model = nn.Sequential(layers.Dense(3, 4), layers.Dropout(0.5), layers.Dense(4, 2))
+    model[1].eval()                                  # a submodule frozen in eval inside a training model
+    x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    with nn.eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    nn.evaluate(model, nn.CrossEntropyLoss(), (x, y))
+    nn.summary(model, (3,), print_fn=None)
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+
+
+def test_summary_lists_a_shared_module_once_per_call():
+    d = layers.Dense(4, 4)
+    text = nn.summary(nn.Sequential(d, layers.ReLU(), d), (4,), print_fn=None)
+    assert text.count("Dense") == 2 and "Total params: 20" in text
+    assert "Forward FLOPs per sample: 68" in text                 # 32 + 4 + 32, not 32 counted four times
+
+
 def test_seed_reproducible_init():
     nn.seed(123)
     a = layers.Dense(5, 4)
@@ -143,6 +170,17 @@ def test_seed_reproducible_init():
     c = layers.Dense(5, 4, rng=np.random.default_rng(7))
     d = layers.Dense(5, 4, rng=np.random.default_rng(7))
     np.testing.assert_array_equal(c.bias.data, d.bias.data)
+
+
+@pytest.mark.parametrize("make", [
+    lambda rng: layers.Dense(3, 4, rng=rng), lambda rng: layers.Conv2D(2, 3, 2, rng=rng),
+    lambda rng: layers.Conv1D(2, 3, 2, rng=rng), lambda rng: layers.LSTM(2, 3, rng=rng),
+    lambda rng: layers.Embedding(5, 2, rng=rng)])
+def test_int_seed_is_one_generator_for_the_whole_layer(make):
+    # rng=7 means default_rng(7), drawn from in turn: the bias must not repeat the weight's draws.
+    seeded, generated = make(7).state_dict(), make(np.random.default_rng(7)).state_dict()
+    for key in seeded:
+        np.testing.assert_array_equal(seeded[key], generated[key], err_msg=key)
 
 
 def test_default_init_bounds_match_pytorch():

@@ -24,7 +24,8 @@ def test_cross_entropy_gradcheck(N, C, smoothing, seq, reduction):
     shape = (N, 3, C) if seq else (N, C)
     z = rng.standard_normal(shape)
     y = rng.integers(0, C, shape[:-1])
-    y.flat[0] = -100                                   # one ignored position
+    if y.size > 1:
+        y.flat[0] = -100                               # one ignored position (all: see below)
     fd_check(nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing), z, y)
 
 
@@ -56,6 +57,17 @@ def test_dlogits_is_p_minus_y():
     loss(z, np.array([0]))
     p = np.exp(z) / np.exp(z).sum()
     np.testing.assert_allclose(loss.backward(), p - [1, 0, 0])
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_all_targets_ignored(reduction, smoothing):
+    # As PyTorch: the mean over no targets is nan, but nothing flows back -- a batch of pure
+    # padding must not turn the weights into nan.
+    ce = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)
+    loss = ce(np.random.default_rng(0).standard_normal((3, 4)), np.full(3, -100))
+    assert np.isnan(loss) if reduction == "mean" else np.all(loss == 0)
+    np.testing.assert_array_equal(ce.backward(), np.zeros((3, 4)))
 
 
 def test_stable_for_huge_logits():
