@@ -91,6 +91,7 @@ class _BatchNorm(Module):
         self._reference = self._use_reference()
         self._m = m
         self._batch_stats = self.training        # backward follows what forward did, not the mode now
+        self._x = self._mean = self._var = self._inv_std = None   # kept by one path or the other
         return (self._forward_reference if self._reference else self._forward_fast)(x, m)
 
     def _forward_reference(self, x, m):

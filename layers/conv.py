@@ -182,6 +182,7 @@ class _Conv(Module):
         x4, (OH, OW) = self._check_input(x)
         self._reference = self._use_reference()
         self._x_shape = x4.shape
+        self._x = self._cols = None         # only the path taken below keeps its cache
         z = (self._forward_reference if self._reference else self._forward_fast)(x4, OH, OW)
         return self._tap("z", z if self.spatial == 2 else z[:, :, 0, :])
 

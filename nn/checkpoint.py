@@ -6,13 +6,14 @@ crash never leaves a half-written checkpoint under the real name. ``load`` reads
 and shape before changing anything (``load_state_dict`` is strict).
 """
 import os
-import tempfile
+import uuid
 import zipfile
 
 import numpy as np
 
 _MARKER = "__handprop_checkpoint__"
 _FORMAT_VERSION = 1
+_ZIP_MAGIC, _NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"
 
 
 def save(module, path):
@@ -22,9 +23,11 @@ def save(module, path):
     if _MARKER in state:
         raise ValueError(f"save: {_MARKER!r} is reserved and cannot be a state_dict key")
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save: no folder {folder!r} to write {path!r} into")
+    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}.npz")   # open() applies the umask
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             np.savez(f, **{_MARKER: np.array(_FORMAT_VERSION)}, **state)
             f.flush()
             os.fsync(f.fileno())
@@ -37,17 +40,27 @@ def save(module, path):
 
 def read_checkpoint(path):
     """The ``{name: array}`` stored in a handprop checkpoint, with clear errors for a
-    missing, truncated, pickled or foreign file."""
+    missing, empty, truncated, pickled or foreign file. Only a zip (``.npz``) is ever opened,
+    and with ``allow_pickle=False``."""
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise FileNotFoundError(f"load: no checkpoint at {path!r}")
+    with open(path, "rb") as f:
+        magic = f.read(len(_NPY_MAGIC))
+    if magic.startswith(_NPY_MAGIC):
+        raise ValueError(f"load: {path!r} is a single .npy array, not a handprop checkpoint (.npz)")
+    if not magic.startswith(_ZIP_MAGIC):
+        what = "empty" if not magic else "not an .npz file"
+        raise ValueError(f"load: {path!r} is {what}, not a handprop checkpoint")
     try:
         with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError(f"load: {path!r} is a single .npy array, not a handprop checkpoint (.npz)")
             if _MARKER not in data.files:
                 raise ValueError(f"load: {path!r} is an .npz file but not a handprop checkpoint "
                                  f"(no {_MARKER!r} entry); keys found: {sorted(data.files)[:8]}")
+            version = int(data[_MARKER])
+            if version > _FORMAT_VERSION:
+                raise ValueError(f"load: {path!r} has checkpoint format {version}; this handprop "
+                                 f"reads format {_FORMAT_VERSION} and older")
             return {k: data[k] for k in data.files if k != _MARKER}
     except ValueError as e:
         if "allow_pickle" in str(e) or "Object arrays" in str(e):

@@ -92,7 +92,7 @@ def sample_indices(shape, max_samples, rng):
 def _to64(value):
     if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
         return value.astype(np.float64)
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return tuple(_to64(v) for v in value)
     return value
 
@@ -126,11 +126,10 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     x = _to64(np.asarray(x))              # integer inputs (token ids) pass through unchanged
     check_input = check_input and np.issubdtype(x.dtype, np.floating)
     kwargs = {k: _to64(v) for k, v in (forward_kwargs or {}).items()}
-    rng_states = [(r, copy.deepcopy(r.bit_generator.state)) for r in _generators(m)]
+    rewind = _rewinder(m)
 
     def run_forward():
-        for r, state in rng_states:
-            r.bit_generator.state = copy.deepcopy(state)
+        rewind()
         return m(x, **kwargs)
 
     out = run_forward()
@@ -165,10 +164,22 @@ def _flat(value):
     return value if isinstance(value, tuple) else (value,)
 
 
-def _generators(module):
-    """Random generators that modules draw from during forward (dropout masks); a module
-    that would use the global generator gets a private one, so its draws can be replayed."""
+def _rewinder(module):
+    """A function that puts ``module`` back where it was now, as far as its next forward is
+    concerned, so that every evaluation of a finite difference computes the same function:
+    the random generators of dropout layers (the same masks each time; a layer that would use
+    the global generator gets a private one) and the state a ``stateful`` recurrent layer
+    carries into its next call."""
     for m in module.modules():
         if "_rng" in m.__dict__ and m._rng is None:
             m._rng = np.random.default_rng(0)
-    return [m._rng for m in module.modules() if isinstance(m.__dict__.get("_rng"), np.random.Generator)]
+    generators = [(m._rng, copy.deepcopy(m._rng.bit_generator.state)) for m in module.modules()
+                  if isinstance(m.__dict__.get("_rng"), np.random.Generator)]
+    carried = [(m, m._carried_state) for m in module.modules() if "_carried_state" in m.__dict__]
+
+    def rewind():
+        for rng, state in generators:
+            rng.bit_generator.state = copy.deepcopy(state)
+        for m, state in carried:
+            m._carried_state = state
+    return rewind

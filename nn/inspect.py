@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gradcheck import _generators, _to64, sample_indices
+from .gradcheck import _rewinder, _to64, sample_indices
 
 __all__ = [
     "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
@@ -193,7 +193,7 @@ class IntermediateReport:
             row = rows.get(name)
             if row is not None and (step is None or not row.wrong_steps or step in row.wrong_steps):
                 return name, step
-        return None, None
+        return next(iter(rows), None), None        # a row backward never reached (no gradient)
 
     @property
     def first_failure(self):
@@ -308,12 +308,11 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     floating_input = np.issubdtype(x.dtype, np.floating)
     x = np.array(x, dtype=np.float64) if floating_input else x
     kwargs = {k: _to64(v) for k, v in (forward_kwargs or {}).items()}
-    replay = [(r, copy.deepcopy(r.bit_generator.state)) for r in _generators(model)]
+    rewind = _rewinder(model)
 
     def run():
         """One forward pass (random layers replay the same draws every time)."""
-        for r, state in replay:
-            r.bit_generator.state = copy.deepcopy(state)
+        rewind()
         return np.array(model(x, **kwargs), copy=True)
 
     out = run()
@@ -334,7 +333,6 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         for p_name, p in mod._parameters.items():
             targets.append((prefix + p_name, "parameter", p.data.shape, p.grad.copy(),
                             _array_nudger(p.data), "", False))
-        taps = []
         for tap, value in mod.intermediates.items():
             value = np.asarray(value)
             if not np.issubdtype(value.dtype, np.floating):
@@ -349,8 +347,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
             stepped = tap in mod.per_step_intermediates
             targets.append((prefix + tap, "intermediate", value.shape, grad,
                             _tap_nudger(mod, tap, value.shape), note, stepped))
-            taps.append((prefix + tap, value.shape[1] if stepped else None))
-        backward_order[:0] = _backward_walk(taps) + [(prefix + n, None) for n in mod._parameters]
+        backward_order[:0] = ([(prefix + n, t) for n, t in mod.intermediate_grad_order]
+                              + [(prefix + n, None) for n in mod._parameters])
     backward_order.append(("input", None))
 
     if names is not None:
@@ -376,26 +374,6 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
                                 stepped))
     model.record_intermediates(False)
     return report
-
-
-def _backward_walk(taps):
-    """The order in which backward meets one module's intermediates: last recorded first; a
-    run of per-step intermediates is unrolled step by step, from the last step down."""
-    walk, i = [], len(taps) - 1
-    while i >= 0:
-        name, steps = taps[i]
-        if steps is None:
-            walk.append((name, None))
-            i -= 1
-            continue
-        j = i
-        while j >= 0 and taps[j][1] is not None:
-            j -= 1
-        block = taps[j + 1:i + 1]                 # consecutive per-step intermediates
-        T = max(s for _, s in block)
-        walk += [(n, t) for t in range(T - 1, -1, -1) for n, s in reversed(block) if t < s]
-        i = j
-    return walk
 
 
 def _array_nudger(array):
@@ -726,8 +704,10 @@ def gradient_report(model, optimizer=None, watcher=None):
             owners.setdefault(id(p), type(mod).__name__)
     ratios = getattr(optimizer, "update_ratios", None) if optimizer is not None else None
     if optimizer is not None and not ratios:
-        report.notes.append(f"{type(optimizer).__name__} reported no update ratios: set "
-                            f"optimizer.track_updates = True before step()")
+        fix = ("no step() has run since optimizer.track_updates was set"
+               if getattr(optimizer, "track_updates", False)
+               else "set optimizer.track_updates = True before step()")
+        report.notes.append(f"{type(optimizer).__name__} reported no update ratios: {fix}")
     for name, p in model.named_parameters():
         g = float(np.linalg.norm(p.grad.astype(np.float64))) if p.grad is not None else 0.0
         d = float(np.linalg.norm(p.data.astype(np.float64)))

@@ -78,6 +78,7 @@ def _wrap_backward(fn):
                                 f"got {dy.dtype}")
         if self._recording:
             self.intermediate_grads.clear()
+            self.intermediate_grad_order.clear()
         self._call_depth += 1
         try:
             dx = fn(self, dy, *args, **kwargs)
@@ -106,7 +107,8 @@ class Module:
     intermediates, intermediate_grads : dict
         Named intermediate values and their gradients, filled only while recording is on
         (``record_intermediates()``); empty otherwise, so nothing is kept that backward does
-        not need.
+        not need. ``intermediate_grad_order`` lists the ``(name, step)`` of each gradient in
+        the order backward computed them.
     """
 
     def __init__(self):
@@ -123,6 +125,7 @@ class Module:
         d["_perturbations"] = {}
         d["intermediates"] = {}
         d["intermediate_grads"] = {}
+        d["intermediate_grad_order"] = []       # (name, step) in the order backward met them
         d["per_step_intermediates"] = set()     # names recorded once per time step
 
     def __init_subclass__(cls, **kwargs):
@@ -312,6 +315,7 @@ class Module:
             if not mode:
                 m.intermediates.clear()
                 m.intermediate_grads.clear()
+                m.intermediate_grad_order.clear()
                 m._perturbations.clear()
         return self
 
@@ -337,6 +341,7 @@ class Module:
         """Record dL/d(intermediate ``name``) during backward."""
         if self._recording:
             _store(self.intermediate_grads, name, grad, step)
+            self.intermediate_grad_order.append((name, step))
         return grad
 
     @staticmethod

@@ -52,11 +52,45 @@ def test_pickled_npz_refused(tmp_path):
         nn.load(model(), path)
 
 
-def test_garbage_file(tmp_path):
+@pytest.mark.parametrize("content, words", [
+    (pickle.dumps({"weight": 1}), "is not an .npz file, not a handprop checkpoint"),
+    (b"hello world", "is not an .npz file, not a handprop checkpoint"),
+    (b"", "is empty, not a handprop checkpoint"),
+])
+def test_foreign_file(tmp_path, content, words):
+    # Never handed to np.load, whose fallback for unknown bytes is unpickling.
     path = tmp_path / "garbage.npz"
-    path.write_bytes(pickle.dumps({"weight": 1}))
-    with pytest.raises(ValueError):
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=words):
         nn.load(model(), path)
+
+
+def test_npy_file(tmp_path):
+    path = tmp_path / "one.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ValueError, match="is a single .npy array, not a handprop checkpoint"):
+        nn.load(model(), path)
+
+
+def test_newer_format_refused(tmp_path):
+    path = tmp_path / "future.npz"
+    np.savez(path, __handprop_checkpoint__=np.array(99), **model().state_dict())
+    with pytest.raises(ValueError, match="has checkpoint format 99; this handprop reads format 1"):
+        nn.load(model(), path)
+
+
+def test_save_into_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"save: no folder .*absent.* to write"):
+        nn.save(model(), tmp_path / "absent" / "m.npz")
+
+
+def test_saved_file_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        nn.save(model(), tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
 
 
 def test_wrong_shapes_change_nothing(tmp_path):

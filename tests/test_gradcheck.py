@@ -65,3 +65,12 @@ def test_integer_input_passes_through_unchecked():
     emb = layers.Embedding(10, 4, rng=np.random.default_rng(5))
     report = nn.gradcheck(emb, np.array([[1, 2, 0], [3, 3, 9]]))
     assert report.passed and [r.name for r in report.results] == ["weight"]
+
+
+@pytest.mark.parametrize("pack", [tuple, list])
+def test_a_state_given_as_a_tuple_or_a_list_is_checked(pack):
+    lstm = layers.LSTM(2, 3, rng=0, dtype=np.float64)
+    rng = np.random.default_rng(6)
+    state = pack(rng.standard_normal((1, 2, 3)) for _ in range(2))
+    report = nn.gradcheck(lstm, rng.standard_normal((2, 4, 2)), forward_kwargs={"state": state})
+    assert report.passed and {"state[0]", "state[1]"} <= {r.name for r in report.results}

@@ -215,6 +215,28 @@ def test_per_step_intermediates_and_the_step_where_an_error_enters():
     assert "the error enters at 'a' at step 2" in str(bad)
 
 
+@pytest.mark.parametrize("tap, step", [("f_l0", 3), ("f_l0_reverse", 0), ("g_l1", 3)])
+def test_first_failure_follows_the_order_backward_ran(tap, step):
+    # A reverse direction's backward runs from step 0 up; a deeper layer's runs first.
+    nn.seed(0)
+    layer = corrupt(layers.LSTM, tap)(2, 3, num_layers=2, bidirectional=True).astype(np.float64)
+    report = check_intermediates(layer, rng().standard_normal((2, 4, 2)))
+    assert (report.first_failure, report.first_failure_step) == (tap, step), str(report)
+
+
+@pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM, layers.GRU])
+def test_checks_of_a_stateful_layer_start_each_evaluation_from_its_carried_state(cls):
+    nn.seed(0)
+    layer = cls(2, 3, stateful=True).astype(np.float64)
+    x = rng().standard_normal((2, 4, 2))
+    layer(x)                                            # now it carries a state into the next call
+    carried = [s.copy() for s in layer._carried_state]
+    assert nn.gradcheck(layer, x).passed
+    assert check_intermediates(layer, x).passed
+    for before, after in zip(carried, layer._carried_state):
+        np.testing.assert_array_equal(before, after)   # the original is untouched
+
+
 def test_an_intermediate_without_a_recorded_gradient_fails_with_a_reason():
     class Forgetful(layers.Dense):
         def _tap_grad(self, name, grad, step=None):
@@ -222,6 +244,7 @@ def test_an_intermediate_without_a_recorded_gradient_fails_with_a_reason():
 
     report = check_intermediates(dense(cls=Forgetful), rng().standard_normal((2, 3)))
     assert report.failed == ["z"] and "no gradient" in report["z"].note
+    assert report.first_failure == "z"
     assert "backward recorded no gradient" in str(report)
 
 
@@ -312,6 +335,9 @@ def test_recording_off_keeps_no_intermediate_arrays(make, shape):
     assert layer.intermediates == {} and layer.intermediate_grads == {}
     run_once(layer, x)
     assert layer.intermediates == {} and layer.intermediate_grads == {}
+    fresh = make64(make)
+    run_once(fresh, x)
+    assert array_attributes(layer) == array_attributes(fresh)   # the reference path's caches are gone
 
 
 @pytest.mark.parametrize("make, shape", layer_cases())
@@ -596,7 +622,13 @@ def test_update_ratios_come_from_the_optimizer_when_it_tracks_them():
     assert "1.00e-03" in str(report)
     report = gradient_report(model, object())            # an optimizer without the feature
     assert all(p.update_ratio is None for p in report.parameters)
-    assert any("track_updates" in n for n in report.notes)
+    assert any("set optimizer.track_updates = True before step()" in n for n in report.notes)
+
+    class NotStepped:
+        track_updates = True
+        update_ratios = {}
+
+    assert any("no step() has run since" in n for n in gradient_report(model, NotStepped()).notes)
 
 
 def test_update_ratios_of_a_real_optimizer():
