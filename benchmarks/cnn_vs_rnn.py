@@ -116,6 +116,18 @@ def _jsonable(obj):
     return _finite_or_none(obj)
 
 
+def add_out_argument(parser):
+    """``--out``: the output folder; by default ``benchmarks/results``, or its ``quick/``
+    subfolder for a ``--quick`` run, so that a smoke test never overwrites measured results."""
+    parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results, "
+                                                  "with --quick benchmarks/results/quick)")
+
+
+def output_folder(args):
+    """The folder ``add_out_argument`` describes."""
+    return args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)
+
+
 def save_report(out, name, result, markdown):
     """Write ``name.json`` (non-finite numbers as null) and ``name.md`` to ``out``; print the
     markdown. Returns the JSON path."""
@@ -354,7 +366,8 @@ def parameter_sharing(lengths=(40, 400)):
 def step_timing(with_torch, batch_size=100, repeats=7, length=40):
     """Forward+backward milliseconds per sample at T = ``length`` for the MNIST-1D models
     (median of ``repeats``, handprop and PyTorch taking turns), and the number of dependent
-    steps each must run one after another."""
+    steps each must run one after another. As in training, PyTorch skips the input's gradient
+    (one channel or feature here), which handprop's ``backward`` always returns."""
     from benchmarks.harness import Workload, measure
 
     rng = np.random.default_rng(0)
@@ -682,12 +695,13 @@ def parse_args(argv):
                         f"logistic, MLP, CNN; the recurrent twins timed on their first {TORCH_WINDOW} steps)")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     p.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default benchmarks/results)")
+    add_out_argument(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    args.out = output_folder(args)
     started = time.perf_counter()
     threads = limit_threads(args.threads, torch=not args.no_torch)
     protocol = dict(QUICK_PROTOCOL if args.quick else PROTOCOL)

@@ -37,6 +37,7 @@ def torch_twin(torch, layer):
 def _make(factory, shape):
     def make(impl):
         rng = np.random.default_rng(0)
+        nn.seed(0)                                  # every implementation gets the same weights
         layer = factory()
         x = rng.standard_normal(shape).astype(np.float32)
         out_shape = _output_shape(layer, x.shape)

@@ -29,7 +29,7 @@ import datasets
 import layers
 import nn
 import optim
-from benchmarks.harness import limit_threads, try_import_torch
+from benchmarks.harness import limit_threads, result_name, try_import_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZE, LR = 64, 1e-3
@@ -159,7 +159,8 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch run")
     parser.add_argument("--train-size", type=int, help="train on the first N training images only")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, help="default: benchmarks/results/fashion_mnist_MODEL.json")
+    parser.add_argument("--json", type=Path,
+                        help="default: benchmarks/results/fashion_mnist_MODEL[_Nthreads][_quick].json")
     args = parser.parse_args(argv)
     epochs = 1 if args.quick else args.epochs
 
@@ -178,7 +179,8 @@ def main(argv=None):
     print(f"Fashion-MNIST, {args.model}: {len(train[0])} training / {len(test[0])} test images, "
           f"batch {BATCH_SIZE}, Adam lr {LR}, {args.threads} thread(s)"
           f"{' -- quick mode (synthetic data)' if args.quick else ''}")
-    path = args.json or ROOT / "benchmarks" / "results" / f"fashion_mnist_{args.model}.json"
+    path = args.json or ROOT / "benchmarks" / "results" / result_name("fashion_mnist", args.model,
+                                                                      args.threads, args.quick)
     path.parent.mkdir(parents=True, exist_ok=True)
     results = {"model": args.model, "epochs": epochs, "quick": args.quick, "threads": threads,
                "train_size": len(train[0]), **{name: run.record for name, run in runs.items()}}

@@ -62,6 +62,13 @@ class Workload:
     make: Callable
 
 
+def result_name(script, what, threads, quick):
+    """The default results file of a run, e.g. ``kernels_conv_2threads.json``: runs with other
+    settings never overwrite each other's results."""
+    return (f"{script}_{what}" + ("" if threads == 1 else f"_{threads}threads")
+            + ("_quick" if quick else "") + ".json")
+
+
 def time_call(fn):
     start = time.perf_counter()
     fn()

@@ -125,8 +125,9 @@ def main(argv=None):
                         help="threads for BLAS, numba and PyTorch (default 1)")
     parser.add_argument("--no-jit-timing", action="store_true",
                         help="skip timing the cold and cached import + JIT in fresh interpreters")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json",
-                        help="where to write the results (default: %(default)s)")
+    parser.add_argument("--json", type=Path,
+                        help="where to write the results (default: benchmarks/results/"
+                             "kernels_{conv,recurrent,all}[_Nthreads][_quick].json)")
     args = parser.parse_args(argv)
 
     harness.limit_threads(args.threads)
@@ -141,9 +142,11 @@ def main(argv=None):
     if args.only in (None, "conv") and not args.no_jit_timing:
         jit = jit_times(repeats=1 if args.quick else 3)
         print(jit_table(jit), "\n")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(to_json(workloads, results, jit, args.quick), indent=2))
-    print(f"wrote {args.json}")
+    path = args.json or ROOT / "benchmarks" / "results" / harness.result_name(
+        "kernels", args.only or "all", args.threads, args.quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_json(workloads, results, jit, args.quick), indent=2))
+    print(f"wrote {path}")
     return results
 
 

@@ -14,7 +14,9 @@ batch of 32 sequences with 16 features through:
 With about 16k parameters each, all four do about the same arithmetic per position (two flops
 per parameter and sample, forward), so differences in time come from how the work is done.
 
-The backward receives a fixed random output gradient, so every step's output matters. Times are
+The backward receives a fixed random output gradient, so every step's output matters; as in a
+training step, PyTorch skips the gradient of the input, which handprop's ``backward`` always
+returns (a small extra cost on handprop's side). Times are
 medians over repeated rounds in which handprop and PyTorch (when installed) take turns
 (``benchmarks/harness.py``); handprop's readable NumPy reference path (``nn.use_reference()``)
 is timed too, to show what the numba kernels buy. A straight line fitted to log(time) against log(T) gives the
@@ -35,7 +37,8 @@ import numpy as np
 
 import layers
 import nn
-from benchmarks.cnn_vs_rnn import DEFAULT_OUT, load_pyplot, machine_info, markdown_table, save_report
+from benchmarks.cnn_vs_rnn import (add_out_argument, load_pyplot, machine_info, markdown_table,
+                                   output_folder, save_report)
 from benchmarks.harness import Workload, limit_threads, measure, try_import_torch
 
 MODELS = ("conv", "rnn", "lstm", "gru")
@@ -273,12 +276,13 @@ def parse_args(argv):
     p.add_argument("--no-reference", action="store_true",
                    help="skip timing handprop's readable NumPy reference path")
     p.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
-    p.add_argument("--out", default=str(DEFAULT_OUT))
+    add_out_argument(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    args.out = output_folder(args)
     started = time.perf_counter()
     threads = limit_threads(args.threads, torch=not args.no_torch)
     config = dict(QUICK_CONFIG if args.quick else CONFIG)

@@ -6,7 +6,8 @@ from nn.checks import check_float_array
 
 
 class Activation(Module):
-    """Shared shape bookkeeping: ``y = f(x)`` element-wise, ``dx = dy * f'(x)``."""
+    """Shared bookkeeping: ``y = f(x)`` element-wise, ``dx = dy * f'(x)``. Shapes: ``x`` of any
+    shape -> ``y`` of the same shape and dtype."""
 
     def _check(self, x):
         return check_float_array(type(self).__name__, x)
@@ -16,7 +17,8 @@ class Activation(Module):
 
 
 class ReLU(Activation):
-    """``y = max(x, 0)``;  ``dx = dy * [x > 0]`` (the subgradient at 0 is taken as 0)."""
+    """``y = max(x, 0)``;  ``dx = dy * [x > 0]`` (the subgradient at 0 is taken as 0). Any
+    shape -> the same shape."""
 
     def forward(self, x):
         self._positive = self._check(x) > 0
@@ -28,7 +30,8 @@ class ReLU(Activation):
 
 
 class LeakyReLU(Activation):
-    """``y = x if x > 0 else slope * x``;  ``dx = dy * (1 if x > 0 else slope)``."""
+    """``y = x if x > 0 else slope * x``;  ``dx = dy * (1 if x > 0 else slope)``. Any shape ->
+    the same shape."""
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -47,7 +50,7 @@ class LeakyReLU(Activation):
 
 
 class Tanh(Activation):
-    """``y = tanh(x)``;  ``dx = dy * (1 - y^2)``."""
+    """``y = tanh(x)``;  ``dx = dy * (1 - y^2)``. Any shape -> the same shape."""
 
     def forward(self, x):
         self._y = np.tanh(self._check(x))
@@ -65,7 +68,8 @@ def sigmoid(x):
 
 
 class Sigmoid(Activation):
-    """``y = 1 / (1 + exp(-x))`` (stable for large ``|x|``);  ``dx = dy * y (1 - y)``."""
+    """``y = 1 / (1 + exp(-x))`` (stable for large ``|x|``);  ``dx = dy * y (1 - y)``. Any
+    shape -> the same shape."""
 
     def forward(self, x):
         self._y = sigmoid(self._check(x))
@@ -77,7 +81,8 @@ class Sigmoid(Activation):
 
 
 class Softmax(Activation):
-    """``y_i = exp(x_i - max x) / sum_j exp(x_j - max x)`` along ``axis`` (default last).
+    """``y_i = exp(x_i - max x) / sum_j exp(x_j - max x)`` along ``axis`` (default last); any
+    shape -> the same shape, each slice along ``axis`` summing to 1.
 
     Its Jacobian is ``dy_i/dx_j = y_i (delta_ij - y_j)``, so
     ``dx = y * (dy - sum(dy * y, axis))``. For classification prefer raw logits with

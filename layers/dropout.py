@@ -11,6 +11,7 @@ class Dropout(Module):
     ``E[y] = x`` and eval needs no rescaling: in eval mode ``y = x``.
 
     Backward applies the same mask: ``dx = dy * m / (1 - p)``. ``p = 1`` drops everything.
+    Shapes: ``x`` of any shape -> ``y`` of the same shape.
     """
 
     def __init__(self, p=0.5, rng=None):

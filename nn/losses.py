@@ -104,6 +104,9 @@ class CrossEntropyLoss(Loss):
         return loss
 
     def backward(self, dloss=None):
+        """``dlogits = (p - q) * g`` with ``g`` the gradient reaching each target's loss:
+        ``1/n_valid`` for ``'mean'``, 1 for ``'sum'``, ``dloss`` for ``'none'``; zero for
+        ignored targets."""
         self._check_called()
         logp, safe, valid = self._cache["logp"], self._cache["safe"], self._cache["valid"]
         C = logp.shape[-1]
@@ -134,6 +137,8 @@ class MSELoss(Loss):
         return loss
 
     def backward(self, dloss=None):
+        """``dpred = 2 (pred - target) * g``, ``g = 1/n`` (``'mean'``), 1 (``'sum'``) or
+        ``dloss`` (``'none'``)."""
         self._check_called()
         diff = self._cache["diff"]
         return 2 * diff * self._upstream(dloss, diff.shape, diff.dtype)
@@ -174,6 +179,7 @@ class BCEWithLogitsLoss(Loss):
         return loss
 
     def backward(self, dloss=None):
+        """``dx = ((1 - y) - w sigma(-x)) * g``, ``g`` as in ``MSELoss.backward``."""
         self._check_called()
         x, y, w = self._cache["x"], self._cache["y"], self._cache["w"]
         e = np.exp(-np.abs(x))

@@ -358,9 +358,12 @@ class Module:
 
     # ------------------------------------------------------------------ protocol
     def forward(self, x):
+        """``y = f(x; parameters)``; caches what ``backward`` needs. Subclasses implement it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, dy):
+        """Given ``dy = dL/dy``, add ``dL/dparam`` into every parameter's ``.grad`` and return
+        ``dx = dL/dx``. Subclasses implement it, stating their equations."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *args, **kwargs):

@@ -24,11 +24,13 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
+        """``x`` through every module in order."""
         for module in self._modules.values():
             x = module(x)
         return x
 
     def backward(self, dy):
+        """The chain rule, last module first: ``dy <- module.backward(dy)``; returns dL/dx."""
         for module in reversed(self._modules.values()):
             dy = module.backward(dy)
         return dy

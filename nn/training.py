@@ -12,7 +12,6 @@
 import time
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .losses import CrossEntropyLoss
 from .module import eval_mode
@@ -90,6 +89,7 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     epoch's batches as they were seen), ``val_loss``, ``val_accuracy`` (when ``val_data``),
     ``time`` (seconds of training per epoch, evaluation excluded).
     """
+    from tqdm.auto import tqdm      # imported here: the rest of nn needs only numpy and numba
     if epochs < 1:
         raise ValueError(f"fit: expected epochs >= 1, got {epochs}")
     history = {"loss": [], "accuracy": [], "time": []}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nn
-from benchmarks import conv_workloads, fashion_mnist, kernels
+from benchmarks import conv_workloads, fashion_mnist, harness, kernels
 
 
 def test_kernels_quick(tmp_path, capsys):
@@ -29,13 +29,13 @@ def test_jit_table_reports_medians_and_range():
     assert "| cached | 0.50 | 0.50 | 1.00 | 1.00-1.00 |" in table
 
 
-def test_conv_workloads_torch_twins_agree():
-    torch = pytest.importorskip("torch")
-    for name, factory, _, shape in conv_workloads.CASES:
-        layer = factory()
-        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-        expected = conv_workloads.torch_twin(torch, layer)(torch.from_numpy(x)).detach().numpy()
-        np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5, err_msg=name)
+def test_conv_workloads_time_the_same_function_in_every_implementation():
+    # The closures the benchmark times: same weights, same input, so the same output.
+    pytest.importorskip("torch")
+    for w in conv_workloads.workloads(quick=True):
+        fast, reference, twin = (w.make(impl)[0]() for impl in ("fast", "reference", "torch"))
+        np.testing.assert_allclose(reference, fast, rtol=1e-5, atol=1e-5, err_msg=w.name)
+        np.testing.assert_allclose(twin.numpy(), fast, rtol=1e-5, atol=1e-5, err_msg=w.name)
 
 
 def test_fashion_mnist_quick(tmp_path):
@@ -58,3 +58,9 @@ def test_fashion_mnist_twins_compute_the_same_function(model_name, shape):
     with torch.no_grad():
         expected = twin(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_default_result_names_keep_runs_apart():
+    assert harness.result_name("kernels", "conv", 1, False) == "kernels_conv.json"
+    assert harness.result_name("kernels", "recurrent", 2, False) == "kernels_recurrent_2threads.json"
+    assert harness.result_name("fashion_mnist", "cnn", 1, True) == "fashion_mnist_cnn_quick.json"

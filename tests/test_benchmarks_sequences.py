@@ -165,3 +165,10 @@ def test_plots_are_skipped_without_matplotlib(monkeypatch, tmp_path):
     assert cnn_vs_rnn.plot([], tmp_path) == []
     assert long_memory.plot(long_memory.QUICK_CONFIG, [], {}, [], tmp_path) == []
     assert sequence_scaling.plot(sequence_scaling.QUICK_CONFIG, [], {}, tmp_path) == []
+
+
+def test_quick_runs_write_apart_from_the_measured_results():
+    args = cnn_vs_rnn.parse_args(["--quick"])
+    assert cnn_vs_rnn.output_folder(args) == cnn_vs_rnn.DEFAULT_OUT / "quick"
+    assert cnn_vs_rnn.output_folder(cnn_vs_rnn.parse_args([])) == cnn_vs_rnn.DEFAULT_OUT
+    assert str(cnn_vs_rnn.output_folder(cnn_vs_rnn.parse_args(["--quick", "--out", "x"]))) == "x"

@@ -32,3 +32,16 @@ def test_fifteen_line_example_trains_digits_to_95_percent(tmp_path, monkeypatch)
     assert (tmp_path / "digits.npz").exists()
     report = namespace["nn"].gradcheck(namespace["model"], namespace["x_test"][:4], max_samples=200)
     assert report.passed
+
+
+def test_sequence_and_look_inside_snippets_run_as_printed():
+    code = [text for section in ("The layers", "Look inside backprop")
+            for lang, text in blocks(section) if lang == "python"]
+    assert len(code) == 2
+    namespace = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for text in code:                                # the second goes on with the first's lstm
+            exec(compile(text, "README.md", "exec"), namespace)
+    lstm = namespace["lstm"]
+    assert lstm.intermediates["f_l0"].shape == (4, 10, 16)
+    assert lstm.intermediate_grads["c_l0"].shape == (4, 10, 16)

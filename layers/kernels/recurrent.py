@@ -84,13 +84,15 @@ def _exp_overload(x):
 
 @njit(inline="always", **JIT)
 def sigmoid(x):
+    """``1 / (1 + e^-x)`` of one scalar, in its own precision."""
     one = type(x)(1)
     return one / (one + exp(-x))
 
 
 @njit(inline="always", **JIT)
 def tanh(x):
-    one = type(x)(1)                      # 1 - 2 / (1 + e^{2x}): absolute error ~1 ulp of 1
+    """``tanh(x)`` of one scalar as ``1 - 2 / (1 + e^{2x})`` (absolute error ~1 ulp of 1)."""
+    one = type(x)(1)
     return one - (one + one) / (one + exp(x + x))
 
 
