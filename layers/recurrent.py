@@ -21,13 +21,14 @@ the state gradient passes through unchanged while the step's gates receive nothi
 
     h_t = h_new if valid else h_{t-1}       y_t = h_new if valid else 0
 
-Because the held state is whatever came before, the reverse direction, which meets the
-padding first, keeps its initial state through it and starts on each sequence's last valid
-step: exactly PyTorch's packed sequences. The padded steps of ``x`` are never read (they are
-zeroed in the layer's copy), so whatever they hold, NaN included, changes nothing. Both directions therefore end holding the state of
-their last valid step, so the final state (PyTorch's ``h_n``) is the forward direction's
-state at ``lengths[n] - 1`` and the reverse direction's at step 0. The "last" output
-(``return_sequences=False``) is the last layer's final ``h``, both directions concatenated.
+Because the held state is whatever came before, the reverse direction, which meets the padding
+first, keeps its initial state through it and starts on each sequence's last valid step:
+exactly PyTorch's packed sequences. The padded steps of ``x`` are never read (they are zeroed
+in the layer's copy), so whatever they hold, NaN included, changes nothing. Both directions
+therefore end holding the state of their last valid step, so the final state (PyTorch's
+``h_n``) is the forward direction's state at ``lengths[n] - 1`` and the reverse direction's at
+step 0. The "last" output (``return_sequences=False``) is the last layer's final ``h``, both
+directions concatenated.
 
 Two implementations of the time loop
 ------------------------------------

@@ -165,8 +165,9 @@ class IntermediateReport:
     ``passed`` (also ``bool(report)``) is True when every row is approximately right;
     ``failed`` lists the names of the rows that are not; ``first_failure`` is where the error
     enters: the first wrong gradient met when walking backward from the loss, in the order
-    ``backward`` computes them (for per-step intermediates, step by step from the last one;
-    ``first_failure_step`` is that step). Gradients computed after it from it are wrong too,
+    ``backward`` computed them (recorded step by step for per-step intermediates: from the last
+    step down in a forward direction, from step 0 up in a reverse one; ``first_failure_step``
+    is that step). Gradients computed after it from it are wrong too,
     so fix the first one first. ``report["z"]`` is the row named ``z``.
     """
     title: str
