@@ -116,16 +116,15 @@ def _jsonable(obj):
     return _finite_or_none(obj)
 
 
-def add_out_argument(parser):
-    """``--out``: the output folder; by default ``benchmarks/results``, or its ``quick/``
-    subfolder for a ``--quick`` run, so that a smoke test never overwrites measured results."""
+def parse_with_out(parser, argv):
+    """``parser``'s arguments plus ``--out``, the output folder: by default
+    ``benchmarks/results``, or its ``quick/`` subfolder for a ``--quick`` run, so that a smoke
+    test never overwrites measured results."""
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results, "
                                                   "with --quick benchmarks/results/quick)")
-
-
-def output_folder(args):
-    """The folder ``add_out_argument`` describes."""
-    return args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    args.out = args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)
+    return args
 
 
 def save_report(out, name, result, markdown):
@@ -695,13 +694,11 @@ def parse_args(argv):
                         f"logistic, MLP, CNN; the recurrent twins timed on their first {TORCH_WINDOW} steps)")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     p.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
-    add_out_argument(p)
-    return p.parse_args(argv)
+    return parse_with_out(p, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    args.out = output_folder(args)
     started = time.perf_counter()
     threads = limit_threads(args.threads, torch=not args.no_torch)
     protocol = dict(QUICK_PROTOCOL if args.quick else PROTOCOL)

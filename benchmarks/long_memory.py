@@ -35,8 +35,8 @@ import datasets
 import layers
 import nn
 import optim
-from benchmarks.cnn_vs_rnn import (add_out_argument, fmt, load_pyplot, machine_info, markdown_table,
-                                   output_folder, save_report)
+from benchmarks.cnn_vs_rnn import (fmt, load_pyplot, machine_info, markdown_table, parse_with_out,
+                                   save_report)
 from benchmarks.harness import limit_threads
 
 CELLS = ("rnn", "lstm", "gru")
@@ -253,8 +253,7 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, help="sequences per step (default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="threads for BLAS and numba (default 1)")
-    add_out_argument(p)
-    return p.parse_args(argv)
+    return parse_with_out(p, argv)
 
 
 def make_config(args):
@@ -274,7 +273,6 @@ def make_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.out = output_folder(args)
     started = time.perf_counter()
     threads = limit_threads(args.threads, torch=False)
     config = make_config(args)

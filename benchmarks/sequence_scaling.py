@@ -37,8 +37,8 @@ import numpy as np
 
 import layers
 import nn
-from benchmarks.cnn_vs_rnn import (add_out_argument, load_pyplot, machine_info, markdown_table,
-                                   output_folder, save_report)
+from benchmarks.cnn_vs_rnn import (load_pyplot, machine_info, markdown_table, parse_with_out,
+                                   save_report)
 from benchmarks.harness import Workload, limit_threads, measure, try_import_torch
 
 MODELS = ("conv", "rnn", "lstm", "gru")
@@ -276,13 +276,11 @@ def parse_args(argv):
     p.add_argument("--no-reference", action="store_true",
                    help="skip timing handprop's readable NumPy reference path")
     p.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
-    add_out_argument(p)
-    return p.parse_args(argv)
+    return parse_with_out(p, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    args.out = output_folder(args)
     started = time.perf_counter()
     threads = limit_threads(args.threads, torch=not args.no_torch)
     config = dict(QUICK_CONFIG if args.quick else CONFIG)

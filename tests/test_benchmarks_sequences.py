@@ -168,7 +168,6 @@ def test_plots_are_skipped_without_matplotlib(monkeypatch, tmp_path):
 
 
 def test_quick_runs_write_apart_from_the_measured_results():
-    args = cnn_vs_rnn.parse_args(["--quick"])
-    assert cnn_vs_rnn.output_folder(args) == cnn_vs_rnn.DEFAULT_OUT / "quick"
-    assert cnn_vs_rnn.output_folder(cnn_vs_rnn.parse_args([])) == cnn_vs_rnn.DEFAULT_OUT
-    assert str(cnn_vs_rnn.output_folder(cnn_vs_rnn.parse_args(["--quick", "--out", "x"]))) == "x"
+    assert cnn_vs_rnn.parse_args(["--quick"]).out == cnn_vs_rnn.DEFAULT_OUT / "quick"
+    assert cnn_vs_rnn.parse_args([]).out == cnn_vs_rnn.DEFAULT_OUT
+    assert str(cnn_vs_rnn.parse_args(["--quick", "--out", "x"]).out) == "x"
