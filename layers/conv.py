@@ -8,8 +8,9 @@ input patches into the columns of a matrix -- im2col -- turns it into one matrix
                     = (W2d @ cols)[o, (n, oh, ow)] + b[o],         W2d = W.reshape(O, C*kh*kw)
 
 (``sh, sw`` the stride, ``dh, dw`` the dilation.) With ``groups = G`` the channels split into
-G independent convolutions: group g's filters see only its own ``C/G`` input channels, so the
-product is done per group on matching blocks of rows of ``W2d`` and ``cols``.
+G independent convolutions: group g's filters see only its own ``C/G`` input channels
+(``W`` is ``(O, C/G, kh, kw)``), so the product is done per group, ``W.reshape(G, O/G,
+C/G*kh*kw)[g] @ cols_g`` with ``cols_g`` the rows of group g's channels.
 
 This file holds the readable NumPy reference (``im2col``, ``col2im`` and the layer's
 ``_forward_reference`` / ``_backward_reference``); the fast path runs the same algorithm with
@@ -323,7 +324,8 @@ class Conv2D(_Conv):
     ``weight (O, C/groups, kh, kw)``, ``bias (O,)``, both initialised U(-1/sqrt(fan_in),
     1/sqrt(fan_in)) with ``fan_in = C/groups * kh * kw``.
 
-    ``z[n, o] = b[o] + sum over c in o's group, i, j of W[o, c, i, j] * xpad[n, c, oh*s + i*d, ow*s + j*d]``
+    ``z[n, o, oh, ow] = b[o] + sum over k < C/groups, i, j of W[o, k, i, j] * xpad[n, g*C/groups + k,
+    oh*s + i*d, ow*s + j*d]``, with ``g`` the group of filter ``o``.
 
     ``padding``: an int or ``(ph, pw)`` (both sides), ``'valid'`` (none) or ``'same'``
     (stride 1 only; output size = input size, the odd extra row/column at the bottom/right).

@@ -80,9 +80,10 @@ class LSTM(RecurrentBase):
         c_t = f * c_{t-1} + i * g
         h_t = o * tanh(c_t)
 
-    Why it remembers: backward, ``dL/dc_{t-1} = dL/dc_t * f`` elementwise, with no weight
-    matrix and no squashing derivative in between, so the gradient along the cell survives as
-    long as the forget gate stays open. ``grad_norms["c"]`` and ``["h"]`` show it.
+    Why it remembers: backward, the part of ``dL/dc_{t-1}`` that comes through the cell is
+    ``dL/dc_t * f`` elementwise, with no weight matrix and no squashing derivative in between,
+    so the gradient along the cell survives as long as the forget gate stays open.
+    ``grad_norms["c"]`` and ``["h"]`` show it.
 
     Shapes: ``x (N, T, I)`` -> ``(N, T, D*H)`` or, with ``return_sequences=False``,
     ``(N, D*H)``; ``state = (h0, c0)`` and ``final_state = (h_n, c_n)``, each

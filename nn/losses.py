@@ -59,8 +59,10 @@ def log_softmax(z, axis=-1):
 class CrossEntropyLoss(Loss):
     """Softmax cross-entropy on raw logits, fused with a stable log-softmax.
 
-    Shapes: logits ``(N, C)`` with targets ``(N,)``, or ``(N, T, C)`` with ``(N, T)``;
-    integer class labels in ``[0, C)``, or ``ignore_index`` for positions that do not count.
+    Shapes: logits ``(N, C)`` with targets ``(N,)``, or ``(N, T, C)`` with ``(N, T)`` -- the
+    class axis last, as a recurrent layer's output comes (PyTorch's ``CrossEntropyLoss`` takes
+    ``(N, C, T)``); integer class labels in ``[0, C)``, or ``ignore_index`` for positions that
+    do not count.
 
     With ``p = softmax(z)``, smoothing ``eps`` and ``q = (1 - eps) * onehot(y) + eps / C``::
 

@@ -36,7 +36,8 @@ class RMSprop(Optimizer):
     weight_decay : float
         >= 0, L2 penalty added to the gradient.
     centered : bool
-        Normalize by an estimate of the gradient's variance instead of its second moment.
+        Divide by the square root of an estimate of the gradient's variance (its second
+        moment minus its squared mean) instead of the root of its second moment.
 
     State per parameter: ``step``, ``square_avg``, ``grad_avg`` (centered) and
     ``momentum_buffer`` (momentum > 0).

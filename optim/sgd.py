@@ -32,7 +32,8 @@ class SGD(Optimizer):
     weight_decay : float
         L2 penalty coefficient, >= 0, added to the gradient.
     dampening : float
-        In [0, 1]; scales the gradient entering the momentum buffer after the first step.
+        In [0, 1]; the gradient enters the momentum buffer scaled by ``1 - dampening``
+        (from the second step on).
 
     State per parameter: ``step`` and, when ``momentum != 0``, ``momentum_buffer`` (``b``).
     """
