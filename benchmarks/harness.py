@@ -11,7 +11,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
+from threadpoolctl import threadpool_limits
+
 IMPLS = ("fast", "reference", "torch")
+
+#: Seconds of rest before each implementation's turn. PyTorch's OpenMP threads (GNU libgomp)
+#: spin for several milliseconds after each parallel operation; timed right after PyTorch,
+#: handprop's 5x5 convolution forward took 13-14 ms instead of 8-9 on two threads, its second
+#: core held by the spin. After the rest every implementation starts with the cores idle,
+#: and keeps its own threads' habits while it runs.
+SETTLE_S = 0.02
 
 
 def try_import_torch():
@@ -27,21 +37,11 @@ _THREAD_LIMITS = []        # threadpoolctl limits stay in force while referenced
 
 
 def limit_threads(n, torch=True):
-    """Run BLAS (through threadpoolctl, when installed), numba and -- with ``torch`` -- PyTorch
-    on ``n`` threads. Returns what was set, for the report."""
-    info = {"threads": n}
-    try:
-        from threadpoolctl import threadpool_limits
-        _THREAD_LIMITS.append(threadpool_limits(limits=n))
-        info["blas"] = n
-    except ImportError:
-        info["blas"] = "unchanged (install threadpoolctl to limit)"
-    try:
-        import numba
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        info["numba"] = numba.get_num_threads()
-    except (ImportError, ValueError):
-        info["numba"] = "unchanged"
+    """Run BLAS (through threadpoolctl), numba and -- with ``torch`` -- PyTorch on ``n``
+    threads. Returns what was set, for the report."""
+    _THREAD_LIMITS.append(threadpool_limits(limits=n))
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    info = {"threads": n, "blas": n, "numba": numba.get_num_threads()}
     torch = try_import_torch() if torch else None
     if torch is not None:
         torch.set_num_threads(n)
@@ -80,7 +80,7 @@ def measure(workloads, impls=IMPLS, repeats=7, reference_repeats=3):
 
     The first forward+backward of each implementation is its cold time (for the fast path:
     including JIT compilation or loading numba's cache); the warm times are medians over
-    ``repeats`` rounds in which the implementations take turns.
+    ``repeats`` rounds in which the implementations take turns, each after ``SETTLE_S`` of rest.
     """
     results = {}
     for w in workloads:
@@ -93,6 +93,7 @@ def measure(workloads, impls=IMPLS, repeats=7, reference_repeats=3):
             for impl, (fwd, fwd_bwd) in fns.items():
                 if impl == "reference" and r >= reference_repeats:
                     continue
+                time.sleep(SETTLE_S)
                 times[impl]["forward"].append(time_call(fwd))
                 times[impl]["forward_backward"].append(time_call(fwd_bwd))
         for impl, t in times.items():

@@ -12,7 +12,9 @@ from a new cache each (medians and the range printed).
 ``--quick`` runs tiny shapes once: a smoke test, not a measurement.
 
 The thread pools' settings (numba's ``workqueue`` layer, OpenBLAS's threads sleeping at once)
-are printed with the tables; why they matter: ``layers/kernels/__init__.py``.
+are printed with the tables; why they matter: ``layers/kernels/__init__.py``. The
+implementations take turns after a short rest (``harness.SETTLE_S``), so that none is timed
+while another's idle threads still spin.
 """
 import os
 

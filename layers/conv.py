@@ -19,6 +19,7 @@ the loops in numba (``layers/kernels/conv.py``) and the products in BLAS.
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from nn import Module, Parameter
@@ -27,10 +28,13 @@ from nn.init import fan_in_bound, uniform
 from nn.random import get_rng
 
 from .kernels import conv as kernels
+from .kernels import share_chunks
 
 #: The fast path runs im2col on chunks of the batch whose ``cols`` matrix takes at most this
-#: many bytes, so that it is still in cache when the matrix product reads it.
-CHUNK_BYTES = 4 << 20
+#: many bytes, so that it is still in cache when the matrix products read it and ``col2im``
+#: reads ``dcols``. On the 2-core machine of the README's tables, 1-2 MB chunks ran the
+#: convolutions of ``benchmarks.kernels`` 10-30% faster than 4 MB ones.
+CHUNK_BYTES = 1536 << 10
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ class _Conv(Module):
 
     def _grouped(self, rows):
         """A ``(C*kh*kw or O, columns)`` matrix as ``(G, rows/G, columns)``: group g's block."""
-        return rows.reshape(self.groups, -1, rows.shape[1])
+        return rows.reshape(self.groups, rows.shape[0] // self.groups, rows.shape[1])
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x):
@@ -192,7 +196,7 @@ class _Conv(Module):
         ``(N, O, OH, OW)``, plus ``b``."""
         N, G, O = x.shape[0], self.groups, self.out_channels
         cols = self._tap("cols", im2col(x, self.geometry))
-        z2 = self._weight2d(self.weight.data) @ cols.reshape(G, -1, cols.shape[1])   # (G, O/G, N*P)
+        z2 = self._weight2d(self.weight.data) @ self._grouped(cols)         # (G, O/G, N*P)
         z = z2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)
         if self.bias is not None:
             z = z + self.bias.data[:, None, None]
@@ -200,31 +204,40 @@ class _Conv(Module):
         return np.ascontiguousarray(z)
 
     def _forward_fast(self, x, OH, OW):
-        """The reference's algorithm, a chunk of the batch at a time (see ``CHUNK_BYTES``)."""
+        """The reference's algorithm, a chunk of the batch at a time (see ``CHUNK_BYTES``),
+        the chunks shared among numba's threads (``kernels.share_chunks``)."""
         x = np.ascontiguousarray(x)
         N, O, P, dtype = x.shape[0], self.out_channels, OH * OW, x.dtype
         W = self._weight2d(self.weight.data)
         bias = self.bias.data if self.bias is not None else np.zeros(O, dtype=dtype)
         z = np.empty((N, O, P), dtype=dtype)                # z2's (O, n, P) reordered, plus b
-        for n0, n1 in self._chunks(N, P, dtype):
-            cols = self._im2col_fast(x[n0:n1], OH, OW)
-            z2 = self._scratch("z2", (O, cols.shape[1]), dtype)
-            np.matmul(W, self._grouped(cols), out=self._grouped(z2))
-            np.add(z2.reshape(O, n1 - n0, P).transpose(1, 0, 2), bias[:, None], out=z[n0:n1])
+
+        def forward_chunks(thread, chunks):
+            for n0, n1 in chunks:
+                cols = self._im2col_fast(x[n0:n1], OH, OW, thread)
+                z2 = self._scratch("z2", thread, (O, cols.shape[1]), dtype)
+                np.matmul(W, self._grouped(cols), out=self._grouped(z2))
+                np.add(z2.reshape(O, n1 - n0, P).transpose(1, 0, 2), bias[:, None], out=z[n0:n1])
+
+        share_chunks(forward_chunks, self._chunks(N, P, dtype))
         self._x = x
         return z.reshape(N, O, OH, OW)
 
     def _chunks(self, N, P, dtype):
         """``[(n0, n1), ...]``: the batch cut into near-equal chunks whose ``cols`` take at
-        most ``CHUNK_BYTES`` (or one sample each)."""
+        most ``CHUNK_BYTES`` (or one sample each), as many as a multiple of numba's threads
+        when the batch allows, so that each thread gets the same work."""
         per_sample = self.in_channels * math.prod(self.geometry.kernel) * P * dtype.itemsize
-        count = min(N, max(1, -(-N * per_sample // CHUNK_BYTES)))
-        bounds = [round(i * N / count) for i in range(count + 1)]
+        count = -(-N // max(1, CHUNK_BYTES // per_sample))
+        if count > 1:
+            threads = numba.get_num_threads()
+            count = min(N, -(-count // threads) * threads)
+        bounds = [round(i * N / count) for i in range(count + 1)] if N else [0]   # N = 0: none
         return list(zip(bounds[:-1], bounds[1:]))
 
-    def _im2col_fast(self, x, OH, OW):
-        cols = self._scratch("cols", (x.shape[1] * math.prod(self.geometry.kernel),
-                                      x.shape[0] * OH * OW), x.dtype)
+    def _im2col_fast(self, x, OH, OW, thread):
+        cols = self._scratch("cols", thread, (x.shape[1] * math.prod(self.geometry.kernel),
+                                              x.shape[0] * OH * OW), x.dtype)
         kernels.im2col(x, *self._kernel_args(), OH, OW, cols)
         return cols
 
@@ -233,14 +246,14 @@ class _Conv(Module):
         g = self.geometry
         return (*g.kernel, *g.stride, *g.dilation, g.pad[0][0], g.pad[1][0])
 
-    def _scratch(self, name, shape, dtype):
-        """A C-contiguous work array of ``shape`` carved from a buffer kept between calls
-        (allocating tens of megabytes every step costs page faults); every user overwrites
-        it."""
+    def _scratch(self, name, thread, shape, dtype):
+        """A C-contiguous work array of ``shape``, one per ``(name, thread)``, carved from a
+        buffer kept between calls (allocating tens of megabytes every step costs page
+        faults); every user overwrites it."""
         size = math.prod(shape)
-        buf = self._scratch_buffers.get(name)
+        buf = self._scratch_buffers.get((name, thread))
         if buf is None or buf.size < size or buf.dtype != dtype:
-            buf = self._scratch_buffers[name] = np.empty(size, dtype=dtype)
+            buf = self._scratch_buffers[name, thread] = np.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
 
     # -- backward --------------------------------------------------------------------------
@@ -265,35 +278,42 @@ class _Conv(Module):
         N, O, OH, OW = dz.shape
         G = self.groups
         dz2 = dz.transpose(1, 0, 2, 3).reshape(G, O // G, N * OH * OW)
-        cols = self._cols.reshape(G, -1, N * OH * OW)
+        cols = self._grouped(self._cols)
         self.weight.grad += (dz2 @ cols.transpose(0, 2, 1)).reshape(self.weight.shape)
         if self.bias is not None:
             self.bias.grad += dz.sum(axis=(0, 2, 3))
         dcols = self._weight2d(self.weight.data).transpose(0, 2, 1) @ dz2
-        dcols = self._tap_grad("cols", dcols.reshape(-1, N * OH * OW))
+        dcols = self._tap_grad("cols", dcols.reshape(self._cols.shape))
         return col2im(dcols, self._x_shape, self.geometry)
 
     def _backward_fast(self, dz):
-        """The reference's equations a chunk at a time; each chunk's ``cols`` is rebuilt
-        (cheap while it is in cache) rather than kept from forward."""
+        """The reference's equations a chunk at a time, shared among threads like forward;
+        each chunk's ``cols`` is rebuilt (cheap while it is in cache) rather than kept from
+        forward. Each thread sums ``dW`` and ``db`` over its own chunks; their sums are
+        added in thread order."""
         N, O, OH, OW = dz.shape
         P, dtype = OH * OW, dz.dtype
         dz = np.ascontiguousarray(dz).reshape(N, O, P)
         W = self._weight2d(self.weight.data)
-        dW, db = np.zeros(W.shape, dtype=dtype), np.zeros(O, dtype=dtype)
         dx = np.empty(self._x.shape, dtype=dtype)
-        for n0, n1 in self._chunks(N, P, dtype):
-            cols = self._im2col_fast(self._x[n0:n1], OH, OW)
-            dz2 = self._scratch("z2", (O, cols.shape[1]), dtype)
-            np.copyto(dz2.reshape(O, n1 - n0, P), dz[n0:n1].transpose(1, 0, 2))
-            db += dz2.sum(axis=1)
-            dW += self._grouped(dz2) @ self._grouped(cols).transpose(0, 2, 1)
-            dcols = self._scratch("dcols", cols.shape, dtype)
-            np.matmul(W.transpose(0, 2, 1), self._grouped(dz2), out=self._grouped(dcols))
-            kernels.col2im(dcols, *self._kernel_args(), OH, OW, dx[n0:n1])
-        self.weight.grad += dW.reshape(self.weight.shape)
-        if self.bias is not None:
-            self.bias.grad += db
+
+        def backward_chunks(thread, chunks):
+            dW, db = np.zeros(W.shape, dtype=dtype), np.zeros(O, dtype=dtype)
+            for n0, n1 in chunks:
+                cols = self._im2col_fast(self._x[n0:n1], OH, OW, thread)
+                dz2 = self._scratch("z2", thread, (O, cols.shape[1]), dtype)
+                np.copyto(dz2.reshape(O, n1 - n0, P), dz[n0:n1].transpose(1, 0, 2))
+                db += dz2.sum(axis=1)
+                dW += self._grouped(dz2) @ self._grouped(cols).transpose(0, 2, 1)
+                dcols = self._scratch("dcols", thread, cols.shape, dtype)
+                np.matmul(W.transpose(0, 2, 1), self._grouped(dz2), out=self._grouped(dcols))
+                kernels.col2im(dcols, *self._kernel_args(), OH, OW, dx[n0:n1])
+            return dW, db
+
+        for dW, db in share_chunks(backward_chunks, self._chunks(N, P, dtype)):
+            self.weight.grad += dW.reshape(self.weight.shape)
+            if self.bias is not None:
+                self.bias.grad += db
         return dx
 
     # -- reporting -------------------------------------------------------------------------

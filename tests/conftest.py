@@ -27,3 +27,14 @@ def restore_thread_counts():
     numba.set_num_threads(numba_threads)
     if torch:
         torch.set_num_threads(torch_threads)
+
+
+@pytest.fixture
+def numba_threads():
+    """``numba_threads(n)`` runs the test on ``n`` numba threads, or skips it where numba has
+    fewer (``restore_thread_counts`` puts the count back)."""
+    def set_threads(n):
+        if numba.config.NUMBA_NUM_THREADS < n:
+            pytest.skip(f"needs {n} numba threads")
+        numba.set_num_threads(n)
+    return set_threads

@@ -1,5 +1,7 @@
 """Conv2D and Conv1D: finite differences, fast path == reference, PyTorch equality,
 determinism and bad input."""
+import threading
+
 import numba
 import numpy as np
 import pytest
@@ -101,27 +103,62 @@ def test_fast_equals_reference(cfg, dtype):
     assert_close(fast, reference, 1e-5 if dtype == np.float32 else 1e-10)
 
 
-# (SERIAL_BELOW, numba threads): the parallel kernels; the serial loops because the input is
-# small; the serial loops because numba has one thread.
-@pytest.mark.parametrize("serial_below, threads, parallel",
-                         [(0, 2, True), (1 << 62, 2, False), (0, 1, False)])
+# (CHUNK_BYTES, SERIAL_BELOW, numba threads) -> (parallel kernels launched, chunks shared among
+# threads): one sample per chunk, shared by two threads, whose kernels run serially even where
+# SERIAL_BELOW would pick the parallel loop; one chunk on two threads: the parallel loops; the
+# same input small: the serial loops; one thread: the serial loops.
+@pytest.mark.parametrize("chunk_bytes, serial_below, threads, parallel, shared", [
+    (1, 0, 2, False, True), (1 << 62, 0, 2, True, False), (1 << 62, 1 << 62, 2, False, False),
+    (1, 0, 1, False, False)])
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_fast_path_in_chunks_equals_reference(cfg, serial_below, threads, parallel, monkeypatch):
-    monkeypatch.setattr(layers.conv, "CHUNK_BYTES", 1)          # one sample per chunk
+def test_fast_path_in_chunks_equals_reference(cfg, chunk_bytes, serial_below, threads, parallel,
+                                              shared, monkeypatch, numba_threads):
+    monkeypatch.setattr(layers.conv, "CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(layers.kernels.conv, "SERIAL_BELOW", serial_below)
-    if numba.config.NUMBA_NUM_THREADS < threads:
-        pytest.skip(f"needs {threads} numba threads")
-    numba.set_num_threads(threads)
-    calls = []
+    numba_threads(threads)
+    calls, callers = [], set()
     for name in ("_im2col_parallel", "_col2im_parallel"):
         kernel = getattr(layers.kernels.conv, name)
         monkeypatch.setattr(layers.kernels.conv, name,
                             lambda *args, kernel=kernel, name=name: calls.append(name) or kernel(*args))
+    im2col = layers.kernels.conv.im2col
+    monkeypatch.setattr(layers.kernels.conv, "im2col",
+                        lambda *args: callers.add(threading.get_ident()) or im2col(*args))
     layer, x = make_conv(cfg)
     fast, dy = run(layer, x)
     reference, _ = run(layer, x, dy, reference=True)
     assert_close(fast, reference, 1e-10)
     assert set(calls) == ({"_im2col_parallel", "_col2im_parallel"} if parallel else set())
+    assert (threading.get_ident() not in callers) == shared
+    assert {thread for _, thread in layer._scratch_buffers} == ({0, 1} if shared else {0})
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_empty_batch(reference):
+    for layer, shape, out in ((layers.Conv2D(4, 4, 3, padding=1, groups=2), (0, 4, 5, 5), (0, 4, 5, 5)),
+                              (layers.Conv1D(4, 6, 3, groups=2), (0, 4, 7), (0, 6, 5))):
+        z, dx, dW, db = run(layer, np.zeros(shape, np.float32), reference=reference)[0]
+        assert z.shape == out and dx.shape == shape
+        assert not dW.any() and not db.any()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("N", [1, 2, 5, 64, 200])
+@pytest.mark.parametrize("chunk_bytes", [1, 5000, 1536 << 10, 1 << 62])
+def test_chunks_cover_the_batch_within_chunk_bytes(N, chunk_bytes, threads, monkeypatch,
+                                                   numba_threads):
+    monkeypatch.setattr(layers.conv, "CHUNK_BYTES", chunk_bytes)
+    numba_threads(threads)
+    layer = layers.Conv2D(3, 4, 3)
+    per_sample = 3 * 9 * 100 * 4                       # cols bytes of a sample, P = 100, float32
+    chunks = layer._chunks(N, 100, np.dtype(np.float32))
+    starts, stops = zip(*chunks)
+    assert starts[0] == 0 and stops[-1] == N and list(starts[1:]) == list(stops[:-1])
+    sizes = [n1 - n0 for n0, n1 in chunks]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+    assert max(sizes) == 1 or max(sizes) * per_sample <= chunk_bytes
+    if len(chunks) > 1 and len(chunks) < N:
+        assert len(chunks) % threads == 0
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -156,7 +193,10 @@ def test_float32_matches_torch():
                         twin.bias.grad.numpy()], 1e-5)
 
 
-def test_same_bits_twice():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_bits_twice(threads, monkeypatch, numba_threads):
+    monkeypatch.setattr(layers.conv, "CHUNK_BYTES", 1)          # one sample per chunk
+    numba_threads(threads)
     results = []
     for _ in range(2):
         layer = layers.Conv2D(3, 8, 3, padding=1, rng=np.random.default_rng(5))

@@ -1,12 +1,19 @@
-"""handprop's thread-pool choices (``layers/kernels/__init__.py``), each tested in a fresh
-interpreter: numba's threading layer is fixed once per process, and a kernel launched from two
-threads at once on the ``workqueue`` layer aborts the whole process."""
+"""handprop's thread-pool choices (``layers/kernels/__init__.py``). The threading layer's are
+tested in a fresh interpreter: numba's threading layer is fixed once per process, and a kernel
+launched from two threads at once on the ``workqueue`` layer aborts the whole process."""
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import numba
 import pytest
+import threadpoolctl
+
+from layers.kernels import share_chunks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,3 +72,113 @@ def test_parallel_kernels_called_from_several_python_threads_take_turns():
     done = run_python(CONCURRENT, NUMBA_NUM_THREADS="2", NUMBA_THREADING_LAYER="workqueue")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["same"]
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_share_chunks_runs_one_call_per_thread_at_once_with_blas_on_one_thread(numba_threads):
+    numba_threads(2)
+    before = _blas_threads()
+    both_started = threading.Barrier(2, timeout=30)     # broken unless the two calls overlap
+
+    def work(t, chunks):
+        both_started.wait()
+        if t == 0:
+            time.sleep(0.2)                                 # finishes last, still comes first
+        return t, chunks, threading.get_ident(), _blas_threads(), numba.get_num_threads()
+
+    results = share_chunks(work, ["a", "b", "c", "d", "e"])
+    assert [r[:2] for r in results] == [(0, ["a", "c", "e"]), (1, ["b", "d"])]
+    assert len({r[2] for r in results} | {threading.get_ident()}) == 3
+    assert all(set(r[3]) <= {1} and r[4] == 1 for r in results)
+    assert _blas_threads() == before
+
+
+def test_share_chunks_inside_share_chunks_runs_on_the_calling_thread(numba_threads):
+    numba_threads(2)
+    def inner(t, chunks):
+        return threading.get_ident()
+
+    def outer(t, chunks):
+        return share_chunks(inner, chunks) == [threading.get_ident()]
+
+    assert share_chunks(outer, [0, 1, 2, 3]) == [True, True]
+
+
+def test_share_chunks_with_one_thread_or_one_chunk_calls_on_the_caller(numba_threads):
+    numba_threads(2)
+    def work(t, chunks):
+        return t, chunks, threading.get_ident()
+
+    assert share_chunks(work, ["a"]) == [(0, ["a"], threading.get_ident())]
+    numba.set_num_threads(1)
+    assert share_chunks(work, ["a", "b"]) == [(0, ["a", "b"], threading.get_ident())]
+
+
+def test_share_chunks_raises_after_every_call_ended(numba_threads):
+    numba_threads(2)
+    before, finished = _blas_threads(), []
+
+    def work(t, chunks):
+        if t == 0:
+            raise ValueError("chunk failed")
+        time.sleep(0.2)
+        finished.append(t)
+
+    with pytest.raises(ValueError, match="chunk failed"):
+        share_chunks(work, [0, 1])
+    assert finished == [1]
+    assert _blas_threads() == before
+
+
+def test_share_chunks_waits_for_every_call_when_interrupted(numba_threads):
+    numba_threads(2)
+    before, finished = _blas_threads(), []
+
+    def work(t, chunks):
+        time.sleep(0.3)
+        finished.append(t)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            share_chunks(work, [0, 1])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert sorted(finished) == [0, 1]
+    assert _blas_threads() == before
+
+
+# A forked child, and a pool shut down as at interpreter exit: the calls still run.
+AFTER_FORK_AND_SHUTDOWN = """
+import os, signal
+import numba
+import layers.kernels as k
+numba.set_num_threads(2)
+work = lambda t, chunks: (t, chunks)
+expected = [(0, [0, 2]), (1, [1])]
+assert k.share_chunks(work, [0, 1, 2]) == expected       # the parent's pool now exists
+pid = os.fork()
+if pid == 0:
+    signal.alarm(30)                                     # a child that hangs dies instead
+    numba.set_num_threads(2)
+    os._exit(0 if k.share_chunks(work, [0, 1, 2]) == expected else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+k._executor.shutdown()
+assert k.share_chunks(work, [0, 1, 2]) == expected
+print("ran")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_share_chunks_after_fork_and_after_its_pool_shut_down():
+    done = run_python(AFTER_FORK_AND_SHUTDOWN, NUMBA_NUM_THREADS="2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ran"]

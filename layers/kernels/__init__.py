@@ -2,20 +2,31 @@
 
 Each kernel's docstring names the readable NumPy reference it must equal.
 
-Thread pools. A convolution alternates NumPy's OpenBLAS products with numba's parallel loops.
-Both libraries' worker threads busy-wait after each call -- OpenBLAS's for about 0.1 s, those
-of numba's default OpenMP layer for milliseconds -- so with several threads each pool steals
-the cores the other needs next: on 2 cores the 5x5 convolution of ``benchmarks.kernels``,
-forward and backward, took 155 ms instead of 25. The threads of numba's ``workqueue`` layer sleep
-when idle, so handprop picks that layer unless the program chose one first
+Thread pools. A network alternates NumPy's OpenBLAS products (convolutions, dense layers) with
+numba's parallel loops (pooling; a convolution's im2col and col2im when its batch is a single
+chunk). Both libraries' worker threads busy-wait after each call -- OpenBLAS's for about 0.1 s,
+those of numba's default OpenMP layer for milliseconds -- so with several threads each pool
+steals the cores the other needs next: on 2 cores, forward and backward of the 5x5 convolution
+of ``benchmarks.kernels`` followed by a 2x2 max-pool took 35 ms on the OpenMP layer and 24 ms
+on ``workqueue`` (58 and 42 ms with the batch as one chunk). The threads of numba's
+``workqueue`` layer sleep when idle, so handprop picks that layer unless the program chose one first
 (``NUMBA_THREADING_LAYER``, or ``numba.config.THREADING_LAYER`` set before this import); the
 choice is fixed at numba's first parallel call. ``workqueue`` stops the process if two Python
 threads are inside parallel kernels at once, so handprop's take turns (``parallel_kernel``).
+
+A convolution's matrix products, cut into chunks of the batch that fit in cache (32 by 400 by
+768 for the 5x5 convolution of ``benchmarks.kernels``), are too small for OpenBLAS to split
+well over two threads: forward and backward ran no faster on two threads than on one (29 ms).
+So ``share_chunks`` deals whole chunks to the threads instead, each running its chunks with
+numba and BLAS on one thread (24 ms).
 """
 import functools
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
+from threadpoolctl import ThreadpoolController
 
 if numba.config.THREADING_LAYER == "default":
     numba.config.THREADING_LAYER = "workqueue"
@@ -34,3 +45,53 @@ def parallel_kernel(function):
         with _launch_lock:
             return kernel(*args)
     return launch
+
+
+_share_lock = threading.Lock()
+_executor = _blas = None
+
+
+def _forget_threads_in_child():
+    """A forked child has none of its parent's threads (nor a lock one of them held): it
+    starts its own pool when it needs one."""
+    global _share_lock, _executor, _blas
+    _share_lock, _executor, _blas = threading.Lock(), None, None
+
+
+os.register_at_fork(after_in_child=_forget_threads_in_child)
+
+
+def _alone(work, t, part):
+    numba.set_num_threads(1)        # the threads are the parallelism: their kernels run serially
+    return work(t, part)
+
+
+def share_chunks(work, chunks):
+    """``[work(t, chunks[t::T]) for t in range(T)]``, the ``T`` calls running at once on their
+    own threads, ``T`` being numba's thread count (at most one thread per chunk); with one
+    thread, a plain call on the calling thread. Inside the calls numba runs on one thread, and
+    BLAS too -- in the whole process, as threadpoolctl sets it: another Python thread's BLAS
+    products run on one thread meanwhile. Calls from several Python threads take turns. The
+    results come in order of ``t``, so a sum over them is the same bits from run to run (for
+    a given thread count)."""
+    global _executor, _blas
+    T = min(numba.get_num_threads(), len(chunks))
+    if T <= 1:
+        return [work(0, chunks)]
+    with _share_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, "handprop")
+            _blas = ThreadpoolController()
+        with _blas.limit(limits=1, user_api="blas"):
+            futures = []
+            try:
+                for t in range(T):
+                    futures.append(_executor.submit(_alone, work, t, chunks[t::T]))
+                wait(futures)
+            except RuntimeError:            # the interpreter is exiting: no new threads
+                wait(futures)
+                return ([future.result() for future in futures]
+                        + [work(t, chunks[t::T]) for t in range(len(futures), T)])
+            finally:
+                wait(futures)   # after Ctrl-C too, the calls end before BLAS and the lock are freed
+        return [future.result() for future in futures]

@@ -4,7 +4,8 @@
 same algorithm as the reference in ``layers/conv.py``; these kernels are its loops. ``im2col``
 runs in parallel over the rows of ``cols``, ``col2im`` over the (sample, channel) planes of
 ``dx``; every task owns the part of the output it writes and loops inside it in a fixed order,
-so results are the same bits from run to run.
+so results are the same bits from run to run. The serial loops release the GIL, so that the
+threads of ``share_chunks`` run them at once.
 
 Layouts (C-contiguous, ``P = OH * OW``):
     x, dx   (N, C, H, W)
@@ -22,11 +23,13 @@ from numba import njit, prange
 
 from . import parallel_kernel
 
-#: Below this many elements of ``cols``, starting numba's thread pool (tens of microseconds,
-#: hundreds on its ``workqueue`` layer) costs more than the copy itself, so ``im2col`` and
-#: ``col2im`` call their serial loop (the same compiled function each parallel task runs) on
-#: the calling thread. They do the same whenever numba runs on one thread.
-SERIAL_BELOW = 1 << 17
+#: Below this many elements of ``cols``, ``im2col`` and ``col2im`` call their serial loop (the
+#: same compiled function each parallel task runs) on the calling thread; they do the same
+#: whenever numba runs on one thread. Waking numba's ``workqueue`` threads costs hundreds of
+#: microseconds, more than copying the ``cols`` of a ``CHUNK_BYTES`` chunk (1.5 MB: 0.15 ms
+#: serial, 0.3 ms on 2 threads here), so only a sample whose ``cols`` alone is several times
+#: larger is worth the parallel loop (6.5M elements: 3.7 ms serial, 2.3 ms on 2 threads).
+SERIAL_BELOW = 1 << 21
 
 
 @njit(cache=True)
@@ -58,7 +61,7 @@ def _zero_wrapped_columns(flat, start, r0, r1, OW, dc):
             flat[np.uint64(start + oh * OW + q)] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _im2col_rows(x, r_start, r_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     """Rows ``[r_start, r_stop)`` of ``cols``; row ``r = (c, i, j)`` is tap (i, j) of channel
     c, for every window."""
@@ -96,7 +99,7 @@ def _im2col_rows(x, r_start, r_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, col
                     dst[np.uint64(o + q)] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _col2im_planes(dcols, t_start, t_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     """The planes ``dx[n, c]`` of tasks ``t = c * N + n`` in ``[t_start, t_stop)``
     (neighbouring tasks read neighbouring stretches of ``dcols``)."""
