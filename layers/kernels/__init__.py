@@ -58,7 +58,8 @@ def _forget_threads_in_child():
     _share_lock, _executor, _blas = threading.Lock(), None, None
 
 
-os.register_at_fork(after_in_child=_forget_threads_in_child)
+if hasattr(os, "register_at_fork"):          # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forget_threads_in_child)
 
 
 def _alone(work, t, part):
