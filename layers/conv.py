@@ -205,7 +205,7 @@ class _Conv(Module):
 
     def _forward_fast(self, x, OH, OW):
         """The reference's algorithm, a chunk of the batch at a time (see ``CHUNK_BYTES``),
-        the chunks shared among numba's threads (``kernels.share_chunks``)."""
+        the chunks shared among numba's threads (``share_chunks`` in ``layers/kernels``)."""
         x = np.ascontiguousarray(x)
         N, O, P, dtype = x.shape[0], self.out_channels, OH * OW, x.dtype
         W = self._weight2d(self.weight.data)
