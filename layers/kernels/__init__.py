@@ -90,9 +90,9 @@ def share_chunks(work, chunks):
                     futures.append(_executor.submit(_alone, work, t, chunks[t::T]))
                 wait(futures)
             except RuntimeError:            # the interpreter is exiting: no new threads
-                wait(futures)
-                return ([future.result() for future in futures]
-                        + [work(t, chunks[t::T]) for t in range(len(futures), T)])
+                pass
             finally:
                 wait(futures)   # after Ctrl-C too, the calls end before BLAS and the lock are freed
-        return [future.result() for future in futures]
+        # Parts no thread could take (at exit) run here, in order.
+        return ([future.result() for future in futures]
+                + [work(t, chunks[t::T]) for t in range(len(futures), T)])
