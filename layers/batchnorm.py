@@ -28,6 +28,8 @@ The second term of ``dmean`` is zero (deviations from the mean sum to zero); sub
 
 In evaluation mean and var are constants, so ``dx = dxhat * inv_std``.
 """
+import math
+
 import numpy as np
 
 from nn import Module, Parameter
@@ -109,7 +111,7 @@ class _BatchNorm(Module):
         return self._tap("y", col(gamma) * xhat + col(beta))
 
     def _forward_fast(self, x, m):
-        x3 = x.reshape(x.shape[0], self.num_features, -1)           # (N, C, L)
+        x3 = x.reshape(x.shape[0], self.num_features, math.prod(x.shape[2:]))     # (N, C, L)
         gamma, beta = self._gamma_beta(x.dtype)
         if self._batch_stats:
             mean = x3.mean(axis=(0, 2))

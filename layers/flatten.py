@@ -1,5 +1,5 @@
 """`Flatten`: reshape ``(N, d1, d2, ...)`` to ``(N, d1*d2*...)``."""
-import numpy as np
+import math
 
 from nn import Module
 from nn.checks import check_float_array
@@ -18,7 +18,9 @@ class Flatten(Module):
             raise ValueError(f"Flatten: expected start_dim={self.start_dim} to be an axis of the input, "
                              f"in [{-x.ndim}, {x.ndim - 1}], got input of shape {x.shape}")
         self._shape = x.shape
-        return x.reshape(x.shape[:self.start_dim % x.ndim] + (-1,))
+        start = self.start_dim % x.ndim
+        # the size spelled out, not -1: an empty batch has no size to infer it from
+        return x.reshape(x.shape[:start] + (math.prod(x.shape[start:]),))
 
     def backward(self, dy):
         """``dx = dy.reshape(x.shape)``: reshaping moves no value, so the gradient moves back unchanged."""

@@ -42,7 +42,7 @@ def maxpool_reference(x, kernel, stride, pad, out_size):
     argmax = np.empty((N, C) + out_size, dtype=np.intp)
     for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
         for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
-            window = x[:, :, h0:h1, w0:w1].reshape(N, C, -1)
+            window = x[:, :, h0:h1, w0:w1].reshape(N, C, (h1 - h0) * (w1 - w0))
             nan = np.isnan(window)
             last_nan = window.shape[2] - 1 - nan[:, :, ::-1].argmax(axis=2)
             k = np.where(nan.any(axis=2), last_nan, window.argmax(axis=2))
@@ -56,8 +56,8 @@ def maxpool_backward_reference(dy, argmax, x_shape):
     goes to the input it copied; an input that won several windows sums their gradients."""
     N, C, H, W = x_shape
     dx = np.zeros((N * C, H * W), dtype=dy.dtype)
-    planes = np.arange(N * C)[:, None]
-    np.add.at(dx, (planes, argmax.reshape(N * C, -1)), dy.reshape(N * C, -1))
+    planes, P = np.arange(N * C)[:, None], dy.shape[2] * dy.shape[3]
+    np.add.at(dx, (planes, argmax.reshape(N * C, P)), dy.reshape(N * C, P))
     return dx.reshape(x_shape)
 
 

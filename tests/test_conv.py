@@ -133,15 +133,6 @@ def test_fast_path_in_chunks_equals_reference(cfg, chunk_bytes, serial_below, th
     assert {thread for _, thread in layer._scratch_buffers} == ({0, 1} if shared else {0})
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_empty_batch(reference):
-    for layer, shape, out in ((layers.Conv2D(4, 4, 3, padding=1, groups=2), (0, 4, 5, 5), (0, 4, 5, 5)),
-                              (layers.Conv1D(4, 6, 3, groups=2), (0, 4, 7), (0, 6, 5))):
-        z, dx, dW, db = run(layer, np.zeros(shape, np.float32), reference=reference)[0]
-        assert z.shape == out and dx.shape == shape
-        assert not dW.any() and not db.any()
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("N", [1, 2, 5, 64, 200])
 @pytest.mark.parametrize("chunk_bytes", [1, 5000, 1536 << 10, 1 << 62])
