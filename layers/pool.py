@@ -3,12 +3,16 @@
 A pooling layer has no parameters: each output summarises one window of its input plane, and
 its backward is gradient routing -- every output sends its gradient back to the inputs that
 made it. Max pooling copies one input (the window's maximum), so that input alone receives the
-gradient; average pooling weighs every input by ``1 / (kh * kw)``, so each receives that share.
+gradient; average pooling weighs every input of a window by ``1 / divisor``, so each receives
+that share.
 
 Window ``(oh, ow)`` covers input rows ``oh*sh - ph ... oh*sh - ph + kh - 1`` (columns alike),
 clipped to the input: max pooling pads with -inf (padding never wins), average pooling with
-zeros that still count in the divisor (PyTorch's default ``count_include_pad=True``).
-``OH = (H + 2*ph - kh) // sh + 1``.
+zeros. ``OH = (H + 2*ph - kh) // sh + 1``; with ``ceil_mode`` the division rounds up, so a
+last, partial window covers the rows left over -- unless it would start in the right padding
+(PyTorch's rule). The divisor of a window is the number of positions it covers in the padded
+input (``kh * kw`` except for those partial windows: PyTorch's default
+``count_include_pad=True``), or with ``count_include_pad=False`` only those in the input.
 
 This file holds the readable NumPy references (loops over the output positions). The fast
 path of max pooling runs the same loops compiled (``layers/kernels/pool.py``), in parallel over
@@ -22,6 +26,13 @@ from nn.checks import check_float_array, check_shape
 from .conv import _ntuple
 from .kernels import conv as conv_kernels
 from .kernels import pool as kernels
+
+
+def output_size(size, kernel, stride, pad, ceil_mode):
+    """Windows along one axis: ``(size + 2*pad - kernel) / stride + 1`` rounded down, or up
+    with ``ceil_mode`` as long as the last window starts inside the input or the left padding."""
+    out = (size + 2 * pad - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
+    return out - 1 if ceil_mode and (out - 1) * stride >= size + pad else out
 
 
 def _windows(out_size, stride, pad, kernel, in_size):
@@ -61,25 +72,37 @@ def maxpool_backward_reference(dy, argmax, x_shape):
     return dx.reshape(x_shape)
 
 
-def avgpool_reference(x, kernel, stride, pad, out_size):
-    """``y[n, c, oh, ow] = sum of the window / (kh * kw)`` (zero padding counted)."""
+def avgpool_divisor(in_size, kernel, stride, pad, out_size, count_include_pad):
+    """``divisor[oh, ow]``: how many positions window ``(oh, ow)`` averages over -- those it
+    covers in the padded input, or with ``count_include_pad=False`` in the input alone. Both
+    factor into rows times columns."""
+    def counts(size, k, s, p, n):
+        start = np.arange(n) * s - p
+        if count_include_pad:
+            return np.minimum(start + k, size + p) - start
+        return np.minimum(start + k, size) - np.maximum(start, 0)
+    return np.outer(*(counts(*axis) for axis in zip(in_size, kernel, stride, pad, out_size)))
+
+
+def avgpool_reference(x, kernel, stride, pad, out_size, divisor):
+    """``y[n, c, oh, ow] = sum of the window / divisor[oh, ow]`` (padding adds zeros)."""
     N, C, H, W = x.shape
     y = np.empty((N, C) + out_size, dtype=x.dtype)
     for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
         for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
-            y[:, :, oh, ow] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / (kernel[0] * kernel[1])
+            y[:, :, oh, ow] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / divisor[oh, ow]
     return y
 
 
-def avgpool_backward_reference(dy, x_shape, kernel, stride, pad):
-    """``dx[window] += dy[n, c, oh, ow] / (kh * kw)`` for every window: each input receives a
-    ``1 / (kh * kw)`` share of the gradient of every window it lies in."""
+def avgpool_backward_reference(dy, x_shape, kernel, stride, pad, divisor):
+    """``dx[window] += dy[n, c, oh, ow] / divisor[oh, ow]`` for every window: each input
+    receives that share of the gradient of every window it lies in."""
     N, C, H, W = x_shape
     dx = np.zeros(x_shape, dtype=dy.dtype)
     out_size = dy.shape[2:]
     for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
         for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
-            dx[:, :, h0:h1, w0:w1] += dy[:, :, oh, ow, None, None] / (kernel[0] * kernel[1])
+            dx[:, :, h0:h1, w0:w1] += dy[:, :, oh, ow, None, None] / divisor[oh, ow]
     return dx
 
 
@@ -91,8 +114,9 @@ class _Pool(Module):
 
     spatial = 2
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False):
         super().__init__()
+        self.ceil_mode = bool(ceil_mode)
         name, n = type(self).__name__, self.spatial
         self.kernel_size = _ntuple(kernel_size, n, name, "kernel_size")
         self.stride = self.kernel_size if stride is None else _ntuple(stride, n, name, "stride")
@@ -112,10 +136,11 @@ class _Pool(Module):
         check_float_array(name, x)
         check_shape(name, x, ("N", "C", "H", "W") if self.spatial == 2 else ("N", "C", "L"))
         x4 = x if self.spatial == 2 else x[:, :, None, :]
-        out_size = tuple((size + 2 * p - k) // s + 1 for size, p, k, s in
-                         zip(x4.shape[2:], self._pad, self._kernel, self._stride))
+        out_size = tuple(output_size(size, k, s, p, self.ceil_mode) for size, k, s, p in
+                         zip(x4.shape[2:], self._kernel, self._stride, self._pad))
         if min(out_size) < 1:
-            need = tuple(k - 2 * p for k, p in zip(self.kernel_size, self.padding))
+            need = tuple(max(1, k - 2 * p - (s - 1 if self.ceil_mode else 0))
+                         for k, s, p in zip(self.kernel_size, self.stride, self.padding))
             raise ValueError(f"{name}: expected an input of spatial size at least {need} "
                              f"(kernel {self.kernel_size}, padding {self.padding}), got {x.shape}")
         return x4, out_size
@@ -129,7 +154,7 @@ class _Pool(Module):
 
     def backward(self, dy):
         """Gradient routing, window by window: max pooling ``dx[argmax] += dy``, average
-        pooling ``dx[window] += dy / (kh * kw)``."""
+        pooling ``dx[window] += dy / divisor``."""
         if self.spatial == 1:
             dy = dy[:, :, None, :]
         dx = (self._backward_reference if self._reference else self._backward_fast)(dy)
@@ -146,7 +171,7 @@ class _Pool(Module):
     def extra_repr(self):
         one = (lambda t: t[0]) if self.spatial == 1 else (lambda t: t)
         return (f"kernel_size={one(self.kernel_size)}, stride={one(self.stride)}, "
-                f"padding={one(self.padding)}")
+                f"padding={one(self.padding)}" + (", ceil_mode=True" if self.ceil_mode else ""))
 
 
 class _MaxPool(_Pool):
@@ -173,25 +198,38 @@ class _MaxPool(_Pool):
 
 
 class _AvgPool(_Pool):
+    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _window_divisor(self, x, out_size):
+        """``divisor (OH, OW)`` for this input, kept for backward."""
+        self._divisor = avgpool_divisor(x.shape[2:], self._kernel, self._stride, self._pad,
+                                        out_size, self.count_include_pad).astype(x.dtype)
+        return self._divisor
+
     def _forward_reference(self, x, out_size):
-        return avgpool_reference(x, self._kernel, self._stride, self._pad, out_size)
+        return avgpool_reference(x, self._kernel, self._stride, self._pad, out_size,
+                                 self._window_divisor(x, out_size))
 
     def _forward_fast(self, x, out_size):
-        """Average pooling is a convolution of each plane with the constant filter
-        ``1 / (kh * kw)``: im2col (zero padding included), then the mean of each column."""
+        """Average pooling is a convolution of each plane with a constant filter: im2col
+        (padding as zeros), then each column's sum over its window's divisor."""
         cols = self._cols(x.shape[0] * x.shape[1] * out_size[0] * out_size[1], x.dtype)
         conv_kernels.im2col(self._planes(x)[:, None], *self._geometry(), *out_size, cols)
-        return (cols.sum(axis=0) / cols.shape[0]).reshape(x.shape[:2] + out_size)
+        return cols.sum(axis=0).reshape(x.shape[:2] + out_size) / self._window_divisor(x, out_size)
 
     def _backward_reference(self, dy):
-        """Gradient routing: every input of a window receives ``dy / (kh * kw)``."""
-        return avgpool_backward_reference(dy, self._x_shape, self._kernel, self._stride, self._pad)
+        """Gradient routing: every input of a window receives ``dy / divisor``."""
+        return avgpool_backward_reference(dy, self._x_shape, self._kernel, self._stride,
+                                          self._pad, self._divisor)
 
     def _backward_fast(self, dy):
-        """``dcols`` = each ``dy / (kh * kw)`` repeated for the window's taps; ``dx = col2im(dcols)``."""
+        """``dcols`` = each ``dy / divisor`` repeated for the window's taps; ``dx = col2im(dcols)``."""
         N, C, H, W = self._x_shape
         dcols = self._cols(dy.size, dy.dtype)
-        dcols[:] = dy.reshape(-1) / dcols.shape[0]
+        dcols[:] = (dy / self._divisor).reshape(-1)
         dx = np.empty((N * C, 1, H, W), dtype=dy.dtype)
         conv_kernels.col2im(dcols, *self._geometry(), *dy.shape[2:], dx)
         return dx.reshape(self._x_shape)
@@ -204,12 +242,17 @@ class _AvgPool(_Pool):
         """``kh, kw, sh, sw, dh, dw, pad_top, pad_left`` for the convolution kernels."""
         return (*self._kernel, *self._stride, 1, 1, *self._pad)
 
+    def extra_repr(self):
+        return super().extra_repr() + ("" if self.count_include_pad else ", count_include_pad=False")
+
 
 class MaxPool2D(_MaxPool):
-    """2-D max pooling (PyTorch's ``MaxPool2d``, ``ceil_mode=False``).
+    """2-D max pooling (PyTorch's ``MaxPool2d`` without dilation).
 
-    Shapes: ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - kh) // sh + 1``;
-    ``stride`` defaults to ``kernel_size``; ``padding`` (at most half the kernel) is -inf.
+    ``MaxPool2D(kernel_size, stride=None, padding=0, ceil_mode=False)``. Shapes:
+    ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - kh) // sh + 1`` (rounded
+    up with ``ceil_mode``, see ``output_size``); ``stride`` defaults to ``kernel_size``;
+    ``padding`` (at most half the kernel) is -inf.
 
     ``y[n, c, oh, ow] = max over the window of x``. Backward routes the gradient:
     ``dx[n, c, h*, w*] += dy[n, c, oh, ow]`` where ``(h*, w*)`` is the window's maximum -- on
@@ -219,26 +262,31 @@ class MaxPool2D(_MaxPool):
 
 
 class MaxPool1D(_MaxPool):
-    """1-D max pooling: ``x (N, C, L)`` -> ``y (N, C, OL)``, ``OL = (L + 2*p - k) // s + 1``;
-    the math and tie rule of ``MaxPool2D`` along one axis."""
+    """1-D max pooling: ``x (N, C, L)`` -> ``y (N, C, OL)``, ``OL = (L + 2*p - k) // s + 1``
+    (rounded up with ``ceil_mode``); the arguments, math and tie rule of ``MaxPool2D`` along
+    one axis."""
 
     spatial = 1
 
 
 class AvgPool2D(_AvgPool):
-    """2-D average pooling (PyTorch's ``AvgPool2d`` with its default ``count_include_pad=True``).
+    """2-D average pooling (PyTorch's ``AvgPool2d`` without ``divisor_override``).
 
-    Shapes: ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - kh) // sh + 1``;
-    ``stride`` defaults to ``kernel_size``; ``padding`` (at most half the kernel) is zeros.
+    ``AvgPool2D(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)``.
+    Shapes: ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - kh) // sh + 1``
+    (rounded up with ``ceil_mode``, see ``output_size``); ``stride`` defaults to
+    ``kernel_size``; ``padding`` (at most half the kernel) is zeros.
 
-    ``y[n, c, oh, ow] = (1 / (kh*kw)) * sum over the window of x``. Backward:
-    ``dx[n, c, h, w] = sum over the windows containing (h, w) of dy[n, c, oh, ow] / (kh*kw)``.
+    ``y[n, c, oh, ow] = (1 / divisor[oh, ow]) * sum over the window of x``, the divisor being
+    ``kh*kw`` unless the window is a partial one of ``ceil_mode`` or, with
+    ``count_include_pad=False``, overlaps the padding (``avgpool_divisor``). Backward:
+    ``dx[n, c, h, w] = sum over the windows containing (h, w) of dy[n, c, oh, ow] / divisor[oh, ow]``.
     """
 
 
 class AvgPool1D(_AvgPool):
-    """1-D average pooling: ``x (N, C, L)`` -> ``y (N, C, OL)``, ``OL = (L + 2*p - k) // s + 1``;
-    the math of ``AvgPool2D`` along one axis (padding counted in the divisor)."""
+    """1-D average pooling: ``x (N, C, L)`` -> ``y (N, C, OL)``, ``OL = (L + 2*p - k) // s + 1``
+    (rounded up with ``ceil_mode``); the arguments and math of ``AvgPool2D`` along one axis."""
 
     spatial = 1
 

@@ -14,19 +14,26 @@ POOLS = {(2, "max"): layers.MaxPool2D, (2, "avg"): layers.AvgPool2D,
 @st.composite
 def pool_configs(draw):
     """A random pool that fits its input: kernel 1-4, stride None or 1-3, padding up to
-    half the kernel, odd sizes."""
+    half the kernel, odd sizes, ``ceil_mode`` (with inputs down to one element, smaller than
+    the kernel, which a stride > 1 then allows) and for average pooling ``count_include_pad``."""
     dims, kind = draw(st.sampled_from([1, 2])), draw(st.sampled_from(["max", "avg"]))
     kernel = tuple(draw(st.integers(1, 4)) for _ in range(dims))
     stride = draw(st.none() | st.tuples(*[st.integers(1, 3)] * dims))
     padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
-    sizes = tuple(max(1, k - 2 * p) + draw(st.integers(0, 6)) for k, p in zip(kernel, padding))
+    options = {"ceil_mode": draw(st.booleans())}
+    if kind == "avg":
+        options["count_include_pad"] = draw(st.booleans())
+    smallest = 1 if options["ceil_mode"] and stride and min(stride) > 1 else None
+    sizes = tuple((smallest or max(1, k - 2 * p)) + draw(st.integers(0, 6))
+                  for k, p in zip(kernel, padding))
     return dict(cls=POOLS[dims, kind], kernel=kernel if dims == 2 else kernel[0],
-                stride=stride, padding=padding if dims == 2 else padding[0],
+                stride=stride, padding=padding if dims == 2 else padding[0], options=options,
                 shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3))) + sizes)
 
 
 def make_pool(cfg, dtype=np.float64, seed=0):
-    layer = cfg["cls"](cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"])
+    layer = cfg["cls"](cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"],
+                       **cfg.get("options", {}))
     return layer, np.random.default_rng(seed).standard_normal(cfg["shape"]).astype(dtype)
 
 
@@ -49,6 +56,10 @@ def assert_close(actual, expected, rtol):
     dict(cls=layers.AvgPool2D, kernel=3, stride=2, padding=1, shape=(2, 2, 7, 8)),
     dict(cls=layers.MaxPool1D, kernel=3, stride=1, padding=1, shape=(2, 3, 9)),
     dict(cls=layers.AvgPool1D, kernel=4, stride=None, padding=2, shape=(2, 2, 10)),
+    dict(cls=layers.MaxPool2D, kernel=3, stride=2, padding=1, shape=(2, 2, 6, 8),
+         options=dict(ceil_mode=True)),
+    dict(cls=layers.AvgPool2D, kernel=(3, 2), stride=2, padding=1, shape=(2, 2, 6, 7),
+         options=dict(ceil_mode=True, count_include_pad=False)),
 ])
 def test_gradcheck(cfg):
     layer, x = make_pool(cfg)
@@ -81,7 +92,8 @@ def test_matches_torch(cfg, ties):
     if ties:                                        # many equal values: the tie rule decides
         x = np.round(x)
     name = type(layer).__name__.replace("D", "d")
-    twin = getattr(torch.nn, name)(cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"])
+    twin = getattr(torch.nn, name)(cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"],
+                                   **cfg["options"])
     ours, dy = run(layer, x)
     xt = torch.from_numpy(x).requires_grad_(True)
     yt = twin(xt)
@@ -108,6 +120,23 @@ def test_padding_never_wins_and_counts_in_the_average():
         np.testing.assert_array_equal(y, [[[[-0.25, -0.5], [-0.5, -1.0]]]])
 
 
+@pytest.mark.parametrize("reference", [False, True])
+def test_ceil_mode_and_the_divisor(reference):
+    """Windows of 3, stride 2, padding 1 over [1, 2, 3, 4]: rounding up adds a third window
+    ``[4, pad]``; the first window overlaps the left padding. Averages divide by the positions
+    covered in the padded input (3, 3, 2), or in the input alone (2, 3, 1)."""
+    x = np.array([[[1.0, 2.0, 3.0, 4.0]]])
+    cases = [(layers.MaxPool1D(3, 2, 1, ceil_mode=True), [2, 4, 4], [0, 1, 0, 2]),
+             (layers.AvgPool1D(3, 2, 1, ceil_mode=True), [1, 3, 2], [1 / 3, 2 / 3, 1 / 3, 5 / 6]),
+             (layers.AvgPool1D(3, 2, 1, ceil_mode=True, count_include_pad=False), [1.5, 3, 4],
+              [1 / 2, 1 / 2 + 1 / 3, 1 / 3, 4 / 3]),
+             (layers.AvgPool1D(3, 2, 1), [1, 3], [1 / 3, 2 / 3, 1 / 3, 1 / 3])]
+    for layer, y, dx in cases:
+        [ours, dours], _ = run(layer, x, np.ones((1, 1, len(y))), reference)
+        np.testing.assert_allclose(ours[0, 0], y, rtol=1e-15)
+        np.testing.assert_allclose(dours[0, 0], dx, rtol=1e-15)
+
+
 def test_same_bits_twice():
     x = np.random.default_rng(1).standard_normal((8, 16, 15, 14)).astype(np.float32)
     for cls in (layers.MaxPool2D, layers.AvgPool2D):
@@ -122,6 +151,9 @@ def test_flops_and_repr():
     assert pool.flops((64, 32, 28, 28), (64, 32, 14, 14)) == 64 * 32 * 196 * 4
     assert repr(pool) == "MaxPool2D(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))"
     assert repr(layers.AvgPool1D(3, stride=2)) == "AvgPool1D(kernel_size=3, stride=2, padding=0)"
+    assert (repr(layers.AvgPool2D(2, ceil_mode=True, count_include_pad=False))
+            == "AvgPool2D(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=True, "
+               "count_include_pad=False)")
 
 
 @pytest.mark.parametrize("make, x, error, message", [
@@ -132,6 +164,9 @@ def test_flops_and_repr():
     (lambda: layers.MaxPool2D(5, padding=1), np.zeros((1, 1, 2, 8)), ValueError,
      r"MaxPool2D: expected an input of spatial size at least \(3, 3\) \(kernel \(5, 5\), "
      r"padding \(1, 1\)\), got \(1, 1, 2, 8\)"),
+    (lambda: layers.MaxPool1D(3, stride=1, ceil_mode=True), np.zeros((1, 1, 2)), ValueError,
+     r"MaxPool1D: expected an input of spatial size at least \(3,\) \(kernel \(3,\), "
+     r"padding \(0,\)\), got \(1, 1, 2\)"),
     (lambda: layers.AvgPool2D(2), np.zeros((1, 1, 4, 4), np.int32), TypeError,
      r"AvgPool2D: expected input of dtype float32 or float64, got int32"),
     (lambda: layers.GlobalAvgPool2D(), np.zeros((2, 3)), ValueError,
