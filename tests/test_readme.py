@@ -1,6 +1,7 @@
-"""README's examples run as printed."""
+"""README's examples run as printed, and its result tables are the ones the benchmarks wrote."""
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -45,3 +46,37 @@ def test_sequence_and_look_inside_snippets_run_as_printed():
     lstm = namespace["lstm"]
     assert lstm.intermediates["f_l0"].shape == (4, 10, 16)
     assert lstm.intermediate_grads["c_l0"].shape == (4, 10, 16)
+
+
+RESULTS = README.parent / "benchmarks" / "results"
+
+
+def section(title, next_title):
+    text = README.read_text()
+    return text[text.index(f"## {title}"):text.index(f"## {next_title}")]
+
+
+def test_result_tables_are_the_ones_the_benchmarks_wrote():
+    written = {line for md in RESULTS.glob("*.md") for line in md.read_text().splitlines()}
+    rows = [line for line in section("Results", "Speed: kernels").splitlines()
+            if line.startswith("|")]
+    assert len(rows) > 30
+    assert [row for row in rows if row not in written] == []
+
+
+def test_kernel_table_is_the_committed_measurements():
+    """Each row: fast, reference and PyTorch ms and their ratio on one thread, then fast and
+    PyTorch ms and their ratio on two, from ``kernels_{conv,recurrent}[_2threads].json``."""
+    def times(suffix):
+        results = [r for family in ("conv", "recurrent")
+                   for r in json.loads((RESULTS / f"kernels_{family}{suffix}.json").read_text())["results"]]
+        return {(r["workload"], r["impl"]): r["forward_backward"] * 1e3 for r in results}
+    one, two = times(""), times("_2threads")
+    rows = re.findall(r"^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \| ([\d.]+) \| "
+                      r"([\d.]+) \| ([\d.]+)x \|", section("Speed: kernels", "Train a network"), re.M)
+    assert len(rows) == 11
+    for name, *shown in rows:
+        fast, reference, torch = one[name, "fast"], one[name, "reference"], one[name, "torch"]
+        fast2, torch2 = two[name, "fast"], two[name, "torch"]
+        expected = [fast, reference, torch, fast / torch, fast2, torch2, fast2 / torch2]
+        assert shown == [f"{v:.2f}" for v in expected], name
