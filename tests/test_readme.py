@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+RESULTS = README.parent / "benchmarks" / "results"
 
 
 def blocks(section):
@@ -15,6 +16,12 @@ def blocks(section):
     end = text.find("\n## ", start + 1)
     body = text[start:end if end != -1 else None]
     return re.findall(r"```(\w+)\n(.*?)```", body, flags=re.S)
+
+
+def text_between(title, next_title):
+    """README's text from heading ``## title`` to heading ``## next_title``."""
+    text = README.read_text()
+    return text[text.index(f"## {title}"):text.index(f"## {next_title}")]
 
 
 def test_fifteen_line_example_trains_digits_to_95_percent(tmp_path, monkeypatch):
@@ -48,17 +55,9 @@ def test_sequence_and_look_inside_snippets_run_as_printed():
     assert lstm.intermediate_grads["c_l0"].shape == (4, 10, 16)
 
 
-RESULTS = README.parent / "benchmarks" / "results"
-
-
-def section(title, next_title):
-    text = README.read_text()
-    return text[text.index(f"## {title}"):text.index(f"## {next_title}")]
-
-
 def test_result_tables_are_the_ones_the_benchmarks_wrote():
     written = {line for md in RESULTS.glob("*.md") for line in md.read_text().splitlines()}
-    rows = [line for line in section("Results", "Speed: kernels").splitlines()
+    rows = [line for line in text_between("Results", "Speed: kernels").splitlines()
             if line.startswith("|")]
     assert len(rows) > 30
     assert [row for row in rows if row not in written] == []
@@ -73,7 +72,7 @@ def test_kernel_table_is_the_committed_measurements():
         return {(r["workload"], r["impl"]): r["forward_backward"] * 1e3 for r in results}
     one, two = times(""), times("_2threads")
     rows = re.findall(r"^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \| ([\d.]+) \| "
-                      r"([\d.]+) \| ([\d.]+)x \|", section("Speed: kernels", "Train a network"), re.M)
+                      r"([\d.]+) \| ([\d.]+)x \|", text_between("Speed: kernels", "Train a network"), re.M)
     assert len(rows) == 11
     for name, *shown in rows:
         fast, reference, torch = one[name, "fast"], one[name, "reference"], one[name, "torch"]
