@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype
+from nn.checks import check_float_array, check_float_dtype, check_size
 
 
 class _BatchNorm(Module):
@@ -44,7 +44,9 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=np.float32):
         super().__init__()
         dtype = check_float_dtype(type(self).__name__, dtype)
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
+        self.num_features = check_size(type(self).__name__, "num_features", num_features)
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)   # a NumPy scalar would promote the buffers
         C = self.num_features
         self.weight = Parameter(np.ones(C, dtype=dtype)) if affine else None
         self.bias = Parameter(np.zeros(C, dtype=dtype)) if affine else None

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype, check_shape
+from nn.checks import check_float_array, check_float_dtype, check_shape, check_size
 from nn.init import fan_in_bound, uniform
 from nn.random import get_rng
 
@@ -132,8 +132,10 @@ class _Conv(Module):
         super().__init__()
         dtype = check_float_dtype(type(self).__name__, dtype)
         name, n = type(self).__name__, self.spatial
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
+        self.in_channels = check_size(name, "in_channels", in_channels)
+        self.out_channels = check_size(name, "out_channels", out_channels)
+        self.groups = check_size(name, "groups", groups)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
         self.kernel_size = _ntuple(kernel_size, n, name, "kernel_size")

@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype
+from nn.checks import check_float_array, check_float_dtype, check_size
 from nn.init import fan_in_bound, uniform
 from nn.random import get_rng
 
@@ -21,7 +21,8 @@ class Dense(Module):
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
         super().__init__()
         dtype = check_float_dtype(type(self).__name__, dtype)
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_size("Dense", "in_features", in_features)
+        self.out_features = check_size("Dense", "out_features", out_features)
         bound = fan_in_bound(self.in_features)
         rng = get_rng(rng)             # one stream for weight and bias (an int seed makes a new one)
         self.weight = Parameter(uniform((self.out_features, self.in_features), bound, rng, dtype))

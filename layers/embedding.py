@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_dtype
+from nn.checks import check_float_dtype, check_size
 from nn.random import get_rng
 
 
@@ -37,12 +37,11 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, rng=None, dtype=np.float32):
         super().__init__()
         dtype = check_float_dtype(type(self).__name__, dtype)
-        for arg, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Embedding: expected {arg} to be a positive int, got {value!r}")
-        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.num_embeddings = check_size("Embedding", "num_embeddings", num_embeddings)
+        self.embedding_dim = check_size("Embedding", "embedding_dim", embedding_dim)
         if padding_idx is not None:
-            if not isinstance(padding_idx, (int, np.integer)) or not -num_embeddings <= padding_idx < num_embeddings:
+            if (not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool)
+                    or not -num_embeddings <= padding_idx < num_embeddings):
                 raise ValueError(f"Embedding: expected padding_idx in [{-num_embeddings}, {num_embeddings}), "
                                  f"got {padding_idx!r}")
             padding_idx = int(padding_idx) % self.num_embeddings

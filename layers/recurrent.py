@@ -59,7 +59,7 @@ from collections import namedtuple
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype, check_shape
+from nn.checks import check_float_array, check_float_dtype, check_shape, check_size
 from nn.init import uniform
 from nn.random import get_rng
 
@@ -107,7 +107,8 @@ class RecurrentBase(Module):
     return_sequences : bool
         Output every step ``(N, T, D*H)`` (default) or the last valid one ``(N, D*H)``.
     stateful : bool
-        Start each forward from the previous final state, detached (truncated BPTT).
+        Start each forward from the previous final state, detached (truncated BPTT); one
+        direction only (the reverse direction starts each chunk at its end).
     rng : np.random.Generator or int, optional
         Draws the initial weights and the dropout masks (default: the global generator).
     dtype : float32 (default) or float64.
@@ -147,12 +148,15 @@ class RecurrentBase(Module):
         super().__init__()
         dtype = check_float_dtype(type(self).__name__, dtype)
         name = type(self).__name__
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
+        self.input_size = check_size(name, "input_size", input_size)
+        self.hidden_size = check_size(name, "hidden_size", hidden_size)
+        self.num_layers = check_size(name, "num_layers", num_layers)
         if not isinstance(dropout, (int, float, np.number)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name}: expected dropout to be a number in [0, 1), got {dropout!r}")
-        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        if stateful and bidirectional:
+            raise ValueError(f"{name}: stateful=True carries each chunk's final state into the next "
+                             "chunk, which only the forward direction reads in order; a "
+                             "bidirectional layer cannot be stateful")
         self.bias, self.bidirectional = bool(bias), bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
         self.dropout, self.return_sequences, self.stateful = float(dropout), bool(return_sequences), bool(stateful)
@@ -206,8 +210,8 @@ class RecurrentBase(Module):
         """Internal states are tuples ``(h,)`` / ``(h, c)``; users see ``h`` / ``(h, c)``."""
         return tuple(parts) if len(self.STATE) == 2 else parts[0]
 
-    def _check_state(self, state, N, what):
-        name = type(self).__name__
+    def _check_state(self, state, N, what, name=None):
+        name = name or type(self).__name__
         expected = (self.num_layers * self.num_directions, N, self.hidden_size)
         if len(self.STATE) == 2:
             if not isinstance(state, (tuple, list)) or len(state) != 2:
@@ -265,8 +269,7 @@ class RecurrentBase(Module):
         if N == 0 or T == 0:
             raise ValueError(f"{name}: expected at least one sequence and one step, got input of shape {x.shape}")
         lengths = self._check_lengths(lengths, N, T)
-        self._state_given = state is not None
-        state = self._initial_state(state, N)
+        self._state_given, state = state is not None, self._initial_state(state, N)
         self._reference = self._use_reference()
         self._lengths, self._runs, self._masks = lengths, [], []
 
@@ -295,7 +298,7 @@ class RecurrentBase(Module):
         if self.stateful:
             self._carried_state = tuple(f.copy() for f in final)
         if self.return_sequences:
-            return np.ascontiguousarray(out.transpose(1, 0, 2))
+            return out.transpose(1, 0, 2).copy()      # a copy even when N or T is 1: out is cached
         first_of_last = (self.num_layers - 1) * self.num_directions
         return np.concatenate(final[0][first_of_last:], axis=1)
 
@@ -367,7 +370,7 @@ class RecurrentBase(Module):
         if dstate is None:
             dfinal = [np.zeros((LD, N, H), self.dtype) for _ in self.STATE]
         else:
-            dfinal = [g.copy() for g in self._check_state(dstate, N, "dstate")]
+            dfinal = [g.copy() for g in self._check_state(dstate, N, "dstate", f"{name}.backward")]
         d_out = None
         if dy is not None and self.return_sequences:
             d_out = dy.transpose(1, 0, 2)

@@ -57,7 +57,12 @@ def read_checkpoint(path):
             if _MARKER not in data.files:
                 raise ValueError(f"load: {path!r} is an .npz file but not a handprop checkpoint "
                                  f"(no {_MARKER!r} entry); keys found: {sorted(data.files)[:8]}")
-            version = int(data[_MARKER])
+            marker = data[_MARKER]
+            if marker.shape != () or not np.issubdtype(marker.dtype, np.integer):
+                raise ValueError(f"load: {path!r} is not a valid checkpoint (its {_MARKER!r} entry "
+                                 f"should be an integer format number, got {marker.dtype} of "
+                                 f"shape {marker.shape})")
+            version = int(marker)
             if version > _FORMAT_VERSION:
                 raise ValueError(f"load: {path!r} has checkpoint format {version}; this handprop "
                                  f"reads format {_FORMAT_VERSION} and older")

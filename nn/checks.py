@@ -15,6 +15,14 @@ def check_float_dtype(owner, dtype, what="dtype"):
     return dtype
 
 
+def check_size(owner, name, value):
+    """Return ``value`` as an int if it is a positive integer (a size: features, channels,
+    units), else raise."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ValueError(f"{owner}: expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
 def check_float_array(owner, x, what="input", dtype=None):
     """Return ``x`` if it is a float32 or float64 ndarray (of ``dtype`` when given), else raise."""
     if not isinstance(x, np.ndarray):

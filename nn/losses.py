@@ -1,8 +1,11 @@
 """Loss functions: ``loss(pred, target) -> float``, then ``loss.backward() -> dL/dpred``.
 
 Each loss caches what its gradient needs during the call. ``reduction`` is ``'mean'``
-(default), ``'sum'`` or ``'none'`` (per-element losses; ``backward(dloss)`` then takes their
-upstream gradient, ones by default).
+(default), ``'sum'`` or ``'none'`` (per-element losses). ``backward(dloss)`` takes the
+gradient of what the call returned -- a scalar, or with ``'none'`` one per element -- and
+defaults to ones. After a call, ``count`` is how many per-element losses it covered
+(``'mean'`` divides their sum by it), so that a mean over several batches weighs each batch
+by its ``count``.
 """
 import numpy as np
 
@@ -19,12 +22,14 @@ class Loss:
             raise ValueError(f"{type(self).__name__}: expected reduction in {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         self._cache = None
+        self.count = None
 
     def __call__(self, pred, target):
         return self.forward(pred, target)
 
     def _reduce(self, per_element, count):
         """Reduce per-element losses; returns the loss and the scale of each element's gradient."""
+        self.count = count
         if self.reduction == "none":
             return per_element, None
         total = float(per_element.sum())
@@ -36,14 +41,15 @@ class Loss:
     def _upstream(self, dloss, shape, dtype):
         """The gradient arriving at each per-element loss."""
         scale = self._cache["scale"]
-        if self.reduction != "none":
-            return np.asarray(scale, dtype=dtype)
+        expected = shape if self.reduction == "none" else ()
         if dloss is None:
-            return np.ones(shape, dtype=dtype)
+            return np.full(expected, 1.0 if scale is None else scale, dtype=dtype)
         dloss = np.asarray(dloss)
-        if dloss.shape != shape:
-            raise ValueError(f"{type(self).__name__}.backward: expected dloss of shape {shape}, got {dloss.shape}")
-        return dloss.astype(dtype, copy=False)
+        if dloss.shape != expected:
+            what = "per-element losses" if expected else f"the {self.reduction} (a scalar)"
+            raise ValueError(f"{type(self).__name__}.backward: expected dloss of shape {expected}, "
+                             f"as {what}, got {dloss.shape}")
+        return (dloss if scale is None else dloss * scale).astype(dtype, copy=False)
 
     def _check_called(self):
         if self._cache is None:
@@ -107,8 +113,8 @@ class CrossEntropyLoss(Loss):
 
     def backward(self, dloss=None):
         """``dlogits = (p - q) * g`` with ``g`` the gradient reaching each target's loss:
-        ``1/n_valid`` for ``'mean'``, 1 for ``'sum'``, ``dloss`` for ``'none'``; zero for
-        ignored targets."""
+        ``dloss/n_valid`` for ``'mean'``, ``dloss`` for ``'sum'`` and ``'none'`` (``dloss``
+        ones by default); zero for ignored targets."""
         self._check_called()
         logp, safe, valid = self._cache["logp"], self._cache["safe"], self._cache["valid"]
         C = logp.shape[-1]
@@ -139,8 +145,8 @@ class MSELoss(Loss):
         return loss
 
     def backward(self, dloss=None):
-        """``dpred = 2 (pred - target) * g``, ``g = 1/n`` (``'mean'``), 1 (``'sum'``) or
-        ``dloss`` (``'none'``)."""
+        """``dpred = 2 (pred - target) * g``, ``g = dloss/n`` (``'mean'``) or ``dloss``
+        (``'sum'``, ``'none'``), ``dloss`` ones by default."""
         self._check_called()
         diff = self._cache["diff"]
         return 2 * diff * self._upstream(dloss, diff.shape, diff.dtype)

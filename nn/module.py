@@ -2,8 +2,12 @@
 
 A module computes ``y = f(x; params)`` in ``forward`` and caches what its backward needs;
 ``backward(dy)`` receives dL/dy, ADDS dL/dparam into each ``Parameter.grad`` and returns
-dL/dx. Parameters, buffers and child modules live in explicit registries (as in PyTorch), so
-the caches a layer keeps on itself never leak into ``state_dict``.
+dL/dx. The cache is of the last call only: a module called twice in one forward pass refuses
+backward (give each call its own module, sharing ``Parameter`` objects to share weights), and
+a cache may hold the input array itself, not a copy, so an input changed in place before
+backward changes the gradient. Parameters, buffers and child modules live in explicit
+registries (as in PyTorch), so the caches a layer keeps on itself never leak into
+``state_dict``.
 
 Every subclass's ``forward`` and ``backward`` are wrapped once, when the class is defined
 (``__init_subclass__``), with the bookkeeping all layers share: ``backward`` before ``forward``
@@ -11,6 +15,7 @@ raises, ``dy`` must have the shape and dtype of the output, hooks run, and recor
 intermediates are collected.
 """
 import functools
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 
@@ -35,6 +40,38 @@ class RemovableHandle:
         self._hooks.pop(self.id, None)
 
 
+class _Passes(threading.local):
+    """Forward passes on this thread: a pass is a top-level forward and every forward it
+    calls inside it. ``number`` counts passes, ``depth`` is how many forwards are running."""
+    number = 0
+    depth = 0
+
+
+_passes = _Passes()
+
+
+def _count_call(module):
+    """Note one more call of ``module`` in the current pass (see ``Module._uses``)."""
+    if _passes.depth == 0:
+        _passes.number += 1
+    same_pass = module._pass == _passes.number
+    module.__dict__["_uses"] = module._uses + 1 if same_pass else 1
+    module.__dict__["_pass"] = _passes.number
+
+
+def _check_single_use(module):
+    """Raise if ``module`` or a module inside it ran more than once in ``module``'s last
+    forward pass: a module caches its last call only, so backward cannot serve the others.
+    Checked before any gradient is added."""
+    for m in module.modules():
+        if m._uses > 1 and m._pass == module._pass:
+            raise ValueError(
+                f"{type(module).__name__}.backward: {type(m).__name__} ran {m._uses} times in "
+                "the last forward pass, and a module caches only its last call, so the gradients "
+                "of the earlier calls cannot be computed; use one module per call (to share "
+                "weights, give both the same Parameter: b.weight = a.weight)")
+
+
 def _wrap_forward(fn):
     @functools.wraps(fn)
     def forward(self, *args, **kwargs):
@@ -42,11 +79,14 @@ def _wrap_forward(fn):
             return fn(self, *args, **kwargs)
         if self._recording:
             self.intermediates.clear()
+        _count_call(self)
         self._call_depth += 1
+        _passes.depth += 1
         try:
             out = fn(self, *args, **kwargs)
         finally:
             self._call_depth -= 1
+            _passes.depth -= 1
         self._stack_steps(self.intermediates)
         self._output_meta = (out.shape, out.dtype) if isinstance(out, np.ndarray) else None
         for hook in list(self._forward_hooks.values()):
@@ -66,6 +106,7 @@ def _wrap_backward(fn):
         if self._output_meta is False:
             raise ValueError(f"{name}.backward called before forward: run forward first, "
                              "it caches what backward needs")
+        _check_single_use(self)
         if dy is not None and self._output_meta is not None:
             shape, dtype = self._output_meta
             if not isinstance(dy, np.ndarray):
@@ -121,6 +162,7 @@ class Module:
         d["training"] = True
         d["_call_depth"] = 0
         d["_output_meta"] = False            # False: no forward yet
+        d["_pass"], d["_uses"] = 0, 0           # the forward pass of the last call, calls in it
         d["_recording"] = False
         d["_perturbations"] = {}
         d["intermediates"] = {}
@@ -141,12 +183,10 @@ class Module:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
         if isinstance(value, Parameter):
             value.name = value.name or name
-            self._modules.pop(name, None)
-            self.__dict__.pop(name, None)
+            self._forget(name)
             self._parameters[name] = value
         elif isinstance(value, Module):
-            self._parameters.pop(name, None)
-            self.__dict__.pop(name, None)
+            self._forget(name)
             self._modules[name] = value
         elif name in self._buffers:
             self._buffers[name] = value
@@ -155,6 +195,11 @@ class Module:
                             f"{type(value).__name__}; delete it first")
         else:
             object.__setattr__(self, name, value)
+
+    def _forget(self, name):
+        """Drop ``name`` from every registry and plain attribute (before it is registered anew)."""
+        for registry in (self._parameters, self._buffers, self._modules, self.__dict__):
+            registry.pop(name, None)
 
     def __getattr__(self, name):
         # Only called when normal lookup fails: look in the registries.
@@ -174,6 +219,10 @@ class Module:
     def register_buffer(self, name, array):
         """Register a non-trainable array (e.g. BatchNorm's running mean) that belongs in
         ``state_dict`` and follows ``astype``."""
+        if name in self._parameters or name in self._modules:
+            kind = "parameter" if name in self._parameters else "child module"
+            raise KeyError(f"{type(self).__name__}.register_buffer: {name!r} is already a {kind}; "
+                           "delete it first")
         self.__dict__.pop(name, None)
         self._buffers[name] = array
 

@@ -19,8 +19,8 @@ class Sequential(Module):
     def append(self, module):
         if not isinstance(module, Module):
             raise TypeError(f"Sequential: expected Module instances, got {type(module).__name__}")
-        last = next(reversed(self._modules), None)             # a slice may start past "0"
-        self.add_module("0" if last is None else str(int(last) + 1), module)
+        numbers = [int(name) for name in self._modules if name.isdigit()]   # a slice may start past "0"
+        self.add_module(str(max(numbers, default=-1) + 1), module)
         return self
 
     def forward(self, x):

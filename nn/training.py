@@ -26,6 +26,23 @@ def _accuracy_counts(loss_fn, logits, y):
     return int(correct.sum()), int(valid.sum())
 
 
+def _loss_sum(loss_fn, loss, batch_size):
+    """``(sum, count)`` of a batch's per-element losses, so that the mean over batches is
+    ``sum of sums / sum of counts`` whatever the batches' sizes and ignored targets. A loss
+    without ``count`` (not an ``nn`` loss) counts as a mean over the batch's samples."""
+    count = getattr(loss_fn, "count", None)
+    if count is None:
+        return float(loss) * batch_size, batch_size
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction == "mean":
+        return (float(loss) * count if count else 0.0), count
+    return float(np.sum(loss)), count
+
+
+def _mean(total, count):
+    return total / count if count else float("nan")
+
+
 def _batches(data, batch_size):
     """Iterate ``data``: an ``(x, y)`` pair of arrays is cut into consecutive batches;
     anything else (a ``DataLoader``, a list of pairs) is iterated as it is."""
@@ -46,22 +63,23 @@ def _num_batches(data, batch_size):
 
 
 def evaluate(model, loss_fn, data, batch_size=256):
-    """Mean loss (weighted by batch size) and accuracy (for ``CrossEntropyLoss``) of ``model``
-    on ``data`` -- an ``(x, y)`` pair or an iterable of batches -- in eval mode. The model's
-    previous mode of every module is restored afterwards. Returns ``{"loss": float,
-    "accuracy": float|None}``."""
-    total, n, correct, counted = 0.0, 0, 0, 0
+    """Loss and accuracy (for ``CrossEntropyLoss``) of ``model`` on ``data`` -- an ``(x, y)``
+    pair or an iterable of batches -- in eval mode: the loss is the mean over every
+    per-element loss of the data (every counted target; NaN if none counts), as one batch
+    holding all the data would give. The model's previous mode of every module is restored
+    afterwards. Returns ``{"loss": float, "accuracy": float|None}``."""
+    total, n, correct, counted, batches = 0.0, 0, 0, 0, 0
     with eval_mode(model):
         for xb, yb in _batches(data, batch_size):
             logits = model(xb)
-            total += loss_fn(logits, yb) * len(xb)
-            n += len(xb)
+            batch_total, batch_n = _loss_sum(loss_fn, loss_fn(logits, yb), len(xb))
+            total, n, batches = total + batch_total, n + batch_n, batches + 1
             counts = _accuracy_counts(loss_fn, logits, yb)
             if counts:
                 correct, counted = correct + counts[0], counted + counts[1]
-    if n == 0:
+    if batches == 0:
         raise ValueError("evaluate: the data yielded no batches")
-    return {"loss": total / n, "accuracy": correct / counted if counted else None}
+    return {"loss": _mean(total, n), "accuracy": correct / counted if counted else None}
 
 
 def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size=64,
@@ -86,8 +104,9 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     Returns
     -------
     dict of lists, one entry per epoch: ``loss``, ``accuracy`` (training, averaged over the
-    epoch's batches as they were seen), ``val_loss``, ``val_accuracy`` (when ``val_data``),
-    ``time`` (seconds of training per epoch, evaluation excluded).
+    epoch's per-element losses and targets as the batches were seen), ``val_loss``,
+    ``val_accuracy`` (when ``val_data``), ``time`` (seconds of training per epoch, evaluation
+    excluded).
     """
     from tqdm.auto import tqdm      # imported here: the rest of nn needs only numpy and numba
     if epochs < 1:
@@ -97,7 +116,7 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
         history.update(val_loss=[], val_accuracy=[])
     for epoch in range(epochs):
         model.train()
-        total, n, correct, counted = 0.0, 0, 0, 0
+        total, n, correct, counted, batches = 0.0, 0, 0, 0, 0
         start = time.perf_counter()
         bar = tqdm(_batches(train_data, batch_size), total=_num_batches(train_data, batch_size),
                    desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
@@ -109,14 +128,17 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
             if before_step is not None:
                 before_step()
             optimizer.step()
-            total += loss * len(xb)
-            n += len(xb)
+            batch_total, batch_n = _loss_sum(loss_fn, loss, len(xb))
+            total, n, batches = total + batch_total, n + batch_n, batches + 1
             counts = _accuracy_counts(loss_fn, logits, yb)
             if counts:
                 correct, counted = correct + counts[0], counted + counts[1]
-            bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{_mean(total, n):.4f}", refresh=False)
+        if batches == 0:
+            raise ValueError(f"fit: epoch {epoch + 1} got no batches from train_data (with "
+                             "drop_last, a batch_size larger than the data gives none)")
         history["time"].append(time.perf_counter() - start)
-        history["loss"].append(total / n)
+        history["loss"].append(_mean(total, n))
         history["accuracy"].append(correct / counted if counted else None)
         if scheduler is not None:
             scheduler.step()

@@ -51,9 +51,16 @@ class LRScheduler:
         raise NotImplementedError(f"{type(self).__name__} does not implement _next_lr")
 
     def step(self):
-        """Advance one epoch and set ``optimizer.lr`` to the rate for it."""
+        """Advance one epoch and set ``optimizer.lr`` to the rate for it. If that rate is not
+        a valid one (a negative rate: the cosine's recursion from an ``lr`` set by hand below
+        ``eta_min``), raise and stay at the current epoch."""
         self.last_epoch += 1
-        self.optimizer.lr = self._next_lr()
+        try:
+            self.optimizer.lr = self._next_lr()
+        except ValueError as e:
+            self.last_epoch -= 1
+            raise ValueError(f"{type(self).__name__}.step: the next rate is invalid ({e}); "
+                             f"the schedule stays at epoch {self.last_epoch}") from e
         self._last_lr = self.optimizer.lr
 
     def get_last_lr(self):

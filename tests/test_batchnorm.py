@@ -148,6 +148,20 @@ def test_same_bits_twice():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_numpy_momentum_keeps_the_layers_dtype():
+    bn = layers.BatchNorm2D(3, momentum=np.float64(0.1))
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32)
+    bn(x)
+    assert bn.running_mean.dtype == bn.running_var.dtype == np.float32
+    bn.eval()(x)                                     # still takes the layer's float32
+
+
+@pytest.mark.parametrize("num_features", [0, -1, 2.0])
+def test_bad_num_features(num_features):
+    with pytest.raises(ValueError, match=f"BatchNorm1D: expected num_features to be a positive int, got {num_features}"):
+        layers.BatchNorm1D(num_features)
+
+
 def test_flops_and_repr():
     bn = layers.BatchNorm2D(4)
     assert bn.flops((2, 4, 3, 3), (2, 4, 3, 3)) == 72 * 7

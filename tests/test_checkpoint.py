@@ -79,6 +79,14 @@ def test_newer_format_refused(tmp_path):
         nn.load(model(), path)
 
 
+@pytest.mark.parametrize("marker", [np.array([1, 1]), np.array(1.5), np.array("1")])
+def test_malformed_format_number_refused(tmp_path, marker):
+    path = tmp_path / "odd.npz"
+    np.savez(path, __handprop_checkpoint__=marker, **model().state_dict())
+    with pytest.raises(ValueError, match="not a valid checkpoint .*should be an integer format number"):
+        nn.load(model(), path)
+
+
 def test_save_into_a_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"save: no folder .*absent.* to write"):
         nn.save(model(), tmp_path / "absent" / "m.npz")

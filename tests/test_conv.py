@@ -262,6 +262,12 @@ def test_bad_input(make, x, error, message):
      r"Conv2D: expected kernel_size to be an int or a tuple of 2 ints, got \(3, 3, 3\)"),
     (dict(in_channels=1, out_channels=1, kernel_size=0),
      r"Conv2D: expected kernel_size, stride and dilation >= 1"),
+    (dict(in_channels=-3, out_channels=4, kernel_size=3),
+     r"Conv2D: expected in_channels to be a positive int, got -3"),
+    (dict(in_channels=3, out_channels=0, kernel_size=3),
+     r"Conv2D: expected out_channels to be a positive int, got 0"),
+    (dict(in_channels=4, out_channels=4, kernel_size=3, groups=0),
+     r"Conv2D: expected groups to be a positive int, got 0"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):

@@ -48,6 +48,38 @@ def test_shared_parameter_listed_once():
     assert len(m.parameters()) == 2
 
 
+def test_a_module_called_twice_in_one_pass_refuses_backward():
+    x = np.ones((2, 3), np.float32)
+    d, head = layers.Dense(3, 3), layers.Dense(3, 2)
+    model = nn.Sequential(d, layers.Tanh(), d, head)
+    y = model(x)                                         # forward alone is fine
+    with pytest.raises(ValueError, match="Dense ran 2 times in the last forward pass"):
+        model.backward(np.ones_like(y))
+    assert not head.weight.grad.any()                    # refused before any gradient was added
+    with pytest.raises(ValueError, match="ran 2 times"):
+        d.backward(np.ones((2, 3), np.float32))
+    d(x)                                                 # a new pass with one call: backward works
+    d.backward(np.ones((2, 3), np.float32))
+
+
+def test_weights_shared_through_one_parameter_get_both_gradients():
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    a, b = layers.Dense(3, 3, dtype=np.float64), layers.Dense(3, 3, dtype=np.float64)
+    b.weight, b.bias = a.weight, a.bias
+    report = nn.gradcheck(nn.Sequential(a, layers.Tanh(), b), x)
+    assert report.passed and [r.name for r in report.results][1:] == ["0.weight", "0.bias"]
+
+
+def test_a_name_lives_in_one_registry():
+    m = Affine()
+    with pytest.raises(KeyError, match="'scale' is already a parameter"):
+        m.register_buffer("scale", np.zeros(3))
+    m.count = nn.Parameter(np.zeros(2))                  # assigning a Parameter replaces the buffer
+    assert list(m.state_dict()) == ["scale", "count", "inner.weight", "inner.bias"]
+    assert "count" not in m._buffers
+    m.load_state_dict(m.state_dict())
+
+
 def test_train_eval_recursive_and_returns_self():
     m = nn.Sequential(layers.Dense(2, 2), layers.Dropout(0.5))
     assert m.eval() is m and not m[1].training
@@ -141,6 +173,9 @@ def test_sequential_slice_keeps_names_as_torch():
     assert tail[1] is model[2] and len(tail) == 2
     tail.append(layers.ReLU())                       # the next free name, not a clash with "2"
     assert [name for name, _ in tail.named_modules()][1:] == ["1", "2", "3"]
+    tail.add_module("head", layers.Dense(2, 2))
+    tail.append(layers.ReLU())                       # named children other than numbers are skipped
+    assert [name for name, _ in tail.named_modules()][1:] == ["1", "2", "3", "head", "4"]
 
 
 def test_eval_mode_restores_every_module():

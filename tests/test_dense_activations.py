@@ -101,6 +101,11 @@ def test_dense_bad_input():
         d([[0.0] * 4])
     with pytest.raises(ValueError, match="Dropout: expected p in"):
         layers.Dropout(1.5)
+    for sizes, message in [((-1, 3), "in_features to be a positive int, got -1"),
+                           ((3.7, 3), "in_features to be a positive int, got 3.7"),
+                           ((3, 0), "out_features to be a positive int, got 0")]:
+        with pytest.raises(ValueError, match=f"Dense: expected {message}"):
+            layers.Dense(*sizes)
 
 
 @pytest.mark.parametrize("start_dim,shape", [(1, (2, 3, 4)), (-1, (2, 3, 4)), (-3, (2, 3, 4)), (0, (2, 3))])

@@ -51,6 +51,19 @@ def test_reduction_none_takes_upstream():
     np.testing.assert_allclose(dz, full.backward() * g[:, None])
 
 
+@pytest.mark.parametrize("make", [nn.MSELoss, nn.BCEWithLogitsLoss])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_a_scalar_upstream_scales_the_gradient(make, reduction):
+    rng = np.random.default_rng(3)
+    pred, target = rng.standard_normal((4, 3)), rng.integers(0, 2, (4, 3)).astype(float)
+    loss = make(reduction=reduction)
+    loss(pred, target)
+    np.testing.assert_allclose(loss.backward(np.float64(-2.5)), -2.5 * loss.backward(), rtol=1e-15)
+    with pytest.raises(ValueError, match=rf"{make.__name__}.backward: expected dloss of shape \(\), "
+                                         rf"as the {reduction} \(a scalar\), got \(4, 3\)"):
+        loss.backward(np.ones((4, 3)))
+
+
 def test_dlogits_is_p_minus_y():
     z = np.array([[1.0, 2.0, 3.0]])
     loss = nn.CrossEntropyLoss()

@@ -343,6 +343,17 @@ def test_clip_hand_computed():
     assert a.grad[1] == 1.0
 
 
+def test_a_schedule_step_to_a_negative_rate_changes_nothing():
+    opt = optim.SGD(make_params(), lr=0.1)
+    sched = optim.CosineAnnealingLR(opt, T_max=2, eta_min=0.05)
+    for _ in range(3):
+        sched.step()
+    opt.lr = 0.01                                  # by hand, below eta_min: the recursion goes negative
+    with pytest.raises(ValueError, match="CosineAnnealingLR.step: the next rate is invalid .*stays at epoch 3"):
+        sched.step()
+    assert sched.last_epoch == 3 and opt.lr == 0.01
+
+
 def test_schedulers_hand_computed():
     opt = optim.SGD(make_params(), lr=1.0)
     sched = optim.StepLR(opt, step_size=2, gamma=0.5)

@@ -461,6 +461,8 @@ BAD_CALLS = [
     (lambda: layers.GRU(3, 0), ValueError, r"GRU: expected hidden_size to be a positive int, got 0"),
     (lambda: layers.LSTM(3, 4, dropout=1.0), ValueError, r"LSTM: expected dropout to be a number in \[0, 1\), got 1.0"),
     (lambda: layers.RNN(3, 4, dropout="0.5"), ValueError, r"RNN: expected dropout to be a number in \[0, 1\), got '0.5'"),
+    (lambda: layers.GRU(3, 4, bidirectional=True, stateful=True), ValueError,
+     r"GRU: stateful=True carries .* a bidirectional layer cannot be stateful"),
     (lambda: layers.RNN(3, 4, nonlinearity="sigmoid"), ValueError,
      r"RNN: expected nonlinearity 'tanh' or 'relu', got 'sigmoid'"),
     (lambda: _lstm().backward(np.zeros((2, 5, 4), np.float32)), ValueError,
@@ -481,8 +483,35 @@ def test_bad_backward_arguments():
         lstm.backward(y[:, :3])
     with pytest.raises(ValueError, match=r"LSTM.backward: got neither dy nor dstate"):
         lstm.backward(None)
-    with pytest.raises(ValueError, match=r"LSTM: expected dstate h of shape \(1, 2, 4\)"):
+    with pytest.raises(ValueError, match=r"LSTM.backward: expected dstate h of shape \(1, 2, 4\)"):
         lstm.backward(y, dstate=(np.zeros((2, 2, 4), np.float32), H0))
+
+
+def test_a_refused_state_leaves_the_last_forward_as_it_was():
+    gru = _gru()
+    y = gru(X)
+    with pytest.raises(ValueError, match="expected state h of shape"):
+        gru(X, state=np.zeros((1, 5, 4), np.float32))
+    gru.backward(np.ones_like(y))
+    assert gru.input_gradients() == {}                   # the forward that ran had no state
+
+
+@pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("shape", [(1, 4, 2), (3, 1, 2)])
+def test_editing_the_output_does_not_change_the_gradients(cell, reference, shape):
+    """The output is the caller's: even when ``N`` or ``T`` is 1 (where the time-major
+    output transposed is already contiguous), it shares no memory with backward's cache."""
+    x = np.random.default_rng(0).standard_normal(shape)
+    dy = np.ones(shape[:2] + (3,))
+    layer = getattr(layers, cell)(2, 3, rng=0, dtype=np.float64)
+    with nn.use_reference(reference):
+        layer(x)
+    expected = layer.backward(dy)
+    with nn.use_reference(reference):
+        y = layer(x)
+    y *= 0.0
+    np.testing.assert_array_equal(layer.backward(dy), expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

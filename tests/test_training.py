@@ -57,3 +57,43 @@ def test_summary_shapes_params_flops():
 def test_fit_rejects_bad_epochs():
     with pytest.raises(ValueError, match="epochs >= 1"):
         nn.fit(layers.Dense(1, 1), nn.MSELoss(), None, [], epochs=0)
+
+
+def test_fit_rejects_an_epoch_without_batches():
+    x, y = np.ones((3, 2), np.float32), np.array([0, 1, 0])
+    model = layers.Dense(2, 2)
+    loader = datasets.DataLoader(x, y, batch_size=4, drop_last=True)
+    with pytest.raises(ValueError, match="epoch 1 got no batches"):
+        nn.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), loader,
+               epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 10])
+def test_loss_over_batches_is_the_mean_over_counted_targets(batch_size):
+    """Batches holding different numbers of counted targets (some none) weigh by that number,
+    so evaluate's loss is one big batch's whatever the batch size; for (N, T, C) logits the
+    mean is per token."""
+    rng = np.random.default_rng(0)
+    model = layers.Dense(3, 4, dtype=np.float64)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-1)
+    x = rng.standard_normal((10, 3))
+    y = np.array([-1, -1, -1, -1, 2, -1, 0, 3, 1, 1])        # the first batch of 4: all ignored
+    whole = loss_fn(model(x), y)
+    assert nn.evaluate(model, loss_fn, (x, y), batch_size)["loss"] == pytest.approx(whole, rel=1e-12)
+
+    seqs = rng.standard_normal((6, 5, 3))
+    tokens = rng.integers(-1, 4, size=(6, 5))
+    whole = loss_fn(model(seqs.reshape(-1, 3)), tokens.reshape(-1))
+    assert nn.evaluate(model, loss_fn, (seqs, tokens), batch_size)["loss"] == pytest.approx(whole, rel=1e-12)
+
+
+def test_fit_loss_is_the_epochs_mean_per_element():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((7, 2)), rng.standard_normal((7, 3))
+    model = layers.Dense(2, 3, dtype=np.float64)
+    for reduction in ("mean", "sum"):
+        loss_fn = nn.MSELoss(reduction=reduction)
+        expected = nn.MSELoss()(model(x), y)
+        h = nn.fit(model, loss_fn, optim.SGD(model.parameters(), lr=0.0), (x, y), epochs=1,
+                   batch_size=3, progress=False)
+        assert h["loss"][0] == pytest.approx(expected, rel=1e-12)

@@ -26,7 +26,8 @@ total gradient reaching each step's state: it is what the BPTT norms are compute
 
 The kernels are serial: the products around them already run on BLAS's threads, and a
 second thread pool spinning between BLAS calls on the same cores costs far more than it
-saves. Every loop runs in a fixed order, so results are bit-for-bit reproducible.
+saves. Every loop runs in a fixed order, so results are bit-for-bit reproducible (for a given
+number of BLAS threads, which may split the products' sums differently).
 """
 import math
 
