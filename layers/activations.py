@@ -91,10 +91,14 @@ class Softmax(Activation):
 
     def __init__(self, axis=-1):
         super().__init__()
-        self.axis = axis
+        if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+            raise TypeError(f"Softmax: expected axis to be an int, got {axis!r}")
+        self.axis = int(axis)
 
     def forward(self, x):
-        e = np.exp(self._check(x) - x.max(axis=self.axis, keepdims=True))
+        if not -self._check(x).ndim <= self.axis < x.ndim:
+            raise ValueError(f"Softmax: expected an input with an axis {self.axis}, got shape {x.shape}")
+        e = np.exp(x - x.max(axis=self.axis, keepdims=True))
         self._y = e / e.sum(axis=self.axis, keepdims=True)
         return self._y
 

@@ -9,7 +9,9 @@ Per channel c, over the ``m`` values it has in the batch (``m = N`` for ``(N, C)
 
 Training normalises with the batch's statistics and updates the running estimates
 ``running = (1 - momentum) * running + momentum * batch`` (the variance unbiased,
-``var * m / (m - 1)``, as PyTorch); evaluation normalises with the running estimates.
+``var * m / (m - 1)``, as PyTorch); evaluation normalises with the running estimates. With
+``track_running_stats=False`` there are none: every call normalises with its batch's
+statistics, in evaluation too.
 
 Backward (training). ``xhat`` depends on x directly and through ``mean`` and ``var``, which
 every x of the channel feeds. Node by node (the reference path)::
@@ -41,7 +43,8 @@ class _BatchNorm(Module):
 
     shapes = ()          # the accepted input layouts, e.g. (("N", "C", "H", "W"),)
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=np.float32):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 dtype=np.float32):
         super().__init__()
         dtype = check_float_dtype(type(self).__name__, dtype)
         self.num_features = check_size(type(self).__name__, "num_features", num_features)
@@ -50,23 +53,33 @@ class _BatchNorm(Module):
         C = self.num_features
         self.weight = Parameter(np.ones(C, dtype=dtype)) if affine else None
         self.bias = Parameter(np.zeros(C, dtype=dtype)) if affine else None
-        self.register_buffer("running_mean", np.zeros(C, dtype=dtype))
-        self.register_buffer("running_var", np.ones(C, dtype=dtype))
-        self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        self.track_running_stats = bool(track_running_stats)
+        if self.track_running_stats:
+            self.register_buffer("running_mean", np.zeros(C, dtype=dtype))
+            self.register_buffer("running_var", np.ones(C, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
 
     # -- helpers -----------------------------------------------------------------------------
     def _check_input(self, x):
         name = type(self).__name__
-        check_float_array(name, x, dtype=self.running_mean.dtype)
+        held = self.running_mean if self.track_running_stats else self.weight   # None: any float dtype
+        check_float_array(name, x, dtype=None if held is None else held.dtype)
         layouts = [tuple(self.num_features if d == "C" else d for d in s) for s in self.shapes]
         if not any(x.ndim == len(s) and x.shape[1] == self.num_features for s in layouts):
             shown = " or ".join("(" + ", ".join(map(str, s)) + ")" for s in layouts)
             raise ValueError(f"{name}: expected input of shape {shown}, got {x.shape}")
         m = x.size // self.num_features
-        if self.training and m < 2:
-            raise ValueError(f"{name}: expected more than 1 value per channel when training, "
+        if self._uses_batch_stats() and m < 2:
+            when = "when training" if self.training else "with track_running_stats=False"
+            raise ValueError(f"{name}: expected more than 1 value per channel {when}, "
                              f"got input {x.shape}")
         return m
+
+    def _uses_batch_stats(self):
+        """Whether this call normalises with the batch's statistics (else the running ones)."""
+        return self.training or not self.track_running_stats
 
     @staticmethod
     def _axes(x):
@@ -84,6 +97,8 @@ class _BatchNorm(Module):
         return self.weight.data, self.bias.data
 
     def _update_running(self, mean, var, m):
+        if not self.track_running_stats:
+            return
         self.num_batches_tracked += 1
         momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         self.running_mean = (1 - momentum) * self.running_mean + momentum * mean
@@ -94,7 +109,7 @@ class _BatchNorm(Module):
         m = self._check_input(x)
         self._reference = self._use_reference()
         self._m = m
-        self._batch_stats = self.training        # backward follows what forward did, not the mode now
+        self._batch_stats = self._uses_batch_stats()   # backward follows what forward did, not the mode now
         self._x = self._mean = self._var = self._inv_std = None   # kept by one path or the other
         return (self._forward_reference if self._reference else self._forward_fast)(x, m)
 
@@ -177,13 +192,14 @@ class _BatchNorm(Module):
 
     # -- reporting ---------------------------------------------------------------------------
     def flops(self, input_shape, output_shape):
-        """Per element: 2 in evaluation (``x * scale + shift``); 7 in training (mean: 1,
-        variance: 3, normalise and scale-shift: 3 more)."""
-        return int(np.prod(input_shape)) * (7 if self.training else 2)
+        """Per element: 2 with the running statistics (``x * scale + shift``); 7 with the
+        batch's (mean: 1, variance: 3, normalise and scale-shift: 3 more)."""
+        return int(np.prod(input_shape)) * (7 if self._uses_batch_stats() else 2)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
-                + ("" if self.weight is not None else ", affine=False"))
+                + ("" if self.weight is not None else ", affine=False")
+                + ("" if self.track_running_stats else ", track_running_stats=False"))
 
 
 class BatchNorm1D(_BatchNorm):
@@ -192,8 +208,9 @@ class BatchNorm1D(_BatchNorm):
 
     Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros), ``(C,)``, unless
     ``affine=False``; buffers ``running_mean`` (zeros), ``running_var`` (ones), ``(C,)``, and
-    ``num_batches_tracked`` (an int64 scalar) -- PyTorch's ``state_dict``. ``momentum=None``
-    makes the running estimates a cumulative average.
+    ``num_batches_tracked`` (an int64 scalar) -- PyTorch's ``state_dict`` -- unless
+    ``track_running_stats=False`` (then None, and every call uses its batch's statistics).
+    ``momentum=None`` makes the running estimates a cumulative average.
 
     Intermediates (when recording): ``mean``, ``var`` (``(C,)``), ``xhat``, ``y``.
     """

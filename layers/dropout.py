@@ -16,8 +16,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: expected p in [0, 1], got {p}")
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.number)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: expected p in [0, 1], got {p!r}")
         self.p = float(p)
         self._rng = None if rng is None else get_rng(rng)   # None: the global generator at each call
         self._scale = None

@@ -55,8 +55,9 @@ def read_checkpoint(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             if _MARKER not in data.files:
-                raise ValueError(f"load: {path!r} is an .npz file but not a handprop checkpoint "
-                                 f"(no {_MARKER!r} entry); keys found: {sorted(data.files)[:8]}")
+                raise ValueError(f"load: {path!r} is a zip archive (as .npz files are) but not a "
+                                 f"handprop checkpoint (no {_MARKER!r} entry); keys found: "
+                                 f"{sorted(data.files)[:8]}")
             marker = data[_MARKER]
             if marker.shape != () or not np.issubdtype(marker.dtype, np.integer):
                 raise ValueError(f"load: {path!r} is not a valid checkpoint (its {_MARKER!r} entry "

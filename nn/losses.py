@@ -68,14 +68,18 @@ class CrossEntropyLoss(Loss):
     Shapes: logits ``(N, C)`` with targets ``(N,)``, or ``(N, T, C)`` with ``(N, T)`` -- the
     class axis last, as a recurrent layer's output comes (PyTorch's ``CrossEntropyLoss`` takes
     ``(N, C, T)``); integer class labels in ``[0, C)``, or ``ignore_index`` for positions that
-    do not count.
+    do not count. Or class probabilities: a float target of the logits' shape and dtype (soft
+    labels, mixup, distillation), where every position counts.
 
-    With ``p = softmax(z)``, smoothing ``eps`` and ``q = (1 - eps) * onehot(y) + eps / C``::
+    With ``p = softmax(z)``, smoothing ``eps`` and the target distribution
+    ``q = (1 - eps) * onehot(y) + eps / C`` (or ``(1 - eps) * y + eps / C`` for probabilities)::
 
         loss_n = -sum_c q_c log p_c           (PyTorch's definition of label smoothing)
-        dloss_n/dz = p - q                    (the famous "dlogits = p - y" when eps = 0)
+        dloss_n/dz = p * sum_c q_c - q        (= p - q when q sums to 1: the famous
+                                               "dlogits = p - y" when eps = 0)
 
-    ``'mean'`` divides by the number of non-ignored targets, as PyTorch does.
+    ``'mean'`` divides by the number of counted targets (the non-ignored labels, or every
+    position for probabilities), as PyTorch does.
     """
 
     def __init__(self, reduction="mean", ignore_index=-100, label_smoothing=0.0):
@@ -90,8 +94,11 @@ class CrossEntropyLoss(Loss):
         if logits.ndim not in (2, 3):
             raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, C) or (N, T, C), got {logits.shape}")
         target = np.asarray(target)
+        if np.issubdtype(target.dtype, np.floating):
+            return self._forward_probabilities(logits, target)
         if not np.issubdtype(target.dtype, np.integer):
-            raise TypeError(f"CrossEntropyLoss: expected integer class labels, got dtype {target.dtype}")
+            raise TypeError(f"CrossEntropyLoss: expected integer class labels or float class "
+                            f"probabilities, got dtype {target.dtype}")
         if target.shape != logits.shape[:-1]:
             raise ValueError(f"CrossEntropyLoss: expected target of shape {logits.shape[:-1]} for logits "
                              f"{logits.shape}, got {target.shape}")
@@ -111,11 +118,30 @@ class CrossEntropyLoss(Loss):
         self._cache = {"logp": logp, "safe": safe, "valid": valid, "scale": scale}
         return loss
 
+    def _forward_probabilities(self, logits, target):
+        if target.dtype != logits.dtype:
+            raise TypeError(f"CrossEntropyLoss: expected class probabilities of the logits' dtype "
+                            f"{logits.dtype}, got {target.dtype}")
+        if target.shape != logits.shape:
+            raise ValueError(f"CrossEntropyLoss: expected class probabilities of the logits' shape "
+                             f"{logits.shape}, got {target.shape}")
+        eps = self.label_smoothing
+        q = (1 - eps) * target + eps / logits.shape[-1] if eps else target
+        logp = log_softmax(logits)
+        per = -(q * logp).sum(axis=-1)
+        loss, scale = self._reduce(per, per.size)
+        self._cache = {"logp": logp, "q": q, "scale": scale}
+        return loss
+
     def backward(self, dloss=None):
         """``dlogits = (p - q) * g`` with ``g`` the gradient reaching each target's loss:
         ``dloss/n_valid`` for ``'mean'``, ``dloss`` for ``'sum'`` and ``'none'`` (``dloss``
         ones by default); zero for ignored targets."""
         self._check_called()
+        if "q" in self._cache:
+            logp, q = self._cache["logp"], self._cache["q"]
+            g = self._upstream(dloss, logp.shape[:-1], logp.dtype)
+            return (np.exp(logp) * q.sum(axis=-1, keepdims=True) - q) * g[..., None]
         logp, safe, valid = self._cache["logp"], self._cache["safe"], self._cache["valid"]
         C = logp.shape[-1]
         eps = self.label_smoothing

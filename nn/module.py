@@ -4,8 +4,8 @@ A module computes ``y = f(x; params)`` in ``forward`` and caches what its backwa
 ``backward(dy)`` receives dL/dy, ADDS dL/dparam into each ``Parameter.grad`` and returns
 dL/dx. The cache is of the last call only: a module called twice in one forward pass refuses
 backward (give each call its own module, sharing ``Parameter`` objects to share weights), and
-a cache may hold the input array itself, not a copy, so an input changed in place before
-backward changes the gradient. Parameters, buffers and child modules live in explicit
+a cache may hold the input array itself or the output it returned (``Tanh`` keeps ``y``), not
+a copy, so either changed in place before backward changes the gradient. Parameters, buffers and child modules live in explicit
 registries (as in PyTorch), so the caches a layer keeps on itself never leak into
 ``state_dict``.
 

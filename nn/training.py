@@ -21,7 +21,11 @@ def _accuracy_counts(loss_fn, logits, y):
     """(correct, counted) for class predictions, or None when the loss isn't a classifier's."""
     if not isinstance(loss_fn, CrossEntropyLoss):
         return None
-    valid = y != loss_fn.ignore_index
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.floating):     # class probabilities: the likeliest class, everywhere
+        y, valid = y.argmax(axis=-1), np.ones(y.shape[:-1], bool)
+    else:
+        valid = y != loss_fn.ignore_index
     correct = (logits.argmax(axis=-1) == y) & valid
     return int(correct.sum()), int(valid.sum())
 

@@ -35,7 +35,7 @@ def clip_grad_norm(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     params : Parameter or iterable of Parameter
     max_norm : float
         >= 0.
-    norm_type : float
+    norm_type : float or 'inf'
         The ``p`` of the norm: > 0, or ``math.inf``.
     error_if_nonfinite : bool
         Raise FloatingPointError (and leave the gradients alone) when the total norm is nan or
@@ -49,8 +49,10 @@ def clip_grad_norm(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     owner = "clip_grad_norm"
     grads = _grads(params, owner)
     max_norm = _nonneg(owner, "max_norm", max_norm)
+    if isinstance(norm_type, str) and norm_type == "inf":     # PyTorch's spelling of math.inf
+        norm_type = math.inf
     if isinstance(norm_type, (bool, np.bool_)) or not isinstance(norm_type, (int, float, np.number)):
-        raise TypeError(f"{owner}: norm_type must be a positive number or math.inf, "
+        raise TypeError(f"{owner}: norm_type must be a positive number, math.inf or 'inf', "
                         f"got {type(norm_type).__name__} {norm_type!r}")
     p = float(norm_type)
     if not p > 0:

@@ -94,6 +94,51 @@ def test_matches_torch(cls_shape, C, training, momentum, reference):
     assert int(layer.num_batches_tracked) == int(twin.num_batches_tracked)
 
 
+@pytest.mark.parametrize("cls, shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("reference", [False, True])
+def test_without_running_statistics_every_call_uses_its_batch(cls, shape, affine, reference):
+    rng = np.random.default_rng(1)
+    x = (2 + 3 * rng.standard_normal(shape))
+    layer = cls(shape[1], affine=affine, track_running_stats=False, dtype=np.float64)
+    assert layer.running_mean is layer.running_var is layer.num_batches_tracked is None
+    assert nn.gradcheck(layer.eval(), x).passed
+    torch = pytest.importorskip("torch")
+    twin = getattr(torch.nn, cls.__name__.replace("D", "d"))(
+        shape[1], affine=affine, track_running_stats=False).double()
+    assert list(layer.state_dict()) == list(twin.state_dict())
+    if affine:
+        layer.weight.data[:], layer.bias.data[:] = rng.standard_normal((2, shape[1]))
+        twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    for training in (True, False):
+        layer.train(training), twin.train(training)
+        ours, dy = run_without_running(layer, x, reference)
+        xt = torch.from_numpy(x).requires_grad_(True)
+        twin.zero_grad()
+        yt = twin(xt)
+        yt.backward(torch.from_numpy(dy))
+        theirs = [yt.detach().numpy(), xt.grad.numpy()] + [p.grad.numpy() for p in twin.parameters()]
+        assert_close(ours, theirs, 1e-10)
+
+
+def run_without_running(layer, x, reference):
+    layer.zero_grad()
+    with nn.use_reference(reference):
+        y = layer(x)
+    dy = np.random.default_rng(7).standard_normal(y.shape)
+    return [y, layer.backward(dy)] + [p.grad.copy() for p in layer.parameters()], dy
+
+
+def test_without_running_statistics_or_parameters_any_float_dtype_goes():
+    layer = layers.BatchNorm1D(2, affine=False, track_running_stats=False)
+    for dtype in (np.float32, np.float64):
+        assert layer.eval()(np.arange(6, dtype=dtype).reshape(3, 2)).dtype == dtype
+    with pytest.raises(ValueError, match=r"BatchNorm1D: expected more than 1 value per channel "
+                                         r"with track_running_stats=False, got input \(1, 2\)"):
+        layer(np.zeros((1, 2), np.float32))               # batch statistics in evaluation too
+    assert repr(layer) == "BatchNorm1D(2, eps=1e-05, momentum=0.1, affine=False, track_running_stats=False)"
+
+
 def test_state_dict_matches_torch():
     torch = pytest.importorskip("torch")
     for ours, theirs in [(layers.BatchNorm1D(5), torch.nn.BatchNorm1d(5)),

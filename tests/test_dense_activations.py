@@ -101,6 +101,12 @@ def test_dense_bad_input():
         d([[0.0] * 4])
     with pytest.raises(ValueError, match="Dropout: expected p in"):
         layers.Dropout(1.5)
+    with pytest.raises(ValueError, match=r"Dropout: expected p in \[0, 1\], got '0.5'"):
+        layers.Dropout("0.5")
+    with pytest.raises(TypeError, match="Softmax: expected axis to be an int, got 1.0"):
+        layers.Softmax(axis=1.0)
+    with pytest.raises(ValueError, match=r"Softmax: expected an input with an axis 2, got shape \(3, 4\)"):
+        layers.Softmax(axis=2)(np.zeros((3, 4), np.float32))
     for sizes, message in [((-1, 3), "in_features to be a positive int, got -1"),
                            ((3.7, 3), "in_features to be a positive int, got 3.7"),
                            ((3, 0), "out_features to be a positive int, got 0")]:

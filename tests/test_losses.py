@@ -115,6 +115,37 @@ def test_cross_entropy_matches_torch(seq, smoothing, reduction):
     np.testing.assert_allclose(ours.backward(g), zt.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("seq", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_on_probabilities_matches_torch(seq, smoothing, reduction):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    shape = (6, 4, 7) if seq else (6, 7)
+    z = rng.standard_normal(shape)
+    q = rng.dirichlet(np.ones(7), size=shape[:-1])
+    q[0] *= 0.5                                          # a row that does not sum to 1 counts too
+    ours = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)
+    out = ours(z, q)
+    zt = torch.tensor(z, requires_grad=True)
+    moved = (lambda t: t.movedim(-1, 1)) if seq else (lambda t: t)
+    theirs = torch.nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)(
+        moved(zt), moved(torch.tensor(q)))
+    np.testing.assert_allclose(out, theirs.detach().numpy(), rtol=1e-12)
+    g = rng.standard_normal(shape[:-1]) if reduction == "none" else None
+    theirs.backward(torch.tensor(g) if g is not None else None)
+    np.testing.assert_allclose(ours.backward(g), zt.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_cross_entropy_on_probabilities_gradcheck_and_one_hot():
+    rng = np.random.default_rng(6)
+    z, y = rng.standard_normal((5, 4)), rng.integers(0, 4, 5)
+    fd_check(nn.CrossEntropyLoss(label_smoothing=0.1), z, rng.dirichlet(np.ones(4), size=5))
+    hard, soft = nn.CrossEntropyLoss(label_smoothing=0.1), nn.CrossEntropyLoss(label_smoothing=0.1)
+    assert hard(z, y) == pytest.approx(soft(z, np.eye(4)[y]), rel=1e-14)   # one-hot rows: the labels
+    np.testing.assert_allclose(soft.backward(), hard.backward(), rtol=1e-13, atol=1e-16)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_mse_bce_match_torch(reduction):
     torch = pytest.importorskip("torch")
@@ -139,8 +170,12 @@ def test_bad_input():
         ce(z, np.array([0, 4, 1]))
     with pytest.raises(ValueError, match=r"expected labels in \[0, 4\).*got -3"):
         ce(z, np.array([0, -3, 1]))
-    with pytest.raises(TypeError, match="integer class labels"):
-        ce(z, np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"expected class probabilities of the logits' shape \(3, 4\), got \(3,\)"):
+        ce(z, np.array([0.0, 1.0, 1.0], np.float32))
+    with pytest.raises(TypeError, match=r"expected class probabilities of the logits' dtype float32, got float64"):
+        ce(z, np.zeros((3, 4)))
+    with pytest.raises(TypeError, match="integer class labels or float class probabilities, got dtype bool"):
+        ce(z, np.array([True, False, True]))
     with pytest.raises(ValueError, match=r"expected target of shape \(3,\)"):
         ce(z, np.array([0, 1]))
     with pytest.raises(TypeError, match="expected logits of dtype float32 or float64, got int64"):

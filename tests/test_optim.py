@@ -171,7 +171,7 @@ def test_adam_non_contiguous_gradient_takes_the_reference_path():
     np.testing.assert_allclose(p[0].data, twin[0].data, rtol=1e-15)
 
 
-@pytest.mark.parametrize("norm_type", [2.0, math.inf, 1.0])
+@pytest.mark.parametrize("norm_type", [2.0, math.inf, "inf", 1.0])
 @pytest.mark.parametrize("max_norm", [0.5, 1e3])        # clips / leaves alone
 def test_clip_grad_norm_matches_torch(norm_type, max_norm):
     torch = pytest.importorskip("torch")

@@ -97,3 +97,12 @@ def test_fit_loss_is_the_epochs_mean_per_element():
         h = nn.fit(model, loss_fn, optim.SGD(model.parameters(), lr=0.0), (x, y), epochs=1,
                    batch_size=3, progress=False)
         assert h["loss"][0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_evaluate_on_class_probabilities_counts_the_likeliest_class():
+    rng = np.random.default_rng(3)
+    model = layers.Dense(3, 4, dtype=np.float64)
+    x, q = rng.standard_normal((9, 3)), rng.dirichlet(np.ones(4), size=9)
+    result = nn.evaluate(model, nn.CrossEntropyLoss(), (x, q), batch_size=4)
+    assert result["loss"] == pytest.approx(nn.CrossEntropyLoss()(model(x), q), rel=1e-12)
+    assert result["accuracy"] == np.mean(model(x).argmax(1) == q.argmax(1))
