@@ -6,13 +6,15 @@ made it. Max pooling copies one input (the window's maximum), so that input alon
 gradient; average pooling weighs every input of a window by ``1 / divisor``, so each receives
 that share.
 
-Window ``(oh, ow)`` covers input rows ``oh*sh - ph ... oh*sh - ph + kh - 1`` (columns alike),
-clipped to the input: max pooling pads with -inf (padding never wins), average pooling with
-zeros. ``OH = (H + 2*ph - kh) // sh + 1``; with ``ceil_mode`` the division rounds up, so a
-last, partial window covers the rows left over -- unless it would start in the right padding
-(PyTorch's rule). The divisor of a window is the number of positions it covers in the padded
+Window ``(oh, ow)`` reads input rows ``oh*sh - ph + i*dh`` for ``i = 0 .. kh-1`` (columns
+alike; the dilation ``dh`` is 1 -- neighbouring rows -- except for max pooling's
+``dilation``), clipped to the input: max pooling pads with -inf (padding never wins),
+average pooling with zeros. ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1``; with
+``ceil_mode`` the division rounds up, so a last, partial window covers the rows left over --
+unless it would start in the right padding (PyTorch's rule). The divisor of a window is the number of positions it covers in the padded
 input (``kh * kw`` except for those partial windows: PyTorch's default
-``count_include_pad=True``), or with ``count_include_pad=False`` only those in the input.
+``count_include_pad=True``), or with ``count_include_pad=False`` only those in the input, or
+a fixed ``divisor_override``.
 
 This file holds the readable NumPy references (loops over the output positions). The fast
 path of max pooling runs the same loops compiled (``layers/kernels/pool.py``), in parallel over
@@ -21,44 +23,58 @@ the planes; average pooling's fast path is the convolution's im2col and col2im k
 import numpy as np
 
 from nn import Module
-from nn.checks import check_float_array, check_shape
+from nn.checks import check_float_array, check_shape, check_size
 
 from .conv import _ntuple
 from .kernels import conv as conv_kernels
 from .kernels import pool as kernels
 
 
-def output_size(size, kernel, stride, pad, ceil_mode):
-    """Windows along one axis: ``(size + 2*pad - kernel) / stride + 1`` rounded down, or up
-    with ``ceil_mode`` as long as the last window starts inside the input or the left padding."""
-    out = (size + 2 * pad - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
+def output_size(size, kernel, stride, pad, ceil_mode, dilation=1):
+    """Windows along one axis: ``(size + 2*pad - dilation*(kernel - 1) - 1) / stride + 1``
+    rounded down, or up with ``ceil_mode`` as long as the last window starts inside the input
+    or the left padding."""
+    span = dilation * (kernel - 1) + 1
+    out = (size + 2 * pad - span + (stride - 1 if ceil_mode else 0)) // stride + 1
     return out - 1 if ceil_mode and (out - 1) * stride >= size + pad else out
 
 
-def _windows(out_size, stride, pad, kernel, in_size):
-    """``(o, start, stop)`` for every output position along one axis, windows clipped."""
+def window_taps(o, stride, pad, kernel, size, dilation=1):
+    """The input positions window ``o`` reads along one axis, clipped to the input, as a
+    slice: ``o*stride - pad + i*dilation`` for the ``i`` in ``[0, kernel)`` that land inside
+    ``[0, size)`` (an empty slice if none does)."""
+    start = o * stride - pad
+    first = max(0, -(start // dilation))              # ceil(-start / dilation), clipped at 0
+    last = min(kernel - 1, (size - 1 - start) // dilation)
+    return slice(start + first * dilation, start + max(first, last + 1) * dilation, dilation)
+
+
+def _windows(out_size, stride, pad, kernel, in_size, dilation=1):
+    """``(o, taps)`` for every output position along one axis (``window_taps``)."""
     for o in range(out_size):
-        start = o * stride - pad
-        yield o, max(start, 0), min(start + kernel, in_size)
+        yield o, window_taps(o, stride, pad, kernel, in_size, dilation)
 
 
 # ----------------------------------------------------------------------------- reference
 
-def maxpool_reference(x, kernel, stride, pad, out_size):
+def maxpool_reference(x, kernel, stride, pad, out_size, dilation=(1, 1)):
     """``y[n, c, oh, ow] = max of the window``; ``argmax[n, c, oh, ow] = h * W + w`` of the
     first maximum in row-major scan order -- or, when the window holds NaN (which propagates),
     of its last NaN: PyTorch's rule (it scans keeping ``v > best or isnan(v)``)."""
     N, C, H, W = x.shape
     y = np.empty((N, C) + out_size, dtype=x.dtype)
     argmax = np.empty((N, C) + out_size, dtype=np.intp)
-    for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
-        for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
-            window = x[:, :, h0:h1, w0:w1].reshape(N, C, (h1 - h0) * (w1 - w0))
+    for oh, rows in _windows(out_size[0], stride[0], pad[0], kernel[0], H, dilation[0]):
+        for ow, cols in _windows(out_size[1], stride[1], pad[1], kernel[1], W, dilation[1]):
+            window = x[:, :, rows, cols]
+            width = window.shape[3]
+            window = window.reshape(N, C, window.shape[2] * width)      # explicit: N may be 0
             nan = np.isnan(window)
             last_nan = window.shape[2] - 1 - nan[:, :, ::-1].argmax(axis=2)
             k = np.where(nan.any(axis=2), last_nan, window.argmax(axis=2))
             y[:, :, oh, ow] = window.max(axis=2)
-            argmax[:, :, oh, ow] = (h0 + k // (w1 - w0)) * W + (w0 + k % (w1 - w0))
+            h, w = rows.start + k // width * rows.step, cols.start + k % width * cols.step
+            argmax[:, :, oh, ow] = h * W + w
     return y, argmax
 
 
@@ -88,9 +104,9 @@ def avgpool_reference(x, kernel, stride, pad, out_size, divisor):
     """``y[n, c, oh, ow] = sum of the window / divisor[oh, ow]`` (padding adds zeros)."""
     N, C, H, W = x.shape
     y = np.empty((N, C) + out_size, dtype=x.dtype)
-    for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
-        for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
-            y[:, :, oh, ow] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / divisor[oh, ow]
+    for oh, rows in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
+        for ow, cols in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
+            y[:, :, oh, ow] = x[:, :, rows, cols].sum(axis=(2, 3)) / divisor[oh, ow]
     return y
 
 
@@ -100,9 +116,9 @@ def avgpool_backward_reference(dy, x_shape, kernel, stride, pad, divisor):
     N, C, H, W = x_shape
     dx = np.zeros(x_shape, dtype=dy.dtype)
     out_size = dy.shape[2:]
-    for oh, h0, h1 in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
-        for ow, w0, w1 in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
-            dx[:, :, h0:h1, w0:w1] += dy[:, :, oh, ow, None, None] / divisor[oh, ow]
+    for oh, rows in _windows(out_size[0], stride[0], pad[0], kernel[0], H):
+        for ow, cols in _windows(out_size[1], stride[1], pad[1], kernel[1], W):
+            dx[:, :, rows, cols] += dy[:, :, oh, ow, None, None] / divisor[oh, ow]
     return dx
 
 
@@ -114,35 +130,45 @@ class _Pool(Module):
 
     spatial = 2
 
-    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False):
+    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False, dilation=1):
         super().__init__()
         self.ceil_mode = bool(ceil_mode)
         name, n = type(self).__name__, self.spatial
         self.kernel_size = _ntuple(kernel_size, n, name, "kernel_size")
         self.stride = self.kernel_size if stride is None else _ntuple(stride, n, name, "stride")
         self.padding = _ntuple(padding, n, name, "padding")
-        if min(self.kernel_size + self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"{name}: expected kernel_size, stride >= 1 and padding >= 0, got "
-                             f"{self.kernel_size}, {self.stride}, {self.padding}")
+        self.dilation = _ntuple(dilation, n, name, "dilation")
+        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(f"{name}: expected kernel_size, stride, dilation >= 1 and padding >= 0, "
+                             f"got {self.kernel_size}, {self.stride}, {self.dilation}, {self.padding}")
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel "
                              f"size {self.kernel_size}")
         lift = (lambda t, one: (one,) + t) if n == 1 else (lambda t, one: t)
         self._kernel, self._stride = lift(self.kernel_size, 1), lift(self.stride, 1)
-        self._pad = lift(self.padding, 0)
+        self._pad, self._dilation = lift(self.padding, 0), lift(self.dilation, 1)
 
     def _check_input(self, x):
         name = type(self).__name__
         check_float_array(name, x)
         check_shape(name, x, ("N", "C", "H", "W") if self.spatial == 2 else ("N", "C", "L"))
         x4 = x if self.spatial == 2 else x[:, :, None, :]
-        out_size = tuple(output_size(size, k, s, p, self.ceil_mode) for size, k, s, p in
-                         zip(x4.shape[2:], self._kernel, self._stride, self._pad))
+        axes = list(zip(x4.shape[2:], self._kernel, self._stride, self._pad, self._dilation))
+        out_size = tuple(output_size(size, k, s, p, self.ceil_mode, d) for size, k, s, p, d in axes)
+        lift = (lambda t: t) if self.spatial == 2 else (lambda t: t[1:])
         if min(out_size) < 1:
-            need = tuple(max(1, k - 2 * p - (s - 1 if self.ceil_mode else 0))
-                         for k, s, p in zip(self.kernel_size, self.stride, self.padding))
-            raise ValueError(f"{name}: expected an input of spatial size at least {need} "
-                             f"(kernel {self.kernel_size}, padding {self.padding}), got {x.shape}")
+            need = tuple(max(1, d * (k - 1) + 1 - 2 * p - (s - 1 if self.ceil_mode else 0))
+                         for _, k, s, p, d in axes)
+            raise ValueError(f"{name}: expected an input of spatial size at least {lift(need)} "
+                             f"(kernel {self.kernel_size}, padding {self.padding}"
+                             + (f", dilation {self.dilation}" if max(self.dilation) > 1 else "")
+                             + f"), got {x.shape}")
+        for (size, k, s, p, d), out in zip(axes, out_size):
+            empty = [o for o in range(out) if d > 1 and not range(size)[window_taps(o, s, p, k, size, d)]]
+            if empty:                   # possible only with dilation: padding is at most k/2
+                raise ValueError(f"{name}: window {empty[0]} of an axis of size {size} reads only "
+                                 f"padding (kernel {self.kernel_size}, padding {self.padding}, "
+                                 f"dilation {self.dilation}); pad less or dilate less")
         return x4, out_size
 
     def forward(self, x):
@@ -171,19 +197,26 @@ class _Pool(Module):
     def extra_repr(self):
         one = (lambda t: t[0]) if self.spatial == 1 else (lambda t: t)
         return (f"kernel_size={one(self.kernel_size)}, stride={one(self.stride)}, "
-                f"padding={one(self.padding)}" + (", ceil_mode=True" if self.ceil_mode else ""))
+                f"padding={one(self.padding)}"
+                + (f", dilation={one(self.dilation)}" if max(self.dilation) > 1 else "")
+                + (", ceil_mode=True" if self.ceil_mode else ""))
 
 
 class _MaxPool(_Pool):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, dilation=dilation)
+
     def _forward_reference(self, x, out_size):
-        y, self._argmax = maxpool_reference(x, self._kernel, self._stride, self._pad, out_size)
+        y, self._argmax = maxpool_reference(x, self._kernel, self._stride, self._pad, out_size,
+                                            self._dilation)
         return y
 
     def _forward_fast(self, x, out_size):
         planes = self._planes(x)
         y = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
         self._argmax = np.empty(y.shape, dtype=np.int32)
-        kernels.maxpool_forward(planes, *self._kernel, *self._stride, *self._pad, y, self._argmax)
+        kernels.maxpool_forward(planes, *self._kernel, *self._stride, *self._pad, *self._dilation,
+                                y, self._argmax)
         return y.reshape(x.shape[:2] + out_size)
 
     def _backward_reference(self, dy):
@@ -199,14 +232,20 @@ class _MaxPool(_Pool):
 
 class _AvgPool(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False,
-                 count_include_pad=True):
+                 count_include_pad=True, divisor_override=None):
         super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode)
         self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = (None if divisor_override is None else
+                                 check_size(type(self).__name__, "divisor_override", divisor_override))
 
     def _window_divisor(self, x, out_size):
         """``divisor (OH, OW)`` for this input, kept for backward."""
-        self._divisor = avgpool_divisor(x.shape[2:], self._kernel, self._stride, self._pad,
-                                        out_size, self.count_include_pad).astype(x.dtype)
+        if self.divisor_override is not None:
+            divisor = np.full(out_size, self.divisor_override)
+        else:
+            divisor = avgpool_divisor(x.shape[2:], self._kernel, self._stride, self._pad,
+                                      out_size, self.count_include_pad)
+        self._divisor = divisor.astype(x.dtype)
         return self._divisor
 
     def _forward_reference(self, x, out_size):
@@ -243,16 +282,18 @@ class _AvgPool(_Pool):
         return (*self._kernel, *self._stride, 1, 1, *self._pad)
 
     def extra_repr(self):
-        return super().extra_repr() + ("" if self.count_include_pad else ", count_include_pad=False")
+        return (super().extra_repr() + ("" if self.count_include_pad else ", count_include_pad=False")
+                + ("" if self.divisor_override is None else f", divisor_override={self.divisor_override}"))
 
 
 class MaxPool2D(_MaxPool):
-    """2-D max pooling (PyTorch's ``MaxPool2d`` without dilation).
+    """2-D max pooling (PyTorch's ``MaxPool2d``).
 
-    ``MaxPool2D(kernel_size, stride=None, padding=0, ceil_mode=False)``. Shapes:
-    ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - kh) // sh + 1`` (rounded
-    up with ``ceil_mode``, see ``output_size``); ``stride`` defaults to ``kernel_size``;
-    ``padding`` (at most half the kernel) is -inf.
+    ``MaxPool2D(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)``. Shapes:
+    ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1``
+    (rounded up with ``ceil_mode``, see ``output_size``); ``stride`` defaults to
+    ``kernel_size``; ``padding`` (at most half the kernel) is -inf; ``dilation`` spaces the
+    window's taps ``dh`` rows and ``dw`` columns apart.
 
     ``y[n, c, oh, ow] = max over the window of x``. Backward routes the gradient:
     ``dx[n, c, h*, w*] += dy[n, c, oh, ow]`` where ``(h*, w*)`` is the window's maximum -- on
@@ -262,24 +303,26 @@ class MaxPool2D(_MaxPool):
 
 
 class MaxPool1D(_MaxPool):
-    """1-D max pooling: ``x (N, C, L)`` -> ``y (N, C, OL)``, ``OL = (L + 2*p - k) // s + 1``
-    (rounded up with ``ceil_mode``); the arguments, math and tie rule of ``MaxPool2D`` along
-    one axis."""
+    """1-D max pooling: ``x (N, C, L)`` -> ``y (N, C, OL)``,
+    ``OL = (L + 2*p - d*(k - 1) - 1) // s + 1`` (rounded up with ``ceil_mode``); the arguments,
+    math and tie rule of ``MaxPool2D`` along one axis."""
 
     spatial = 1
 
 
 class AvgPool2D(_AvgPool):
-    """2-D average pooling (PyTorch's ``AvgPool2d`` without ``divisor_override``).
+    """2-D average pooling (PyTorch's ``AvgPool2d``).
 
-    ``AvgPool2D(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)``.
+    ``AvgPool2D(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+    divisor_override=None)``.
     Shapes: ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - kh) // sh + 1``
     (rounded up with ``ceil_mode``, see ``output_size``); ``stride`` defaults to
     ``kernel_size``; ``padding`` (at most half the kernel) is zeros.
 
     ``y[n, c, oh, ow] = (1 / divisor[oh, ow]) * sum over the window of x``, the divisor being
     ``kh*kw`` unless the window is a partial one of ``ceil_mode`` or, with
-    ``count_include_pad=False``, overlaps the padding (``avgpool_divisor``). Backward:
+    ``count_include_pad=False``, overlaps the padding (``avgpool_divisor``); a
+    ``divisor_override`` (a positive int) replaces it for every window. Backward:
     ``dx[n, c, h, w] = sum over the windows containing (h, w) of dy[n, c, oh, ow] / divisor[oh, ow]``.
     """
 

@@ -2,10 +2,11 @@
 PyTorch equality, tie rule, determinism and bad input."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import layers
 import nn
+from layers.pool import output_size, window_taps
 
 POOLS = {(2, "max"): layers.MaxPool2D, (2, "avg"): layers.AvgPool2D,
          (1, "max"): layers.MaxPool1D, (1, "avg"): layers.AvgPool1D}
@@ -15,17 +16,28 @@ POOLS = {(2, "max"): layers.MaxPool2D, (2, "avg"): layers.AvgPool2D,
 def pool_configs(draw):
     """A random pool that fits its input: kernel 1-4, stride None or 1-3, padding up to
     half the kernel, odd sizes, ``ceil_mode`` (with inputs down to one element, smaller than
-    the kernel, which a stride > 1 then allows) and for average pooling ``count_include_pad``."""
+    the kernel, which a stride > 1 then allows), for max pooling ``dilation`` 1-3 (every
+    window reading some input) and for average pooling ``count_include_pad`` and in 2-D (as
+    PyTorch) ``divisor_override``."""
     dims, kind = draw(st.sampled_from([1, 2])), draw(st.sampled_from(["max", "avg"]))
     kernel = tuple(draw(st.integers(1, 4)) for _ in range(dims))
     stride = draw(st.none() | st.tuples(*[st.integers(1, 3)] * dims))
     padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
     options = {"ceil_mode": draw(st.booleans())}
+    dilation = (1,) * dims
     if kind == "avg":
         options["count_include_pad"] = draw(st.booleans())
+        if dims == 2:
+            options["divisor_override"] = draw(st.none() | st.integers(1, 7))
+    else:
+        dilation = tuple(draw(st.integers(1, 3)) for _ in range(dims))
+        options["dilation"] = dilation if dims == 2 else dilation[0]
     smallest = 1 if options["ceil_mode"] and stride and min(stride) > 1 else None
-    sizes = tuple((smallest or max(1, k - 2 * p)) + draw(st.integers(0, 6))
-                  for k, p in zip(kernel, padding))
+    sizes = tuple((smallest or max(1, d * (k - 1) + 1 - 2 * p)) + draw(st.integers(0, 6))
+                  for k, p, d in zip(kernel, padding, dilation))
+    for size, k, s, p, d in zip(sizes, kernel, stride or kernel, padding, dilation):
+        out = output_size(size, k, s, p, options["ceil_mode"], d)
+        assume(out >= 1 and all(range(size)[window_taps(o, s, p, k, size, d)] for o in range(out)))
     return dict(cls=POOLS[dims, kind], kernel=kernel if dims == 2 else kernel[0],
                 stride=stride, padding=padding if dims == 2 else padding[0], options=options,
                 shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3))) + sizes)
@@ -60,6 +72,12 @@ def assert_close(actual, expected, rtol):
          options=dict(ceil_mode=True)),
     dict(cls=layers.AvgPool2D, kernel=(3, 2), stride=2, padding=1, shape=(2, 2, 6, 7),
          options=dict(ceil_mode=True, count_include_pad=False)),
+    dict(cls=layers.MaxPool2D, kernel=(2, 3), stride=(1, 2), padding=(1, 0), shape=(2, 2, 7, 9),
+         options=dict(dilation=(3, 2))),
+    dict(cls=layers.MaxPool1D, kernel=3, stride=2, padding=1, shape=(2, 2, 10),
+         options=dict(dilation=2, ceil_mode=True)),
+    dict(cls=layers.AvgPool1D, kernel=3, stride=2, padding=1, shape=(2, 2, 8),
+         options=dict(divisor_override=2)),
 ])
 def test_gradcheck(cfg):
     layer, x = make_pool(cfg)
@@ -124,13 +142,18 @@ def test_padding_never_wins_and_counts_in_the_average():
 def test_ceil_mode_and_the_divisor(reference):
     """Windows of 3, stride 2, padding 1 over [1, 2, 3, 4]: rounding up adds a third window
     ``[4, pad]``; the first window overlaps the left padding. Averages divide by the positions
-    covered in the padded input (3, 3, 2), or in the input alone (2, 3, 1)."""
+    covered in the padded input (3, 3, 2), or in the input alone (2, 3, 1), or by the
+    override. Windows of 2 taps 2 apart, stride 1, padding 1, read (pad, 2), (1, 3), (2, 4),
+    (3, pad)."""
     x = np.array([[[1.0, 2.0, 3.0, 4.0]]])
     cases = [(layers.MaxPool1D(3, 2, 1, ceil_mode=True), [2, 4, 4], [0, 1, 0, 2]),
              (layers.AvgPool1D(3, 2, 1, ceil_mode=True), [1, 3, 2], [1 / 3, 2 / 3, 1 / 3, 5 / 6]),
              (layers.AvgPool1D(3, 2, 1, ceil_mode=True, count_include_pad=False), [1.5, 3, 4],
               [1 / 2, 1 / 2 + 1 / 3, 1 / 3, 4 / 3]),
-             (layers.AvgPool1D(3, 2, 1), [1, 3], [1 / 3, 2 / 3, 1 / 3, 1 / 3])]
+             (layers.AvgPool1D(3, 2, 1), [1, 3], [1 / 3, 2 / 3, 1 / 3, 1 / 3]),
+             (layers.AvgPool1D(3, 2, 1, ceil_mode=True, divisor_override=2), [1.5, 4.5, 2],
+              [1 / 2, 1, 1 / 2, 1]),
+             (layers.MaxPool1D(2, 1, 1, 2), [2, 3, 4, 3], [0, 1, 2, 1])]
     for layer, y, dx in cases:
         [ours, dours], _ = run(layer, x, np.ones((1, 1, len(y))), reference)
         np.testing.assert_allclose(ours[0, 0], y, rtol=1e-15)
@@ -154,6 +177,9 @@ def test_flops_and_repr():
     assert (repr(layers.AvgPool2D(2, ceil_mode=True, count_include_pad=False))
             == "AvgPool2D(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=True, "
                "count_include_pad=False)")
+    assert repr(layers.MaxPool1D(3, 1, 1, 2)) == "MaxPool1D(kernel_size=3, stride=1, padding=1, dilation=2)"
+    assert (repr(layers.AvgPool2D(2, divisor_override=3))
+            == "AvgPool2D(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), divisor_override=3)")
 
 
 @pytest.mark.parametrize("make, x, error, message", [
@@ -167,6 +193,12 @@ def test_flops_and_repr():
     (lambda: layers.MaxPool1D(3, stride=1, ceil_mode=True), np.zeros((1, 1, 2)), ValueError,
      r"MaxPool1D: expected an input of spatial size at least \(3,\) \(kernel \(3,\), "
      r"padding \(0,\)\), got \(1, 1, 2\)"),
+    (lambda: layers.MaxPool2D(2, dilation=(1, 3)), np.zeros((1, 1, 4, 3)), ValueError,
+     r"MaxPool2D: expected an input of spatial size at least \(2, 4\) \(kernel \(2, 2\), "
+     r"padding \(0, 0\), dilation \(1, 3\)\), got \(1, 1, 4, 3\)"),
+    (lambda: layers.MaxPool1D(2, stride=1, padding=1, dilation=5), np.zeros((1, 1, 4)), ValueError,
+     r"MaxPool1D: window 0 of an axis of size 4 reads only padding \(kernel \(2,\), padding "
+     r"\(1,\), dilation \(5,\)\); pad less or dilate less"),
     (lambda: layers.AvgPool2D(2), np.zeros((1, 1, 4, 4), np.int32), TypeError,
      r"AvgPool2D: expected input of dtype float32 or float64, got int32"),
     (lambda: layers.GlobalAvgPool2D(), np.zeros((2, 3)), ValueError,
@@ -182,8 +214,13 @@ def test_bad_arguments():
         layers.MaxPool2D(3, padding=2)
     with pytest.raises(TypeError, match=r"AvgPool1D: expected kernel_size to be an int or a tuple of 1 ints"):
         layers.AvgPool1D((2, 2))
-    with pytest.raises(ValueError, match=r"MaxPool1D: expected kernel_size, stride >= 1"):
+    with pytest.raises(ValueError, match=r"MaxPool1D: expected kernel_size, stride, dilation >= 1"):
         layers.MaxPool1D(2, stride=0)
+    with pytest.raises(ValueError, match=r"MaxPool2D: expected kernel_size, stride, dilation >= 1 "
+                                         r"and padding >= 0, got \(2, 2\), \(2, 2\), \(0, 1\)"):
+        layers.MaxPool2D(2, dilation=(0, 1))
+    with pytest.raises(ValueError, match=r"AvgPool2D: expected divisor_override to be a positive int, got 0"):
+        layers.AvgPool2D(2, divisor_override=0)
 
 
 def test_nan_propagates_and_routes_to_the_last_nan_as_torch():
