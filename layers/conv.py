@@ -320,9 +320,9 @@ class _Conv(Module):
 
     # -- reporting -------------------------------------------------------------------------
     def flops(self, input_shape, output_shape):
-        """``2 * N * O * OH*OW * (C/G)*kh*kw`` (a multiply and an add per tap), plus the bias."""
-        macs = int(np.prod(output_shape)) * int(np.prod(self.weight.shape[1:]))
-        return 2 * macs + (int(np.prod(output_shape)) if self.bias is not None else 0)
+        """``2 * N * O * OH*OW * (C/G)*kh*kw``: a multiply and an add per tap (the bias's add
+        in place of the one a sum of ``K`` terms does not need), the rule of every layer."""
+        return 2 * int(np.prod(output_shape)) * int(np.prod(self.weight.shape[1:]))
 
     def extra_repr(self):
         one = (lambda t: t[0]) if self.spatial == 1 else (lambda t: t)

@@ -53,6 +53,8 @@ class Dense(Module):
         return dz @ self.weight.data
 
     def flops(self, input_shape, output_shape):
+        """``2 * N * in * out``: a multiply and an add per weight (the bias's add in place of
+        the one a sum of ``in`` terms does not need)."""
         return 2 * int(np.prod(input_shape[:-1])) * self.in_features * self.out_features
 
     def extra_repr(self):

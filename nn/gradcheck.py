@@ -43,7 +43,7 @@ class GradcheckReport:
         for r in self.results:
             if r.name == name:
                 return r
-        raise KeyError(name)
+        raise KeyError(f"no row {name!r}; the rows are {[r.name for r in self.results]}")
 
     def __str__(self):
         header = f"{'tensor':<24} {'shape':<18} {'checked':>7} {'max abs err':>12} {'max rel err':>12} {'worst index':<16} result"
@@ -121,6 +121,10 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     GradcheckReport
         Per tensor: max abs error, max relative error, worst index, pass/fail.
     """
+    if max_samples is not None and (isinstance(max_samples, bool) or
+                                    not isinstance(max_samples, (int, np.integer)) or max_samples < 1):
+        raise ValueError(f"gradcheck: expected max_samples to be None (every entry) or a "
+                         f"positive int, got {max_samples!r}")
     rng = np.random.default_rng(seed)
     m = copy.deepcopy(module).astype(np.float64)
     x = _to64(np.asarray(x))              # integer inputs (token ids) pass through unchanged

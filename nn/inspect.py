@@ -326,7 +326,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     dx = model.backward(G)
 
     # (name, kind, shape, analytic gradient or None, nudge(index, h), note, per-step)
-    targets, backward_order = [], []
+    targets, events = [], []
     if check_input and floating_input:
         targets.append(("input", "input", x.shape, dx, _array_nudger(x), "", False))
     for mod_name, mod in model.named_modules():
@@ -348,9 +348,9 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
             stepped = tap in mod.per_step_intermediates
             targets.append((prefix + tap, "intermediate", value.shape, grad,
                             _tap_nudger(mod, tap, value.shape), note, stepped))
-        backward_order[:0] = ([(prefix + n, t) for n, t in mod.intermediate_grad_order]
-                              + [(prefix + n, None) for n in mod._parameters])
-    backward_order.append(("input", None))
+        events += [(tick, prefix + n, t) for (n, t), tick in zip(mod.intermediate_grad_order, mod._grad_ticks)]
+        events += [(mod._backward_tick, prefix + n, None) for n in mod._parameters]
+    backward_order = [(name, t) for _, name, t in sorted(events, key=lambda e: e[0])] + [("input", None)]
 
     if names is not None:
         wanted = set(names)
@@ -652,15 +652,16 @@ class GradientReport:
         ax_grad.set_title("gradient norm |dL/dθ|")
         if any(p.grad_norm > 0 for p in self.parameters):
             ax_grad.set_yscale("log")
-        ratios = [p.update_ratio if p.update_ratio else np.nan for p in self.parameters]
+        tracked = [p.update_ratio for p in self.parameters if p.update_ratio is not None]
+        ratios = [p.update_ratio if p.update_ratio else np.nan for p in self.parameters]  # log axis: 0 unshown
         ax_upd.bar(pos, ratios, color="tab:orange")
         ax_upd.axhline(1e-3, color="k", linestyle="--", linewidth=1, label="1e-3")
         ax_upd.set_yscale("log")
         ax_upd.set_title("update / weight, last step")
         ax_upd.legend(loc="upper right")
-        if all(r != r for r in ratios):
-            ax_upd.text(0.5, 0.5, "no optimizer updates tracked", ha="center", va="center",
-                        transform=ax_upd.transAxes)
+        if not any(tracked):
+            ax_upd.text(0.5, 0.5, "every tracked update was zero" if tracked else "no optimizer updates tracked",
+                        ha="center", va="center", transform=ax_upd.transAxes)
         act_names = [a.name for a in self.activations]
         x = np.arange(len(act_names))
         ax_act.bar(x - 0.2, [a.dead_fraction or 0.0 for a in self.activations], width=0.4, label="dead (ReLU)")

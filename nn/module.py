@@ -15,6 +15,7 @@ raises, ``dy`` must have the shape and dtype of the output, hooks run, and recor
 intermediates are collected.
 """
 import functools
+import itertools
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -48,6 +49,11 @@ class _Passes(threading.local):
 
 
 _passes = _Passes()
+
+#: Orders gradient events across modules: each recorded intermediate gradient and the end of
+#: each backward take the next tick, so ``check_intermediates`` can list the gradients of a
+#: model in the order its backward computed them, children inside their parents included.
+_ticks = itertools.count()
 
 
 def _count_call(module):
@@ -120,11 +126,13 @@ def _wrap_backward(fn):
         if self._recording:
             self.intermediate_grads.clear()
             self.intermediate_grad_order.clear()
+            self._grad_ticks.clear()
         self._call_depth += 1
         try:
             dx = fn(self, dy, *args, **kwargs)
         finally:
             self._call_depth -= 1
+        self.__dict__["_backward_tick"] = next(_ticks)     # its parameters' gradients are done
         self._stack_steps(self.intermediate_grads)
         for hook in list(self._backward_hooks.values()):
             result = hook(self, dx, dy)
@@ -168,6 +176,8 @@ class Module:
         d["intermediates"] = {}
         d["intermediate_grads"] = {}
         d["intermediate_grad_order"] = []       # (name, step) in the order backward met them
+        d["_grad_ticks"] = []                   # the tick of each of those
+        d["_backward_tick"] = -1
         d["per_step_intermediates"] = set()     # names recorded once per time step
 
     def __init_subclass__(cls, **kwargs):
@@ -365,6 +375,7 @@ class Module:
                 m.intermediates.clear()
                 m.intermediate_grads.clear()
                 m.intermediate_grad_order.clear()
+                m._grad_ticks.clear()
                 m._perturbations.clear()
         return self
 
@@ -391,6 +402,7 @@ class Module:
         if self._recording:
             _store(self.intermediate_grads, name, grad, step)
             self.intermediate_grad_order.append((name, step))
+            self._grad_ticks.append(next(_ticks))
         return grad
 
     @staticmethod

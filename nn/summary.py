@@ -1,7 +1,7 @@
 """`summary`: a Keras-style table of a model's layers, output shapes, parameters and FLOPs."""
-import numpy as np
+import copy
 
-from .module import eval_mode
+import numpy as np
 
 
 def _leaves(model):
@@ -19,12 +19,24 @@ def summary(model, input_shape, dtype=None, print_fn=print):
     """Print (and return) each leaf layer's output shape, parameter count and forward FLOPs.
 
     ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)`` for images or
-    ``(T, F)`` for sequences; one zero sample of the model's dtype is run through the model
-    in eval mode (every module's mode is restored). FLOPs count a multiply-add as two operations and are
-    per sample.
+    ``(T, F)`` for sequences; one zero sample of the model's dtype (or ``dtype``: an integer
+    one for a model that starts with an ``Embedding``) is run through a copy of the model in
+    eval mode, without its hooks or a carried recurrent state, so the model itself -- its
+    caches, state and mode -- is left as it was. FLOPs count a multiply-add as two operations
+    and are per sample.
     """
+    if not isinstance(input_shape, (tuple, list)) or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in input_shape):
+        raise TypeError(f"summary: expected input_shape to be a tuple of sizes without the batch "
+                        f"dimension, e.g. (1, 28, 28), got {input_shape!r}")
     dtype = np.dtype(dtype or model.dtype or np.float32)
-    rows, handles = [], []
+    model = copy.deepcopy(model).eval()
+    for m in model.modules():
+        m._forward_hooks.clear()
+        m._backward_hooks.clear()
+        if hasattr(m, "reset_state"):
+            m.reset_state()
+    rows = []
 
     def record(name):
         def hook(module, inputs, output):
@@ -35,19 +47,14 @@ def summary(model, input_shape, dtype=None, print_fn=print):
         return hook
 
     for name, module in _leaves(model):
-        handles.append(module.register_forward_hook(record(name)))
-    try:
-        with eval_mode(model):
-            model(np.zeros((1,) + tuple(input_shape), dtype=dtype))
-    finally:
-        for h in handles:
-            h.remove()
+        module.register_forward_hook(record(name))
+    model(np.zeros((1,) + tuple(input_shape), dtype=dtype))
 
     header = f"{'Layer (type)':<32}{'Output Shape':<22}{'Param #':>12}{'FLOPs':>14}"
     lines = [header, "=" * len(header)]
     for name, kind, shape, params, flops in rows:
         shown = "(None, " + ", ".join(str(s) for s in shape[1:]) + ")" if shape else "?"
-        lines.append(f"{(name + ' (' + kind + ')'):<32}{shown:<22}{params:>12,}{flops:>14,}")
+        lines.append(f"{(f'{name} ({kind})' if name else kind):<32}{shown:<22}{params:>12,}{flops:>14,}")
     total_params = sum(p.size for p in model.parameters())
     lines += ["=" * len(header), f"Total params: {total_params:,}",
               f"Forward FLOPs per sample: {sum(r[4] for r in rows):,}"]

@@ -154,7 +154,8 @@ class Optimizer:
     update_ratios : dict
         With ``track_updates``: ``id(parameter) -> ||delta theta|| / ||theta||`` of the last
         ``step`` -- the update-to-weight ratio that ``nn.inspect.gradient_report`` shows
-        (healthy training typically sits near 1e-3).
+        (healthy training typically sits near 1e-3); emptied by each ``step``, so it holds
+        only the parameters that step updated while tracking.
 
     Subclasses set their hyperparameters, then call ``Optimizer.__init__``, and implement
     ``_init_state(p)`` (add buffers to the base ``{"step": 0}``) and ``_update(i, x, g, st)``
@@ -226,6 +227,7 @@ class Optimizer:
                                 f"but a gradient of dtype {g.dtype}")
             self._sync_state(i)
             todo.append((i, p.data, g))
+        self.update_ratios.clear()          # only this step's: none when not tracking
         for i, x, g in todo:
             st = self.state[i]
             st["step"] += 1

@@ -213,7 +213,7 @@ def test_state_dict_flops_repr():
     bound = 1 / np.sqrt(2 * 3 * 5)
     assert np.abs(conv.weight.data).max() <= bound and np.abs(conv.bias.data).max() <= bound
     first = layers.Conv2D(1, 32, 3, padding=1)
-    assert first.flops((64, 1, 28, 28), (64, 32, 28, 28)) == 64 * 32 * 784 * (2 * 9 + 1)
+    assert first.flops((64, 1, 28, 28), (64, 32, 28, 28)) == 64 * 32 * 784 * 2 * 9
     assert repr(first) == "Conv2D(1, 32, kernel_size=(3, 3), padding=1)"
     assert repr(layers.Conv1D(2, 4, 5, stride=2, padding=2, dilation=2, groups=2, bias=False)) == \
         "Conv1D(2, 4, kernel_size=5, stride=2, padding=2, dilation=2, groups=2, bias=False)"

@@ -50,6 +50,11 @@ def test_sampled_mode_checks_a_subset():
     report = nn.gradcheck(layer, np.random.default_rng(4).standard_normal((3, 50)), max_samples=25)
     assert report.passed
     assert report["weight"].checked == 25 and report["weight"].shape == (40, 50)
+    with pytest.raises(KeyError, match=r"no row 'W'; the rows are \['input', 'weight', 'bias'\]"):
+        report["W"]
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=f"gradcheck: expected max_samples .* got {bad}"):
+            nn.gradcheck(layer, np.zeros((1, 50)), max_samples=bad)
 
 
 def test_runs_on_a_float64_copy():

@@ -632,21 +632,46 @@ def test_update_ratios_come_from_the_optimizer_when_it_tracks_them():
 
 
 def test_update_ratios_of_a_real_optimizer():
-    optim = pytest.importorskip("optim")
+    import optim
     model = relu_model()
     opt = optim.SGD(model.parameters(), lr=1e-3)
-    try:
-        opt.track_updates = True
-    except AttributeError:
-        pytest.skip("the optimizer does not track updates")
+    opt.track_updates = True
     model.backward(np.ones_like(model(X_POSITIVE)))
     before = model[2].weight.data.copy()
     opt.step()
-    if not getattr(opt, "update_ratios", None):
-        pytest.skip("the optimizer does not fill update_ratios")
     ratio = gradient_report(model, opt)["2.weight"].update_ratio
     delta = np.linalg.norm(model[2].weight.data - before)
     assert ratio == pytest.approx(delta / np.linalg.norm(before), rel=1e-2)
+    opt.track_updates = False                     # later steps untracked: no stale ratios shown
+    opt.step()
+    report = gradient_report(model, opt)
+    assert report["2.weight"].update_ratio is None and "reported no update ratios" in str(report)
+
+
+class _Scaled(nn.Module):
+    """A composite that records its own value around a child: ``post = 3 * inner(x)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = layers.Dense(3, 3)
+
+    def forward(self, x):
+        return self._tap("post", self.inner(x) * 3)
+
+    def backward(self, dy):
+        return self.inner.backward(self._tap_grad("post", dy) * 3)
+
+
+def test_first_failure_in_a_composite_is_its_own_gradient_before_its_childs():
+    class BrokenTanh(layers.Tanh):
+        def backward(self, dy):
+            return dy * (1 - self._y)                 # forgot the square
+
+    model = nn.Sequential(_Scaled(), BrokenTanh(), layers.Dense(3, 2)).astype(np.float64)
+    report = check_intermediates(model, rng().standard_normal((4, 3)))
+    assert report.first_failure == "0.post"
+    assert [name for name, _ in report.backward_order] == [
+        "2.z", "2.weight", "2.bias", "0.post", "0.inner.z", "0.inner.weight", "0.inner.bias", "input"]
 
 
 def test_report_without_watching_says_how_to_get_activation_statistics():

@@ -54,6 +54,20 @@ def test_summary_shapes_params_flops():
     assert model.training
 
 
+def test_summary_leaves_the_model_as_it_was():
+    x = np.ones((5, 2, 3), np.float32)
+    gru = layers.GRU(3, 4, stateful=True)
+    gru(x)                                           # carries a state for a batch of 5
+    calls = []
+    gru.register_forward_hook(lambda *args: calls.append(1))
+    text = nn.summary(gru, (2, 3), print_fn=None)
+    assert text.splitlines()[2].startswith("GRU ") and not calls
+    y = gru(x)                                       # still the batch of 5, and its caches are this call's
+    gru.backward(np.ones_like(y))
+    with pytest.raises(TypeError, match=r"summary: expected input_shape to be a tuple of sizes .* got 3"):
+        nn.summary(layers.Dense(3, 2), 3)
+
+
 def test_fit_rejects_bad_epochs():
     with pytest.raises(ValueError, match="epochs >= 1"):
         nn.fit(layers.Dense(1, 1), nn.MSELoss(), None, [], epochs=0)
