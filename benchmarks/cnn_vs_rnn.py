@@ -33,6 +33,7 @@ models this small, a second thread costs more in synchronisation than it saves, 
 shared machine a spinning thread pool can slow PyTorch by an order of magnitude.
 """
 import argparse
+import copy
 import importlib.metadata
 import json
 import math
@@ -49,7 +50,7 @@ from tqdm.auto import tqdm
 import datasets
 import nn
 import optim
-from benchmarks.harness import limit_threads, try_import_torch
+from benchmarks.harness import limit_threads, positive_int, thread_count, try_import_torch
 from benchmarks.mnist1d_models import (LABELS, MODELS, RECURRENT, build, build_torch,
                                        copy_to_torch, count_parameters)
 
@@ -171,8 +172,12 @@ class HandpropTrainer:
     impl = "handprop"
 
     def __init__(self, model, lr):
-        self.model, self.loss_fn = model, nn.CrossEntropyLoss()
+        self.model, self.lr, self.loss_fn = model, lr, nn.CrossEntropyLoss()
         self.opt = optim.Adam(model.parameters(), lr=lr)
+
+    def fresh_copy(self):
+        """A trainer of a copy of the model, for untimed warm-up steps."""
+        return type(self)(copy.deepcopy(self.model), self.lr)
 
     def step(self, xb, yb):
         self.model.zero_grad()
@@ -192,9 +197,13 @@ class TorchTrainer:
 
     def __init__(self, model, lr):
         self.torch = try_import_torch()
-        self.model = model
+        self.model, self.lr = model, lr
         self.loss_fn = self.torch.nn.CrossEntropyLoss()
         self.opt = self.torch.optim.Adam(model.parameters(), lr)
+
+    def fresh_copy(self):
+        """A trainer of a copy of the model, for untimed warm-up steps."""
+        return type(self)(copy.deepcopy(self.model), self.lr)
 
     def step(self, xb, yb):
         loss = self.loss_fn(self.model(self.torch.from_numpy(xb)), self.torch.from_numpy(yb))
@@ -210,7 +219,8 @@ class TorchTrainer:
 
 def train_lockstep(trainers, limits, data, protocol, desc):
     """Train every trainer on the same batches, taking turns step by step; trainer ``i`` takes
-    the first ``limits[i]`` steps only (a PyTorch twin may be timed on a window of steps).
+    the first ``limits[i]`` steps only (a PyTorch twin may be timed on a window of steps). A
+    step of a copy of each, first, keeps one-off costs out of the times.
 
     Returns one result per trainer: the test-accuracy curve (every ``eval_every`` steps), the
     final test and train accuracy (None when the trainer stopped early) and the training time
@@ -218,6 +228,8 @@ def train_lockstep(trainers, limits, data, protocol, desc):
     """
     (x, y), (x_test, y_test) = data
     steps, batch_size, every = protocol["steps"], protocol["batch_size"], protocol["eval_every"]
+    for t in trainers:      # first calls load numba's cache (or compile) and warm PyTorch up: untimed
+        t.fresh_copy().step(*batch_at(0, x, y, batch_size))
     seconds = [0.0] * len(trainers)
     curves = [[] for _ in trainers]
     bar = tqdm(range(steps + 1), desc=desc, leave=False, mininterval=1.0)
@@ -687,13 +699,13 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.cnn_vs_rnn",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="few steps, every code path (< 1 min)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per model (default 1)")
+    p.add_argument("--seeds", type=positive_int, default=1, help="seeds per model (default 1)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch twins")
     p.add_argument("--torch-full", action="store_true",
                    help="train every PyTorch twin for all steps, shuffled rows too (default: full for "
                         f"logistic, MLP, CNN; the recurrent twins timed on their first {TORCH_WINDOW} steps)")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
-    p.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
     return parse_with_out(p, argv)
 
 

@@ -29,7 +29,7 @@ import datasets
 import layers
 import nn
 import optim
-from benchmarks.harness import limit_threads, result_name, try_import_torch
+from benchmarks.harness import limit_threads, positive_int, result_name, thread_count, try_import_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZE, LR = 64, 1e-3
@@ -151,13 +151,13 @@ def table(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("cnn", "lstm"), default="cnn")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
     parser.add_argument("--quick", action="store_true", help="one step on synthetic data (smoke test)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch run")
-    parser.add_argument("--train-size", type=int, help="train on the first N training images only")
+    parser.add_argument("--train-size", type=positive_int, help="train on the first N training images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path,
                         help="default: benchmarks/results/fashion_mnist_MODEL[_Nthreads][_quick].json")

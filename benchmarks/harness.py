@@ -6,6 +6,7 @@ A workload is a name, its forward FLOPs, and a ``make(impl)`` that returns
 implementation is not available, e.g. torch not installed). Forward+backward FLOPs are taken
 as 3x forward (the backward computes two products of the forward's size).
 """
+import argparse
 import statistics
 import time
 from dataclasses import dataclass
@@ -36,11 +37,30 @@ def try_import_torch():
 _THREAD_LIMITS = []        # threadpoolctl limits stay in force while referenced
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def thread_count(text):
+    """argparse type for ``--threads``: 1 up to the threads numba may use on this machine
+    (every library gets the same count, so none may exceed numba's)."""
+    value = positive_int(text)
+    if value > numba.config.NUMBA_NUM_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {numba.config.NUMBA_NUM_THREADS} "
+                                         f"(the threads numba may use here), got {value}")
+    return value
+
+
 def limit_threads(n, torch=True):
     """Run BLAS (through threadpoolctl), numba and -- with ``torch`` -- PyTorch on ``n``
-    threads. Returns what was set, for the report."""
+    threads (see ``thread_count``). Returns what was set, for the report."""
+    thread_count(str(n))
     _THREAD_LIMITS.append(threadpool_limits(limits=n))
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
     info = {"threads": n, "blas": n, "numba": numba.get_num_threads()}
     torch = try_import_torch() if torch else None
     if torch is not None:

@@ -120,10 +120,10 @@ def to_json(workloads, results, jit, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke test)")
     parser.add_argument("--only", choices=sorted(FAMILIES), help="run one family of workloads")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=harness.thread_count, default=1,
                         help="threads for BLAS, numba and PyTorch (default 1)")
     parser.add_argument("--no-jit-timing", action="store_true",
                         help="skip timing the cold and cached import + JIT in fresh interpreters")

@@ -37,7 +37,7 @@ import nn
 import optim
 from benchmarks.cnn_vs_rnn import (fmt, load_pyplot, machine_info, markdown_table, parse_with_out,
                                    save_report)
-from benchmarks.harness import limit_threads
+from benchmarks.harness import limit_threads, positive_int, thread_count
 
 CELLS = ("rnn", "lstm", "gru")
 BASELINE_MSE = 1.0 / 6.0
@@ -243,28 +243,46 @@ def plot(config, runs, profiles, cells, out):
     return [grad_path, curve_path]
 
 
+def lengths_list(text):
+    """argparse type for ``--lengths``: distinct comma-separated lengths, each >= 2 (the adding
+    problem marks one number in each half of the sequence)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if min(values) < 2 or len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct lengths of at least 2, got {text!r}")
+    return values
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.long_memory",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny models and budgets: every code path")
-    p.add_argument("--lengths", help="comma-separated sequence lengths (default 50,100,200)")
+    p.add_argument("--lengths", type=lengths_list,
+                   help="comma-separated sequence lengths (default 50,100,200)")
     p.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of rnn,lstm,gru")
-    p.add_argument("--budget", type=int, help="step budget for every length (default 2000/3000/4000)")
-    p.add_argument("--batch-size", type=int, help="sequences per step (default 32)")
+    p.add_argument("--budget", type=positive_int,
+                   help="step budget for every length, at least one evaluation's worth "
+                        "(default 2000/3000/4000)")
+    p.add_argument("--batch-size", type=positive_int, help="sequences per step (default 32)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="threads for BLAS and numba (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS and numba (default 1)")
     return parse_with_out(p, argv)
 
 
 def make_config(args):
     config = dict(QUICK_CONFIG if args.quick else CONFIG)
     if args.lengths:
-        config["lengths"] = tuple(int(v) for v in args.lengths.split(","))
+        config["lengths"] = args.lengths
     lengths = config["lengths"]
+    if args.budget is not None and args.budget < config["eval_every"]:
+        raise SystemExit(f"--budget {args.budget} is less than one evaluation's worth of steps "
+                         f"({config['eval_every']}{' in --quick' if args.quick else ''})")
     default_budget = config["budget"]
     config["budget"] = {T: args.budget or default_budget.get(T, max(default_budget.values()))
                         for T in lengths}
-    if args.batch_size:
+    if args.batch_size is not None:
         config["batch_size"] = args.batch_size
     if config["gradient_T"] not in lengths:
         config["gradient_T"] = lengths[len(lengths) // 2]
@@ -277,8 +295,8 @@ def main(argv=None):
     threads = limit_threads(args.threads, torch=False)
     config = make_config(args)
     cells = [c for c in args.cells.split(",") if c]
-    if set(cells) - set(CELLS):
-        raise SystemExit(f"unknown cell(s) {sorted(set(cells) - set(CELLS))}; choose from {CELLS}")
+    if not cells or set(cells) - set(CELLS):
+        raise SystemExit(f"unknown or no cells in --cells {args.cells!r}; choose from {CELLS}")
     machine = machine_info()
     print(f"adding problem, T={config['lengths']}, cells {cells}, load average {machine['load_average']}")
     runs, profiles = run(config, cells, args.seed)

@@ -39,7 +39,7 @@ import layers
 import nn
 from benchmarks.cnn_vs_rnn import (load_pyplot, machine_info, markdown_table, parse_with_out,
                                    save_report)
-from benchmarks.harness import Workload, limit_threads, measure, try_import_torch
+from benchmarks.harness import Workload, limit_threads, measure, thread_count, try_import_torch
 
 MODELS = ("conv", "rnn", "lstm", "gru")
 HIDDEN = {"rnn": 118, "lstm": 56, "gru": 64}
@@ -275,7 +275,7 @@ def parse_args(argv):
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     p.add_argument("--no-reference", action="store_true",
                    help="skip timing handprop's readable NumPy reference path")
-    p.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
     return parse_with_out(p, argv)
 
 

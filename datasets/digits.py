@@ -60,4 +60,8 @@ def load_digits(test_fraction=0.2, seed=0):
     pixels, labels = _read_digits()
     x = (pixels.astype(np.float32) / np.float32(16.0)).reshape(-1, 1, 8, 8)
     train, test = _stratified_split(labels, test_fraction, np.random.default_rng(seed))
+    for part, indices in (("train", train), ("test", test)):
+        if not len(indices):
+            raise ValueError(f"load_digits: test_fraction={test_fraction} leaves the {part} part "
+                             f"empty (about 180 images per class, rounded per class)")
     return (x[train], labels[train]), (x[test], labels[test])

@@ -54,6 +54,8 @@ def load_mnist1d(shuffle=False):
         channel axis: ``x[:, None, :]`` is ``(N, 1, 40)``; for an RNN, ``x[:, :, None]`` is
         ``(N, 40, 1)``.
     """
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"load_mnist1d: expected shuffle to be True or False, got {shuffle!r}")
     with np.load(MNIST1D_FILE, allow_pickle=False) as f:
         arrays = {key: f[key] for key in _KEYS}
     return _split(arrays, shuffle)

@@ -64,3 +64,19 @@ def test_default_result_names_keep_runs_apart():
     assert harness.result_name("kernels", "conv", 1, False) == "kernels_conv.json"
     assert harness.result_name("kernels", "recurrent", 2, False) == "kernels_recurrent_2threads.json"
     assert harness.result_name("fashion_mnist", "cnn", 1, True) == "fashion_mnist_cnn_quick.json"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got 0"),
+    (["--train-size", "-5"], "argument --train-size: expected an integer >= 1, got -5"),
+])
+def test_fashion_mnist_refuses_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        fashion_mnist.main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_threads_beyond_numbas_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        kernels.main(["--threads", str(harness.numba.config.NUMBA_NUM_THREADS + 1)])
+    assert "(the threads numba may use here)" in capsys.readouterr().err

@@ -171,3 +171,44 @@ def test_quick_runs_write_apart_from_the_measured_results():
     assert cnn_vs_rnn.parse_args(["--quick"]).out == cnn_vs_rnn.DEFAULT_OUT / "quick"
     assert cnn_vs_rnn.parse_args([]).out == cnn_vs_rnn.DEFAULT_OUT
     assert str(cnn_vs_rnn.parse_args(["--quick", "--out", "x"]).out) == "x"
+
+
+def test_lockstep_warms_each_trainer_up_on_a_copy_before_timing():
+    log = []
+
+    class Recorder:
+        impl = "fake"
+
+        def __init__(self, name):
+            self.name = name
+
+        def fresh_copy(self):
+            return Recorder(self.name + " copy")
+
+        def step(self, xb, yb):
+            log.append(self.name)
+
+        def predict(self, x):
+            return np.zeros((len(x), 2))
+
+    x, y = np.zeros((6, 3)), np.zeros(6, np.int64)
+    protocol = {"steps": 2, "batch_size": 2, "eval_every": 1}
+    results = cnn_vs_rnn.train_lockstep([Recorder("a"), Recorder("b")], [3, 1], ((x, y), (x, y)),
+                                        protocol, "test")
+    assert log == ["a copy", "b copy", "a", "b", "a", "a"]
+    assert [r["steps_trained"] for r in results] == [3, 1]
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    (cnn_vs_rnn, ["--seeds", "0"], "argument --seeds: expected an integer >= 1, got 0"),
+    (cnn_vs_rnn, ["--threads", "99"], "argument --threads: expected at most"),
+    (long_memory, ["--lengths", "10,1"], "argument --lengths: expected distinct lengths of at least 2"),
+    (long_memory, ["--batch-size", "0"], "argument --batch-size: expected an integer >= 1, got 0"),
+    (long_memory, ["--quick", "--budget", "10"], "--budget 10 is less than one evaluation's worth"),
+    (long_memory, ["--cells", ","], "unknown or no cells in --cells ','"),
+    (sequence_scaling, ["--threads", "-1"], "argument --threads: expected an integer >= 1, got -1"),
+])
+def test_bad_arguments_are_refused_before_any_work(module, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        module.main(argv)
+    assert message in capsys.readouterr().err + str(exit.value.code)

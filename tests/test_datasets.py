@@ -345,6 +345,17 @@ def test_load_digits_bad_fraction(fraction):
         datasets.load_digits(test_fraction=fraction)
 
 
+@pytest.mark.parametrize("fraction, part", [(0.001, "test"), (0.999, "train")])
+def test_load_digits_refuses_an_empty_part(fraction, part):
+    with pytest.raises(ValueError, match=f"test_fraction={fraction} leaves the {part} part empty"):
+        datasets.load_digits(test_fraction=fraction)
+
+
+def test_load_mnist1d_shuffle_is_a_flag():
+    with pytest.raises(TypeError, match="load_mnist1d: expected shuffle to be True or False, got 'no'"):
+        datasets.load_mnist1d(shuffle="no")
+
+
 # ----------------------------------------------------------------------------- MNIST-1D
 
 def test_load_mnist1d_shapes_dtypes_classes():
