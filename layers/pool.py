@@ -164,8 +164,10 @@ class _Pool(Module):
                              + (f", dilation {self.dilation}" if max(self.dilation) > 1 else "")
                              + f"), got {x.shape}")
         for (size, k, s, p, d), out in zip(axes, out_size):
-            empty = [o for o in range(out) if d > 1 and not range(size)[window_taps(o, s, p, k, size, d)]]
-            if empty:                   # possible only with dilation: padding is at most k/2
+            if d == 1:                  # a window then always reads input: padding is at most k/2
+                continue
+            empty = [o for o in range(out) if not range(size)[window_taps(o, s, p, k, size, d)]]
+            if empty:
                 raise ValueError(f"{name}: window {empty[0]} of an axis of size {size} reads only "
                                  f"padding (kernel {self.kernel_size}, padding {self.padding}, "
                                  f"dilation {self.dilation}); pad less or dilate less")
