@@ -705,7 +705,8 @@ def parse_args(argv):
                    help="train every PyTorch twin for all steps, shuffled rows too (default: full for "
                         f"logistic, MLP, CNN; the recurrent twins timed on their first {TORCH_WINDOW} steps)")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
-    p.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1,
+                   help="threads for BLAS, numba and PyTorch (default 1)")
     return parse_with_out(p, argv)
 
 

@@ -154,7 +154,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("cnn", "lstm"), default="cnn")
     parser.add_argument("--epochs", type=positive_int, default=3)
-    parser.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
+    parser.add_argument("--threads", type=thread_count, default=1,
+                        help="threads for BLAS, numba and PyTorch (default 1)")
     parser.add_argument("--quick", action="store_true", help="one step on synthetic data (smoke test)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch run")
     parser.add_argument("--train-size", type=positive_int, help="train on the first N training images only")

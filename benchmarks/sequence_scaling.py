@@ -275,7 +275,8 @@ def parse_args(argv):
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     p.add_argument("--no-reference", action="store_true",
                    help="skip timing handprop's readable NumPy reference path")
-    p.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS, numba and PyTorch (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1,
+                   help="threads for BLAS, numba and PyTorch (default 1)")
     return parse_with_out(p, argv)
 
 

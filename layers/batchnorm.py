@@ -49,7 +49,8 @@ class _BatchNorm(Module):
         dtype = check_float_dtype(type(self).__name__, dtype)
         self.num_features = check_size(type(self).__name__, "num_features", num_features)
         self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)   # a NumPy scalar would promote the buffers
+        # float(): a NumPy float64 momentum would promote float32 buffers to float64
+        self.momentum = None if momentum is None else float(momentum)
         C = self.num_features
         self.weight = Parameter(np.ones(C, dtype=dtype)) if affine else None
         self.bias = Parameter(np.zeros(C, dtype=dtype)) if affine else None

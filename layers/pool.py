@@ -7,14 +7,14 @@ gradient; average pooling weighs every input of a window by ``1 / divisor``, so 
 that share.
 
 Window ``(oh, ow)`` reads input rows ``oh*sh - ph + i*dh`` for ``i = 0 .. kh-1`` (columns
-alike; the dilation ``dh`` is 1 -- neighbouring rows -- except for max pooling's
-``dilation``), clipped to the input: max pooling pads with -inf (padding never wins),
-average pooling with zeros. ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1``; with
-``ceil_mode`` the division rounds up, so a last, partial window covers the rows left over --
-unless it would start in the right padding (PyTorch's rule). The divisor of a window is the number of positions it covers in the padded
-input (``kh * kw`` except for those partial windows: PyTorch's default
-``count_include_pad=True``), or with ``count_include_pad=False`` only those in the input, or
-a fixed ``divisor_override``.
+alike; the dilation ``dh`` is 1 -- neighbouring rows -- except for max pooling's ``dilation``),
+clipped to the input: max pooling pads with -inf (padding never wins), average pooling with
+zeros. ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1``; with ``ceil_mode`` the division rounds
+up, so a last, partial window covers the rows left over -- unless it would start in the right
+padding (PyTorch's rule). The divisor of a window is the number of positions it covers in the
+padded input (``kh * kw`` except for those partial windows: PyTorch's default
+``count_include_pad=True``), or with ``count_include_pad=False`` only those in the input, or a
+fixed ``divisor_override``.
 
 This file holds the readable NumPy references (loops over the output positions). The fast
 path of max pooling runs the same loops compiled (``layers/kernels/pool.py``), in parallel over

@@ -348,9 +348,11 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
             stepped = tap in mod.per_step_intermediates
             targets.append((prefix + tap, "intermediate", value.shape, grad,
                             _tap_nudger(mod, tap, value.shape), note, stepped))
-        events += [(tick, prefix + n, t) for (n, t), tick in zip(mod.intermediate_grad_order, mod._grad_ticks)]
+        events += [(tick, prefix + n, t)
+                   for (n, t), tick in zip(mod.intermediate_grad_order, mod._grad_ticks)]
         events += [(mod._backward_tick, prefix + n, None) for n in mod._parameters]
-    backward_order = [(name, t) for _, name, t in sorted(events, key=lambda e: e[0])] + [("input", None)]
+    events.sort(key=lambda e: e[0])            # when backward computed them (stable: params in order)
+    backward_order = [(name, t) for _, name, t in events] + [("input", None)]
 
     if names is not None:
         wanted = set(names)
@@ -653,15 +655,16 @@ class GradientReport:
         if any(p.grad_norm > 0 for p in self.parameters):
             ax_grad.set_yscale("log")
         tracked = [p.update_ratio for p in self.parameters if p.update_ratio is not None]
-        ratios = [p.update_ratio if p.update_ratio else np.nan for p in self.parameters]  # log axis: 0 unshown
+        # a log axis cannot show 0: such bars are left out
+        ratios = [p.update_ratio if p.update_ratio else np.nan for p in self.parameters]
         ax_upd.bar(pos, ratios, color="tab:orange")
         ax_upd.axhline(1e-3, color="k", linestyle="--", linewidth=1, label="1e-3")
         ax_upd.set_yscale("log")
         ax_upd.set_title("update / weight, last step")
         ax_upd.legend(loc="upper right")
         if not any(tracked):
-            ax_upd.text(0.5, 0.5, "every tracked update was zero" if tracked else "no optimizer updates tracked",
-                        ha="center", va="center", transform=ax_upd.transAxes)
+            note = "every tracked update was zero" if tracked else "no optimizer updates tracked"
+            ax_upd.text(0.5, 0.5, note, ha="center", va="center", transform=ax_upd.transAxes)
         act_names = [a.name for a in self.activations]
         x = np.arange(len(act_names))
         ax_act.bar(x - 0.2, [a.dead_fraction or 0.0 for a in self.activations], width=0.4, label="dead (ReLU)")

@@ -1,13 +1,13 @@
 """`Module`: the manual-backpropagation protocol every layer follows.
 
 A module computes ``y = f(x; params)`` in ``forward`` and caches what its backward needs;
-``backward(dy)`` receives dL/dy, ADDS dL/dparam into each ``Parameter.grad`` and returns
-dL/dx. The cache is of the last call only: a module called twice in one forward pass refuses
-backward (give each call its own module, sharing ``Parameter`` objects to share weights), and
-a cache may hold the input array itself or the output it returned (``Tanh`` keeps ``y``), not
-a copy, so either changed in place before backward changes the gradient. Parameters, buffers and child modules live in explicit
-registries (as in PyTorch), so the caches a layer keeps on itself never leak into
-``state_dict``.
+``backward(dy)`` receives dL/dy, ADDS dL/dparam into each ``Parameter.grad`` and returns dL/dx.
+The cache is of the last call only: a module called twice in one forward pass refuses backward
+(give each call its own module, sharing ``Parameter`` objects to share weights), and a cache
+may hold the input array itself or the output it returned (``Tanh`` keeps ``y``), not a copy,
+so either changed in place before backward changes the gradient. Parameters, buffers and child
+modules live in explicit registries (as in PyTorch), so the caches a layer keeps on itself
+never leak into ``state_dict``.
 
 Every subclass's ``forward`` and ``backward`` are wrapped once, when the class is defined
 (``__init_subclass__``), with the bookkeeping all layers share: ``backward`` before ``forward``
