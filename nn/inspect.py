@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gradcheck import _rewinder, _to64, sample_indices
+from .gradcheck import _flat, _rewinder, _to64, sample_indices
 
 __all__ = [
     "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
@@ -284,7 +284,9 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         The input. A floating input is converted to float64 and checked (unless
         ``check_input=False``); an integer input (token ids) is passed as it is.
     forward_kwargs : dict, optional
-        Extra arguments to forward (a recurrent layer's ``state``, ``lengths``).
+        Extra arguments to forward (a recurrent layer's ``state``, ``lengths``); those the
+        module reports gradients for through ``input_gradients()`` (an initial state) get a
+        row each, as the input does.
     eps, atol, rtol : float
         Step of the central differences and the tolerances of "approximate".
     max_samples : int, optional
@@ -326,9 +328,15 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     dx = model.backward(G)
 
     # (name, kind, shape, analytic gradient or None, nudge(index, h), note, per-step)
-    targets, events = [], []
+    targets, events, inputs = [], [], []
     if check_input and floating_input:
-        targets.append(("input", "input", x.shape, dx, _array_nudger(x), "", False))
+        inputs.append(("input", x, dx))
+    if hasattr(model, "input_gradients"):          # e.g. a recurrent layer's initial state
+        for key, grad in model.input_gradients().items():
+            for j, (array, g) in enumerate(zip(_flat(kwargs[key]), _flat(grad))):
+                inputs.append((key if not isinstance(grad, tuple) else f"{key}[{j}]", array, g))
+    for name, array, grad in inputs:
+        targets.append((name, "input", array.shape, grad, _array_nudger(array), "", False))
     for mod_name, mod in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         for p_name, p in mod._parameters.items():
@@ -352,7 +360,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
                    for (n, t), tick in zip(mod.intermediate_grad_order, mod._grad_ticks)]
         events += [(mod._backward_tick, prefix + n, None) for n in mod._parameters]
     events.sort(key=lambda e: e[0])            # when backward computed them (stable: params in order)
-    backward_order = [(name, t) for _, name, t in events] + [("input", None)]
+    backward_order = [(name, t) for _, name, t in events] + [(name, None) for name, _, _ in inputs]
 
     if names is not None:
         wanted = set(names)

@@ -78,6 +78,15 @@ def _check_single_use(module):
                 "weights, give both the same Parameter: b.weight = a.weight)")
 
 
+def _check_replacement(name, hook, dx, result):
+    """A backward hook's replacement for ``dx`` must be an array of its shape and dtype."""
+    if isinstance(dx, np.ndarray) and not (isinstance(result, np.ndarray) and
+                                           result.shape == dx.shape and result.dtype == dx.dtype):
+        got = f"{result.dtype} {result.shape}" if isinstance(result, np.ndarray) else type(result).__name__
+        raise ValueError(f"{name}.backward: the backward hook {getattr(hook, '__name__', hook)!r} "
+                         f"returned {got} to replace dx, which is {dx.dtype} {dx.shape}")
+
+
 def _wrap_forward(fn):
     @functools.wraps(fn)
     def forward(self, *args, **kwargs):
@@ -137,6 +146,7 @@ def _wrap_backward(fn):
         for hook in list(self._backward_hooks.values()):
             result = hook(self, dx, dy)
             if result is not None:
+                _check_replacement(name, hook, dx, result)
                 dx = result
         return dx
     return backward
@@ -351,7 +361,9 @@ class Module:
     # ------------------------------------------------------------------ hooks
     def register_forward_hook(self, hook):
         """``hook(module, inputs, output)`` runs after every forward; ``inputs`` is the tuple of
-        positional arguments. A non-None return value replaces the output."""
+        positional arguments (keyword arguments, e.g. a recurrent layer's ``state``, are not
+        passed). A non-None return value replaces the output for the caller; backward still
+        differentiates the module's own function, as if the hook were the identity."""
         handle = RemovableHandle(self._forward_hooks)
         self._forward_hooks[handle.id] = hook
         return handle
@@ -359,7 +371,8 @@ class Module:
     def register_backward_hook(self, hook):
         """``hook(module, grad_input, grad_output)`` runs after every backward, with
         ``grad_output`` = dL/dy that came in and ``grad_input`` = dL/dx going out (PyTorch's
-        argument order). A non-None return value replaces dL/dx."""
+        argument order). A non-None return value replaces dL/dx; it must have dL/dx's shape
+        and dtype."""
         handle = RemovableHandle(self._backward_hooks)
         self._backward_hooks[handle.id] = hook
         return handle

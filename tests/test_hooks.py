@@ -1,4 +1,6 @@
 """Forward and backward hooks: when they fire, what they see, what they may replace."""
+import re
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,21 @@ def test_backward_hook_can_replace_grad_input():
     model(x)
     assert np.any(model.backward(dy) != 0)
     assert np.any(model[0].weight.grad != 0)
+
+
+@pytest.mark.parametrize("replacement, got", [(lambda g: np.zeros(7), "float64 (7,)"),
+                                              (lambda g: g.astype(np.float32), "float32"),
+                                              (lambda g: g.tolist(), "list")])
+def test_a_backward_hooks_replacement_must_look_like_dx(replacement, got):
+    model = make_model()
+    y = model(batch())
+
+    def bad(module, grad_input, grad_output):
+        return replacement(grad_input)
+
+    model[1].register_backward_hook(bad)
+    with pytest.raises(ValueError, match=f"the backward hook 'bad' returned {re.escape(got)}"):
+        model.backward(np.ones(y.shape))
 
 
 def test_hooks_stop_after_remove():

@@ -700,3 +700,16 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
         gradient_report(model).plot(tmp_path / "x.png")
+
+
+def test_an_initial_state_gets_a_row_as_the_input_does():
+    class LeakyStateGRU(layers.GRU):
+        def backward(self, dy, dstate=None):
+            dx = super().backward(dy, dstate)
+            self.initial_state_grad = self.initial_state_grad * 1.1     # 10% off
+            return dx
+
+    x, h0 = rng(1).standard_normal((2, 4, 2)), rng(2).standard_normal((1, 2, 3))
+    for cls, failed in ((layers.GRU, []), (LeakyStateGRU, ["state"])):
+        report = check_intermediates(cls(2, 3, rng=0, dtype=np.float64), x, forward_kwargs={"state": h0})
+        assert report["state"].checked == h0.size and report.failed == failed
