@@ -105,7 +105,8 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     ----------
     module : Module
         Copied and converted to float64; left unchanged. Its mode (train/eval) is kept;
-        random layers (dropout) replay the same mask at every evaluation.
+        random layers (dropout) replay the same mask at every evaluation. Hooks are left out
+        of the copy: the check is of the module's own function, which backward differentiates.
     x : np.ndarray
         The input; its gradient is checked unless ``check_input=False`` or it is not
         floating-point (e.g. an ``Embedding``'s integer ids).
@@ -126,7 +127,7 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
         raise ValueError(f"gradcheck: expected max_samples to be None (every entry) or a "
                          f"positive int, got {max_samples!r}")
     rng = np.random.default_rng(seed)
-    m = copy.deepcopy(module).astype(np.float64)
+    m = float64_copy(module)
     x = _to64(np.asarray(x))              # integer inputs (token ids) pass through unchanged
     check_input = check_input and np.issubdtype(x.dtype, np.floating)
     kwargs = {k: _to64(v) for k, v in (forward_kwargs or {}).items()}
@@ -162,6 +163,17 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
         report.results.append(compare(name, np.array([grad[i] for i in idx]), numeric, idx,
                                       array.shape, atol, rtol))
     return report
+
+
+def float64_copy(module):
+    """A deep copy of ``module`` in float64, without forward or backward hooks (they would
+    fire on every finite-difference evaluation, and a replacing hook is not part of the
+    function backward differentiates)."""
+    m = copy.deepcopy(module).astype(np.float64)
+    for sub in m.modules():
+        sub._forward_hooks.clear()
+        sub._backward_hooks.clear()
+    return m
 
 
 def _flat(value):

@@ -24,13 +24,12 @@ that keep a few numbers per batch (the fraction of dead ReLU units, of saturated
 sigmoid units); ``gradient_report(model, optimizer)`` adds, per parameter, the gradient norm,
 the gradient-to-weight ratio and the update-to-weight ratio of the last optimizer step.
 """
-import copy
 import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gradcheck import _flat, _rewinder, _to64, sample_indices
+from .gradcheck import _flat, _rewinder, _to64, float64_copy, sample_indices
 
 __all__ = [
     "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
@@ -279,7 +278,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     ----------
     layer : Module
         A single layer or a model; intermediates of every sub-module are checked and named
-        with its dotted prefix (``"0.z"``).
+        with its dotted prefix (``"0.z"``). It is left unchanged: the check runs on a float64
+        copy without its hooks (``gradcheck``'s).
     x : np.ndarray
         The input. A floating input is converted to float64 and checked (unless
         ``check_input=False``); an integer input (token ids) is passed as it is.
@@ -305,7 +305,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         ``report.first_failure`` summarise it.
     """
     rng = np.random.default_rng(seed)
-    model = copy.deepcopy(layer).astype(np.float64)
+    model = float64_copy(layer)
     model.record_intermediates(True)
     x = np.asarray(x)
     floating_input = np.issubdtype(x.dtype, np.floating)

@@ -66,6 +66,18 @@ def test_runs_on_a_float64_copy():
     assert not layer.weight.grad.any()
 
 
+def test_hooks_stay_on_the_original():
+    calls = []
+    model = nn.Sequential(layers.Dense(3, 2), layers.Tanh())
+    model[0].register_forward_hook(lambda module, inputs, out: calls.append("forward") or out * 2)
+    model[1].register_backward_hook(lambda module, dx, dy: calls.append("backward"))
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    assert nn.gradcheck(model, x).passed                  # the function backward differentiates
+    assert nn.check_intermediates(model, x).passed and not calls
+    model(x.astype(np.float32))
+    assert calls == ["forward"]                          # still registered on the model
+
+
 def test_integer_input_passes_through_unchecked():
     emb = layers.Embedding(10, 4, rng=np.random.default_rng(5))
     report = nn.gradcheck(emb, np.array([[1, 2, 0], [3, 3, 9]]))
