@@ -166,7 +166,15 @@ def batch_at(step, x, y, batch_size):
     return x[start:start + batch_size], y[start:start + batch_size]
 
 
-class HandpropTrainer:
+class _Trainer:
+    """A model with its optimizer: ``step(xb, yb)``, ``predict(x)``; built from ``(model, lr)``."""
+
+    def fresh_copy(self):
+        """A trainer of a copy of the model, for untimed warm-up steps."""
+        return type(self)(copy.deepcopy(self.model), self.lr)
+
+
+class HandpropTrainer(_Trainer):
     """One handprop model with its Adam optimizer and cross-entropy loss."""
 
     impl = "handprop"
@@ -174,10 +182,6 @@ class HandpropTrainer:
     def __init__(self, model, lr):
         self.model, self.lr, self.loss_fn = model, lr, nn.CrossEntropyLoss()
         self.opt = optim.Adam(model.parameters(), lr=lr)
-
-    def fresh_copy(self):
-        """A trainer of a copy of the model, for untimed warm-up steps."""
-        return type(self)(copy.deepcopy(self.model), self.lr)
 
     def step(self, xb, yb):
         self.model.zero_grad()
@@ -190,7 +194,7 @@ class HandpropTrainer:
         return self.model(x)
 
 
-class TorchTrainer:
+class TorchTrainer(_Trainer):
     """The PyTorch twin: the same step, written the way the mnist1d package writes it."""
 
     impl = "torch"
@@ -200,10 +204,6 @@ class TorchTrainer:
         self.model, self.lr = model, lr
         self.loss_fn = self.torch.nn.CrossEntropyLoss()
         self.opt = self.torch.optim.Adam(model.parameters(), lr)
-
-    def fresh_copy(self):
-        """A trainer of a copy of the model, for untimed warm-up steps."""
-        return type(self)(copy.deepcopy(self.model), self.lr)
 
     def step(self, xb, yb):
         loss = self.loss_fn(self.model(self.torch.from_numpy(xb)), self.torch.from_numpy(yb))

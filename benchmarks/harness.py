@@ -58,9 +58,8 @@ def thread_count(text):
 def limit_threads(n, torch=True):
     """Run BLAS (through threadpoolctl), numba and -- with ``torch`` -- PyTorch on ``n``
     threads (see ``thread_count``). Returns what was set, for the report."""
-    thread_count(str(n))
+    numba.set_num_threads(n)          # first: it refuses a count numba cannot run, before any change
     _THREAD_LIMITS.append(threadpool_limits(limits=n))
-    numba.set_num_threads(n)
     info = {"threads": n, "blas": n, "numba": numba.get_num_threads()}
     torch = try_import_torch() if torch else None
     if torch is not None:

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check_size
+from .module import copy_without_hooks
+
 
 @dataclass
 class GradcheckResult:
@@ -122,10 +125,8 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     GradcheckReport
         Per tensor: max abs error, max relative error, worst index, pass/fail.
     """
-    if max_samples is not None and (isinstance(max_samples, bool) or
-                                    not isinstance(max_samples, (int, np.integer)) or max_samples < 1):
-        raise ValueError(f"gradcheck: expected max_samples to be None (every entry) or a "
-                         f"positive int, got {max_samples!r}")
+    if max_samples is not None:                   # None: every entry
+        check_size("gradcheck", "max_samples", max_samples)
     rng = np.random.default_rng(seed)
     m = float64_copy(module)
     x = _to64(np.asarray(x))              # integer inputs (token ids) pass through unchanged
@@ -169,11 +170,7 @@ def float64_copy(module):
     """A deep copy of ``module`` in float64, without forward or backward hooks (they would
     fire on every finite-difference evaluation, and a replacing hook is not part of the
     function backward differentiates)."""
-    m = copy.deepcopy(module).astype(np.float64)
-    for sub in m.modules():
-        sub._forward_hooks.clear()
-        sub._backward_hooks.clear()
-    return m
+    return copy_without_hooks(module).astype(np.float64)
 
 
 def _flat(value):

@@ -14,6 +14,7 @@ Every subclass's ``forward`` and ``backward`` are wrapped once, when the class i
 raises, ``dy`` must have the shape and dtype of the output, hooks run, and recorded
 intermediates are collected.
 """
+import copy
 import functools
 import itertools
 import threading
@@ -457,6 +458,17 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+def copy_without_hooks(module):
+    """A deep copy of ``module`` whose modules have no forward or backward hooks: for tools
+    (``gradcheck``, ``summary``) that run a model many times or for their own ends, so that a
+    user's hooks neither fire on those runs nor change the function they see."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        m._forward_hooks.clear()
+        m._backward_hooks.clear()
+    return clone
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """`summary`: a Keras-style table of a model's layers, output shapes, parameters and FLOPs."""
-import copy
-
 import numpy as np
+
+from .module import copy_without_hooks
 
 
 def _leaves(model):
@@ -30,11 +30,9 @@ def summary(model, input_shape, dtype=None, print_fn=print):
         raise TypeError(f"summary: expected input_shape to be a tuple of sizes without the batch "
                         f"dimension, e.g. (1, 28, 28), got {input_shape!r}")
     dtype = np.dtype(dtype or model.dtype or np.float32)
-    model = copy.deepcopy(model).eval()
+    model = copy_without_hooks(model).eval()
     for m in model.modules():
-        m._forward_hooks.clear()
-        m._backward_hooks.clear()
-        if hasattr(m, "reset_state"):
+        if hasattr(m, "reset_state"):        # a stateful recurrent layer's carried batch
             m.reset_state()
     rows = []
 

@@ -30,21 +30,36 @@ def _accuracy_counts(loss_fn, logits, y):
     return int(correct.sum()), int(valid.sum())
 
 
-def _loss_sum(loss_fn, loss, batch_size):
-    """``(sum, count)`` of a batch's per-element losses, so that the mean over batches is
-    ``sum of sums / sum of counts`` whatever the batches' sizes and ignored targets. A loss
-    without ``count`` (not an ``nn`` loss) counts as a mean over the batch's samples."""
-    count = getattr(loss_fn, "count", None)
-    if count is None:
-        return float(loss) * batch_size, batch_size
-    reduction = getattr(loss_fn, "reduction", "mean")
-    if reduction == "mean":
-        return (float(loss) * count if count else 0.0), count
-    return float(np.sum(loss)), count
+class _Tally:
+    """Running sums over the batches of an epoch: the loss as ``sum of per-element losses /
+    their count`` (whatever the batches' sizes and ignored targets; a loss without ``count``,
+    not an ``nn`` loss, counts as a mean over the batch's samples) and the accuracy."""
 
+    def __init__(self):
+        self.total = self.n = self.correct = self.counted = self.batches = 0
 
-def _mean(total, count):
-    return total / count if count else float("nan")
+    def add(self, loss_fn, loss, logits, yb):
+        count = getattr(loss_fn, "count", None)
+        if count is None:
+            batch_total, count = float(loss) * len(yb), len(yb)
+        elif getattr(loss_fn, "reduction", "mean") == "mean":
+            batch_total = float(loss) * count if count else 0.0     # all ignored: the mean is NaN
+        else:
+            batch_total = float(np.sum(loss))
+        self.total += batch_total
+        self.n += count
+        counts = _accuracy_counts(loss_fn, logits, yb)
+        if counts:
+            self.correct, self.counted = self.correct + counts[0], self.counted + counts[1]
+        self.batches += 1
+
+    @property
+    def loss(self):
+        return self.total / self.n if self.n else float("nan")
+
+    @property
+    def accuracy(self):
+        return self.correct / self.counted if self.counted else None
 
 
 def _batches(data, batch_size):
@@ -72,18 +87,14 @@ def evaluate(model, loss_fn, data, batch_size=256):
     per-element loss of the data (every counted target; NaN if none counts), as one batch
     holding all the data would give. The model's previous mode of every module is restored
     afterwards. Returns ``{"loss": float, "accuracy": float|None}``."""
-    total, n, correct, counted, batches = 0.0, 0, 0, 0, 0
+    tally = _Tally()
     with eval_mode(model):
         for xb, yb in _batches(data, batch_size):
             logits = model(xb)
-            batch_total, batch_n = _loss_sum(loss_fn, loss_fn(logits, yb), len(xb))
-            total, n, batches = total + batch_total, n + batch_n, batches + 1
-            counts = _accuracy_counts(loss_fn, logits, yb)
-            if counts:
-                correct, counted = correct + counts[0], counted + counts[1]
-    if batches == 0:
+            tally.add(loss_fn, loss_fn(logits, yb), logits, yb)
+    if tally.batches == 0:
         raise ValueError("evaluate: the data yielded no batches")
-    return {"loss": _mean(total, n), "accuracy": correct / counted if counted else None}
+    return {"loss": tally.loss, "accuracy": tally.accuracy}
 
 
 def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size=64,
@@ -120,7 +131,7 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
         history.update(val_loss=[], val_accuracy=[])
     for epoch in range(epochs):
         model.train()
-        total, n, correct, counted, batches = 0.0, 0, 0, 0, 0
+        tally = _Tally()
         start = time.perf_counter()
         bar = tqdm(_batches(train_data, batch_size), total=_num_batches(train_data, batch_size),
                    desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
@@ -132,18 +143,14 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
             if before_step is not None:
                 before_step()
             optimizer.step()
-            batch_total, batch_n = _loss_sum(loss_fn, loss, len(xb))
-            total, n, batches = total + batch_total, n + batch_n, batches + 1
-            counts = _accuracy_counts(loss_fn, logits, yb)
-            if counts:
-                correct, counted = correct + counts[0], counted + counts[1]
-            bar.set_postfix(loss=f"{_mean(total, n):.4f}", refresh=False)
-        if batches == 0:
+            tally.add(loss_fn, loss, logits, yb)
+            bar.set_postfix(loss=f"{tally.loss:.4f}", refresh=False)
+        if tally.batches == 0:
             raise ValueError(f"fit: epoch {epoch + 1} got no batches from train_data (with "
                              "drop_last, a batch_size larger than the data gives none)")
         history["time"].append(time.perf_counter() - start)
-        history["loss"].append(_mean(total, n))
-        history["accuracy"].append(correct / counted if counted else None)
+        history["loss"].append(tally.loss)
+        history["accuracy"].append(tally.accuracy)
         if scheduler is not None:
             scheduler.step()
         if val_data is not None:
