@@ -103,6 +103,44 @@ def test_fast_equals_reference(cfg, dtype):
     assert_close(fast, reference, 1e-5 if dtype == np.float32 else 1e-10)
 
 
+# Stride 1 with the width kept: every tap a shifted plane (the kernels' long masked copies).
+SHIFTED = [
+    dict(dims=2, N=2, C=2, O=2, kernel=5, stride=(1, 1), padding=2, dilation=(1, 1),
+         groups=1, bias=True, sizes=(6, 7)),
+    dict(dims=2, N=1, C=2, O=2, kernel=(2, 4), stride=(1, 1), padding="same", dilation=(2, 1),
+         groups=2, bias=True, sizes=(5, 6)),
+    dict(dims=2, N=3, C=1, O=1, kernel=3, stride=(1, 1), padding=(0, 2), dilation=(1, 2),
+         groups=1, bias=False, sizes=(4, 5)),
+]
+
+
+@pytest.mark.parametrize("serial_below", [0, 1 << 62])          # the parallel loops, the serial
+@pytest.mark.parametrize("cfg", CONFIGS + SHIFTED)
+def test_kernels_keep_non_finite_values_out_of_the_padding(cfg, serial_below, monkeypatch,
+                                                           numba_threads):
+    """The padding is zero even where the kernels' shifted copies read a neighbouring row's
+    NaN or inf, and gradient on padding entries is dropped even when it is NaN: the kernels
+    equal the reference ``im2col`` and ``col2im`` exactly."""
+    monkeypatch.setattr(layers.kernels.conv, "SERIAL_BELOW", serial_below)
+    numba_threads(2)
+    layer, x = make_conv(cfg)
+    x4 = x if cfg["dims"] == 2 else x[:, :, None, :]
+    x4 = x4.copy()
+    x4[..., 0], x4[..., -1] = np.nan, np.inf                # every row's edges
+    geom, args = layer.geometry, layer._kernel_args()
+    OH, OW = geom.output_size(*x4.shape[2:])
+    cols = np.empty((x4.shape[1] * np.prod(geom.kernel), x4.shape[0] * OH * OW))
+    layers.kernels.conv.im2col(x4, *args, OH, OW, cols)
+    np.testing.assert_array_equal(cols, layers.conv.im2col(x4, geom))
+
+    inside = layers.conv.im2col(np.ones_like(x4), geom) == 1
+    dcols = np.where(inside, np.random.default_rng(3).standard_normal(cols.shape), np.nan)
+    dx = np.empty_like(x4)
+    layers.kernels.conv.col2im(dcols, *args, OH, OW, dx)
+    np.testing.assert_allclose(dx, layers.conv.col2im(dcols, x4.shape, geom), rtol=1e-12, atol=1e-12)
+    assert np.isfinite(dx).all()
+
+
 # (CHUNK_BYTES, SERIAL_BELOW, numba threads) -> (parallel kernels launched, chunks shared among
 # threads): one sample per chunk, shared by two threads, whose kernels run serially even where
 # SERIAL_BELOW would pick the parallel loop; one chunk on two threads: the parallel loops; the
