@@ -59,8 +59,14 @@ class DataLoader:
         _check_batch_size(batch_size)
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
+        for flag, value in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"DataLoader: expected {flag} to be True or False, got {value!r}")
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        if not (seed is None or isinstance(seed, np.random.SeedSequence) or (
+                isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
+            raise TypeError(f"DataLoader: expected seed to be a non-negative int, a "
+                            f"np.random.SeedSequence or None, got {seed!r}")
         self.rng = np.random.default_rng(seed)
 
     @property

@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module
-from nn.checks import check_float_array
+from nn.checks import check_float_array, check_real
 
 
 class Activation(Module):
@@ -35,7 +35,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_real("LeakyReLU", "negative_slope", negative_slope)
 
     def forward(self, x):
         self._positive = self._check(x) > 0
@@ -96,8 +96,8 @@ class Softmax(Activation):
         self.axis = int(axis)
 
     def forward(self, x):
-        if not -self._check(x).ndim <= self.axis < x.ndim:
-            raise ValueError(f"Softmax: expected an input with an axis {self.axis}, got shape {x.shape}")
+        if not -self._check(x).ndim <= self.axis < x.ndim or x.shape[self.axis] == 0:
+            raise ValueError(f"Softmax: expected an input with a non-empty axis {self.axis}, got shape {x.shape}")
         e = np.exp(x - x.max(axis=self.axis, keepdims=True))
         self._y = e / e.sum(axis=self.axis, keepdims=True)
         return self._y

@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype, check_size
+from nn.checks import check_flag, check_float_array, check_float_dtype, check_real, check_size
 
 
 class _BatchNorm(Module):
@@ -48,13 +48,15 @@ class _BatchNorm(Module):
         super().__init__()
         dtype = check_float_dtype(type(self).__name__, dtype)
         self.num_features = check_size(type(self).__name__, "num_features", num_features)
-        self.eps = float(eps)
-        # float(): a NumPy float64 momentum would promote float32 buffers to float64
-        self.momentum = None if momentum is None else float(momentum)
+        self.eps = check_real(type(self).__name__, "eps", eps, low=0.0)
+        # a Python float: a NumPy float64 momentum would promote float32 buffers to float64
+        self.momentum = None if momentum is None else check_real(type(self).__name__, "momentum",
+                                                                 momentum, 0.0, 1.0)
         C = self.num_features
+        affine = check_flag(type(self).__name__, "affine", affine)
         self.weight = Parameter(np.ones(C, dtype=dtype)) if affine else None
         self.bias = Parameter(np.zeros(C, dtype=dtype)) if affine else None
-        self.track_running_stats = bool(track_running_stats)
+        self.track_running_stats = check_flag(type(self).__name__, "track_running_stats", track_running_stats)
         if self.track_running_stats:
             self.register_buffer("running_mean", np.zeros(C, dtype=dtype))
             self.register_buffer("running_var", np.ones(C, dtype=dtype))

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype, check_shape, check_size
+from nn.checks import check_flag, check_float_array, check_float_dtype, check_shape, check_size
 from nn.init import fan_in_bound, uniform
 from nn.random import get_rng
 
@@ -135,6 +135,7 @@ class _Conv(Module):
         self.in_channels = check_size(name, "in_channels", in_channels)
         self.out_channels = check_size(name, "out_channels", out_channels)
         self.groups = check_size(name, "groups", groups)
+        bias = check_flag(name, "bias", bias)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
@@ -361,7 +362,8 @@ class Conv1D(_Conv):
     """1-D convolution (PyTorch's ``Conv1d``): ``x (N, C, L)`` -> ``z (N, O, OL)``, ``weight
     (O, C/groups, k)``, ``bias (O,)``.
 
-    ``z[n, o, t] = b[o] + sum over c in o's group, i of W[o, c, i] * xpad[n, c, t*s + i*d]``
+    ``z[n, o, t] = b[o] + sum over k < C/groups, i of W[o, k, i] * xpad[n, g*C/groups + k, t*s + i*d]``,
+    with ``g`` the group of filter ``o``.
 
     Computed as ``Conv2D`` on ``(N, C, 1, L)`` with a ``(1, k)`` kernel; ``cols`` has rows
     ``(c, i)`` and columns ``(n, t)``. Arguments and intermediates as ``Conv2D``.

@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype, check_size
+from nn.checks import check_flag, check_float_array, check_float_dtype, check_size
 from nn.init import fan_in_bound, uniform
 from nn.random import get_rng
 
@@ -23,6 +23,7 @@ class Dense(Module):
         dtype = check_float_dtype(type(self).__name__, dtype)
         self.in_features = check_size("Dense", "in_features", in_features)
         self.out_features = check_size("Dense", "out_features", out_features)
+        bias = check_flag("Dense", "bias", bias)
         bound = fan_in_bound(self.in_features)
         rng = get_rng(rng)             # one stream for weight and bias (an int seed makes a new one)
         self.weight = Parameter(uniform((self.out_features, self.in_features), bound, rng, dtype))

@@ -2,7 +2,7 @@
 import math
 
 from nn import Module
-from nn.checks import check_float_array
+from nn.checks import check_float_array, check_int
 
 
 class Flatten(Module):
@@ -10,7 +10,7 @@ class Flatten(Module):
 
     def __init__(self, start_dim=1):
         super().__init__()
-        self.start_dim = int(start_dim)
+        self.start_dim = check_int("Flatten", "start_dim", start_dim)
 
     def forward(self, x):
         check_float_array("Flatten", x)

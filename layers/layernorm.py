@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype
+from nn.checks import check_flag, check_float_array, check_float_dtype, check_real
 
 from .kernels import layernorm as kernels
 
@@ -59,10 +59,9 @@ class LayerNorm(Module):
         if not shape or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 1 for s in shape):
             raise ValueError(f"LayerNorm: expected normalized_shape to be a positive int or a tuple of them, "
                              f"got {normalized_shape!r}")
-        if not eps >= 0:
-            raise ValueError(f"LayerNorm: expected eps >= 0, got {eps!r}")
-        self.normalized_shape, self.eps = tuple(int(s) for s in shape), float(eps)
-        self.elementwise_affine = bool(elementwise_affine)
+        self.normalized_shape = tuple(int(s) for s in shape)
+        self.eps = check_real("LayerNorm", "eps", eps, low=0.0)
+        self.elementwise_affine = check_flag("LayerNorm", "elementwise_affine", elementwise_affine)
         if self.elementwise_affine:
             self.weight = Parameter(np.ones(self.normalized_shape, dtype))
             self.bias = Parameter(np.zeros(self.normalized_shape, dtype))

@@ -23,7 +23,7 @@ the planes; average pooling's fast path is the convolution's im2col and col2im k
 import numpy as np
 
 from nn import Module
-from nn.checks import check_float_array, check_shape, check_size
+from nn.checks import check_flag, check_float_array, check_shape, check_size
 
 from .conv import _ntuple
 from .kernels import conv as conv_kernels
@@ -132,7 +132,7 @@ class _Pool(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False, dilation=1):
         super().__init__()
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = check_flag(type(self).__name__, "ceil_mode", ceil_mode)
         name, n = type(self).__name__, self.spatial
         self.kernel_size = _ntuple(kernel_size, n, name, "kernel_size")
         self.stride = self.kernel_size if stride is None else _ntuple(stride, n, name, "stride")
@@ -236,7 +236,7 @@ class _AvgPool(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
         super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = check_flag(type(self).__name__, "count_include_pad", count_include_pad)
         self.divisor_override = (None if divisor_override is None else
                                  check_size(type(self).__name__, "divisor_override", divisor_override))
 

@@ -59,7 +59,7 @@ from collections import namedtuple
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_float_array, check_float_dtype, check_shape, check_size
+from nn.checks import check_flag, check_float_array, check_float_dtype, check_shape, check_size
 from nn.init import uniform
 from nn.random import get_rng
 
@@ -105,7 +105,9 @@ class RecurrentBase(Module):
     dropout : float
         Inverted dropout on each layer's output but the last, in training only.
     return_sequences : bool
-        Output every step ``(N, T, D*H)`` (default) or the last valid one ``(N, D*H)``.
+        Output every step ``(N, T, D*H)`` (default) or the last layer's final hidden state
+        ``(N, D*H)``: the forward direction's output at each sequence's last valid step, the
+        reverse direction's at step 0 (where it ends), as PyTorch's ``h_n``.
     stateful : bool
         Start each forward from the previous final state, detached (truncated BPTT); one
         direction only (the reverse direction starts each chunk at its end).
@@ -153,13 +155,16 @@ class RecurrentBase(Module):
         self.num_layers = check_size(name, "num_layers", num_layers)
         if not isinstance(dropout, (int, float, np.number)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name}: expected dropout to be a number in [0, 1), got {dropout!r}")
-        if stateful and bidirectional:
+        self.dropout = float(dropout)
+        self.bias, self.bidirectional, self.return_sequences, self.stateful = (
+            check_flag(name, flag, value) for flag, value in (
+                ("bias", bias), ("bidirectional", bidirectional),
+                ("return_sequences", return_sequences), ("stateful", stateful)))
+        if self.stateful and self.bidirectional:
             raise ValueError(f"{name}: stateful=True carries each chunk's final state into the next "
                              "chunk, which only the forward direction reads in order; a "
                              "bidirectional layer cannot be stateful")
-        self.bias, self.bidirectional = bool(bias), bool(bidirectional)
-        self.num_directions = 2 if bidirectional else 1
-        self.dropout, self.return_sequences, self.stateful = float(dropout), bool(return_sequences), bool(stateful)
+        self.num_directions = 2 if self.bidirectional else 1
         self._rng = None if rng is None else get_rng(rng)   # None: the global generator
         self._make_parameters(np.dtype(dtype))
         self.final_state = self.initial_state_grad = self.grad_norms = None

@@ -23,6 +23,33 @@ def check_size(owner, name, value):
     return int(value)
 
 
+def check_flag(owner, name, value):
+    """Return ``value`` as a bool if it is True or False (a string such as ``'no'`` would be
+    truthy), else raise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: expected {name} to be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_int(owner, name, value):
+    """Return ``value`` as an int if it is an integer (not a bool), else raise."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: expected {name} to be an int, got {value!r}")
+    return int(value)
+
+
+def check_real(owner, name, value, low=-np.inf, high=np.inf):
+    """Return ``value`` as a float if it is a finite real number in ``[low, high]`` (not a
+    bool or a string), else raise."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: expected {name} to be a number, got {value!r}")
+    if not (np.isfinite(value) and low <= value <= high):
+        bounds = f"in [{low}, {high}]" if np.isfinite(low) and np.isfinite(high) else (
+            f">= {low}" if np.isfinite(low) else f"<= {high}" if np.isfinite(high) else "finite")
+        raise ValueError(f"{owner}: expected {name} {bounds}, got {value!r}")
+    return float(value)
+
+
 def check_float_array(owner, x, what="input", dtype=None):
     """Return ``x`` if it is a float32 or float64 ndarray (of ``dtype`` when given), else raise."""
     if not isinstance(x, np.ndarray):

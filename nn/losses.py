@@ -9,7 +9,7 @@ by its ``count``.
 """
 import numpy as np
 
-from .checks import check_float_array
+from .checks import check_float_array, check_int, check_real
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -84,15 +84,14 @@ class CrossEntropyLoss(Loss):
 
     def __init__(self, reduction="mean", ignore_index=-100, label_smoothing=0.0):
         super().__init__(reduction)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: expected label_smoothing in [0, 1], got {label_smoothing}")
-        self.ignore_index = ignore_index
-        self.label_smoothing = float(label_smoothing)
+        self.ignore_index = check_int("CrossEntropyLoss", "ignore_index", ignore_index)
+        self.label_smoothing = check_real("CrossEntropyLoss", "label_smoothing", label_smoothing, 0.0, 1.0)
 
     def forward(self, logits, target):
         check_float_array("CrossEntropyLoss", logits, "logits")
-        if logits.ndim not in (2, 3):
-            raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, C) or (N, T, C), got {logits.shape}")
+        if logits.ndim not in (2, 3) or logits.shape[-1] == 0:
+            raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, C) or (N, T, C) with "
+                             f"C >= 1 classes, got {logits.shape}")
         target = np.asarray(target)
         if np.issubdtype(target.dtype, np.floating):
             return self._forward_probabilities(logits, target)
@@ -134,7 +133,8 @@ class CrossEntropyLoss(Loss):
         return loss
 
     def backward(self, dloss=None):
-        """``dlogits = (p - q) * g`` with ``g`` the gradient reaching each target's loss:
+        """``dlogits = (p * sum_c q_c - q) * g`` -- ``(p - q) * g`` for labels, or class
+        probabilities that sum to 1 -- with ``g`` the gradient reaching each target's loss:
         ``dloss/n_valid`` for ``'mean'``, ``dloss`` for ``'sum'`` and ``'none'`` (``dloss``
         ones by default); zero for ignored targets."""
         self._check_called()
@@ -154,6 +154,16 @@ class CrossEntropyLoss(Loss):
         return dz
 
 
+def _numeric_target(owner, target, shape, whose):
+    """``target`` as an array of numbers (bool, int or float) of exactly ``shape``."""
+    target = np.asarray(target)
+    if target.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: expected a numeric target, got dtype {target.dtype}")
+    if target.shape != shape:
+        raise ValueError(f"{owner}: expected target of shape {shape} ({whose}), got {target.shape}")
+    return target
+
+
 class MSELoss(Loss):
     """Mean squared error. ``pred`` and ``target`` must have the same shape (no broadcasting).
 
@@ -162,9 +172,7 @@ class MSELoss(Loss):
 
     def forward(self, pred, target):
         check_float_array("MSELoss", pred, "pred")
-        target = np.asarray(target)
-        if target.shape != pred.shape:
-            raise ValueError(f"MSELoss: expected target of shape {pred.shape} (the prediction's), got {target.shape}")
+        target = _numeric_target("MSELoss", target, pred.shape, "the prediction's")
         diff = pred - target.astype(pred.dtype, copy=False)
         loss, scale = self._reduce(diff * diff, diff.size)
         self._cache = {"diff": diff, "scale": scale}
@@ -196,9 +204,7 @@ class BCEWithLogitsLoss(Loss):
 
     def forward(self, logits, target):
         check_float_array("BCEWithLogitsLoss", logits, "logits")
-        target = np.asarray(target)
-        if target.shape != logits.shape:
-            raise ValueError(f"BCEWithLogitsLoss: expected target of shape {logits.shape}, got {target.shape}")
+        target = _numeric_target("BCEWithLogitsLoss", target, logits.shape, "the logits'")
         y = target.astype(logits.dtype, copy=False)
         w = 1.0
         if self.pos_weight is not None:

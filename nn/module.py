@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .backend import reference_enabled
-from .checks import check_float_dtype
+from .checks import check_flag, check_float_dtype
 from .parameter import Parameter
 
 
@@ -44,12 +44,14 @@ class RemovableHandle:
 
 class _Passes(threading.local):
     """Forward passes on this thread: a pass is a top-level forward and every forward it
-    calls inside it. ``number`` counts passes, ``depth`` is how many forwards are running."""
+    calls inside it. ``number`` is the current pass's (unique across threads, increasing),
+    ``depth`` how many forwards are running."""
     number = 0
     depth = 0
 
 
 _passes = _Passes()
+_pass_numbers = itertools.count(1)
 
 #: Orders gradient events across modules: each recorded intermediate gradient and the end of
 #: each backward take the next tick, so ``check_intermediates`` can list the gradients of a
@@ -60,23 +62,31 @@ _ticks = itertools.count()
 def _count_call(module):
     """Note one more call of ``module`` in the current pass (see ``Module._uses``)."""
     if _passes.depth == 0:
-        _passes.number += 1
+        _passes.number = next(_pass_numbers)
     same_pass = module._pass == _passes.number
     module.__dict__["_uses"] = module._uses + 1 if same_pass else 1
     module.__dict__["_pass"] = _passes.number
 
 
 def _check_single_use(module):
-    """Raise if ``module`` or a module inside it ran more than once in ``module``'s last
-    forward pass: a module caches its last call only, so backward cannot serve the others.
-    Checked before any gradient is added."""
+    """Raise if a module inside ``module`` (or itself) ran more than once in ``module``'s last
+    forward pass, or ran again in a later pass (called on its own, or by another model that
+    holds it): a module caches its last call only, so its backward would serve another call
+    than the one ``module``'s backward is for. Checked before any gradient is added."""
+    name = type(module).__name__
     for m in module.modules():
         if m._uses > 1 and m._pass == module._pass:
             raise ValueError(
-                f"{type(module).__name__}.backward: {type(m).__name__} ran {m._uses} times in "
-                "the last forward pass, and a module caches only its last call, so the gradients "
-                "of the earlier calls cannot be computed; use one module per call (to share "
-                "weights, give both the same Parameter: b.weight = a.weight)")
+                f"{name}.backward: {type(m).__name__} ran {m._uses} times in the last forward "
+                "pass, and a module caches only its last call, so the gradients of the earlier "
+                "calls cannot be computed; use one module per call (to share weights, give both "
+                "the same Parameter: b.weight = a.weight)")
+        if m._pass > module._pass:
+            raise ValueError(
+                f"{name}.backward: {type(m).__name__}, inside it, ran again after {name}'s last "
+                f"forward (on its own or in another model), and a module caches only its last "
+                f"call; run {name}'s forward again before its backward, or give each model its "
+                "own module (to share weights, give both the same Parameter: b.weight = a.weight)")
 
 
 def _check_replacement(name, hook, dx, result):
@@ -133,6 +143,9 @@ def _wrap_backward(fn):
             if dy.dtype != dtype:
                 raise TypeError(f"{name}.backward: expected dy of dtype {dtype} (forward's output), "
                                 f"got {dy.dtype}")
+        for p in self._parameters.values():
+            if p.grad is None:                  # "no gradient": backward starts it from zeros
+                p.grad = np.zeros_like(p.data)
         if self._recording:
             self.intermediate_grads.clear()
             self.intermediate_grad_order.clear()
@@ -285,8 +298,9 @@ class Module:
     # ------------------------------------------------------------------ modes and state
     def train(self, mode=True):
         """Set training mode on this module and its children; returns self."""
+        mode = check_flag(f"{type(self).__name__}.train", "mode", mode)
         for m in self.modules():
-            m.__dict__["training"] = bool(mode)
+            m.__dict__["training"] = mode
         return self
 
     def eval(self):
@@ -383,8 +397,9 @@ class Module:
         """Turn recording of named intermediates on (or off) for this module and its
         children; returns self. While recording, layers run their readable reference path and
         fill ``intermediates`` / ``intermediate_grads``; off, nothing extra is kept."""
+        mode = check_flag(f"{type(self).__name__}.record_intermediates", "mode", mode)
         for m in self.modules():
-            m.__dict__["_recording"] = bool(mode)
+            m.__dict__["_recording"] = mode
             if not mode:
                 m.intermediates.clear()
                 m.intermediate_grads.clear()

@@ -10,22 +10,37 @@ class Parameter:
     Attributes
     ----------
     data : np.ndarray
-        The value, updated in place by optimizers.
-    grad : np.ndarray
+        The value, updated in place by optimizers: a writeable, C-contiguous float array (one
+        that is not contiguous is copied; a read-only one is refused).
+    grad : np.ndarray or None
         dL/d(data), same shape and dtype as ``data``. Layers' ``backward`` ADDS into it
-        (weight sharing and recurrence rely on that); ``zero_grad`` clears it.
+        (weight sharing and recurrence rely on that); ``zero_grad`` clears it. Set to None it
+        means "no gradient" (as in PyTorch): optimizers skip the parameter, and the next
+        ``backward`` or ``zero_grad`` starts it again from zeros.
     name : str
         The name under which the owning module registered it (e.g. ``"weight"``).
     """
 
-    __slots__ = ("data", "grad", "name")
+    __slots__ = ("_data", "grad", "name")
 
     def __init__(self, data, name=""):
-        data = np.asarray(data)
-        check_float_dtype(f"Parameter {name!r}", data.dtype, "an array of dtype")
-        self.data = data if data.flags.c_contiguous else data.copy(order="C")
-        self.grad = np.zeros_like(self.data)
         self.name = name
+        self.data = data
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        value = np.asarray(value)
+        owner = f"Parameter {self.name!r}"
+        check_float_dtype(owner, value.dtype, "an array of dtype")
+        if not value.flags.writeable:
+            raise ValueError(f"{owner}: expected a writeable array (optimizers update it in "
+                             f"place), got a read-only one of shape {value.shape}; pass a copy")
+        self._data = value if value.flags.c_contiguous else value.copy(order="C")
 
     @property
     def shape(self):
@@ -40,13 +55,17 @@ class Parameter:
         return self.data.size
 
     def zero_grad(self):
-        self.grad.fill(0)
+        if self.grad is None:
+            self.grad = np.zeros_like(self.data)
+        else:
+            self.grad.fill(0)
 
     def astype(self, dtype):
         """Convert value and gradient to ``dtype`` in place (keeps the Parameter object)."""
         check_float_dtype(f"Parameter {self.name!r}.astype", dtype)
         self.data = self.data.astype(dtype)
-        self.grad = self.grad.astype(dtype)
+        if self.grad is not None:
+            self.grad = self.grad.astype(dtype)
         return self
 
     def __repr__(self):

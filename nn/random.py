@@ -6,8 +6,12 @@ _global_rng = np.random.default_rng()
 
 
 def seed(value):
-    """Reset the global generator: the same seed gives the same weights and masks."""
+    """Reset the global generator from ``value``, a non-negative int (or None: fresh entropy);
+    the same seed gives the same weights and masks."""
     global _global_rng
+    if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+                              or value < 0):
+        raise TypeError(f"seed: expected a non-negative int or None, got {value!r}")
     _global_rng = np.random.default_rng(value)
     return _global_rng
 

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .checks import check_size
 from .losses import CrossEntropyLoss
 from .module import eval_mode
 
@@ -62,10 +63,23 @@ class _Tally:
         return self.correct / self.counted if self.counted else None
 
 
-def _batches(data, batch_size):
+def _is_array_pair(data, owner):
+    """Whether ``data`` is an ``(x, y)`` pair of arrays (rather than an iterable of batches);
+    a 2-tuple holding one array and something else is neither, and raises."""
+    if not (isinstance(data, tuple) and len(data) == 2):
+        return False
+    arrays = [isinstance(a, np.ndarray) for a in data]
+    if any(arrays) and not all(arrays):
+        raise TypeError(f"{owner}: expected data as an (x, y) pair of numpy arrays or an iterable "
+                        f"of (xb, yb) batches, got a pair of ({type(data[0]).__name__}, "
+                        f"{type(data[1]).__name__})")
+    return all(arrays)
+
+
+def _batches(data, batch_size, owner):
     """Iterate ``data``: an ``(x, y)`` pair of arrays is cut into consecutive batches;
     anything else (a ``DataLoader``, a list of pairs) is iterated as it is."""
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
+    if _is_array_pair(data, owner):
         x, y = data
         if len(x) != len(y):
             raise ValueError(f"expected x and y with the same number of samples, got {len(x)} and {len(y)}")
@@ -76,7 +90,7 @@ def _batches(data, batch_size):
 
 
 def _num_batches(data, batch_size):
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
+    if _is_array_pair(data, "fit"):
         return -(-len(data[0]) // batch_size)
     return len(data) if hasattr(data, "__len__") else None
 
@@ -87,9 +101,10 @@ def evaluate(model, loss_fn, data, batch_size=256):
     per-element loss of the data (every counted target; NaN if none counts), as one batch
     holding all the data would give. The model's previous mode of every module is restored
     afterwards. Returns ``{"loss": float, "accuracy": float|None}``."""
+    batch_size = check_size("evaluate", "batch_size", batch_size)
     tally = _Tally()
     with eval_mode(model):
-        for xb, yb in _batches(data, batch_size):
+        for xb, yb in _batches(data, batch_size, "evaluate"):
             logits = model(xb)
             tally.add(loss_fn, loss_fn(logits, yb), logits, yb)
     if tally.batches == 0:
@@ -124,8 +139,8 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     excluded).
     """
     from tqdm.auto import tqdm      # imported here: the rest of nn needs only numpy and numba
-    if epochs < 1:
-        raise ValueError(f"fit: expected epochs >= 1, got {epochs}")
+    epochs = check_size("fit", "epochs", epochs)
+    batch_size = check_size("fit", "batch_size", batch_size)
     history = {"loss": [], "accuracy": [], "time": []}
     if val_data is not None:
         history.update(val_loss=[], val_accuracy=[])
@@ -133,7 +148,7 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
         model.train()
         tally = _Tally()
         start = time.perf_counter()
-        bar = tqdm(_batches(train_data, batch_size), total=_num_batches(train_data, batch_size),
+        bar = tqdm(_batches(train_data, batch_size, "fit"), total=_num_batches(train_data, batch_size),
                    desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
         for xb, yb in bar:
             model.zero_grad()

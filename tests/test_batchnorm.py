@@ -207,6 +207,18 @@ def test_bad_num_features(num_features):
         layers.BatchNorm1D(num_features)
 
 
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(eps=-1), ValueError, "BatchNorm1D: expected eps >= 0.0, got -1"),
+    (dict(eps="a"), TypeError, "BatchNorm1D: expected eps to be a number, got 'a'"),
+    (dict(momentum=5), ValueError, r"BatchNorm1D: expected momentum in \[0.0, 1.0\], got 5"),
+    (dict(momentum=float("nan")), ValueError, "expected momentum in"),
+    (dict(momentum="a"), TypeError, "BatchNorm1D: expected momentum to be a number"),
+])
+def test_bad_eps_and_momentum(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        layers.BatchNorm1D(3, **kwargs)
+
+
 def test_flops_and_repr():
     bn = layers.BatchNorm2D(4)
     assert bn.flops((2, 4, 3, 3), (2, 4, 3, 3)) == 72 * 7

@@ -4,6 +4,7 @@ import copy
 import numpy as np
 import pytest
 
+import datasets
 import layers
 import nn
 
@@ -60,6 +61,23 @@ def test_a_module_called_twice_in_one_pass_refuses_backward():
         d.backward(np.ones((2, 3), np.float32))
     d(x)                                                 # a new pass with one call: backward works
     d.backward(np.ones((2, 3), np.float32))
+
+
+def test_a_module_run_again_after_its_models_forward_refuses_the_models_backward():
+    rng = np.random.default_rng(0)
+    xa, xb = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
+    d, head = layers.Dense(3, 3, rng=0), layers.Dense(3, 2, rng=1)
+    a, b = nn.Sequential(d, layers.ReLU(), head), nn.Sequential(d, layers.Tanh())
+    y = a(xa)
+    for rerun in (lambda: b(xb), lambda: d(xb[:2])):     # in another model, or on its own
+        rerun()
+        with pytest.raises(ValueError, match="Dense, inside it, ran again after Sequential's last forward"):
+            a.backward(np.ones_like(y))
+        assert not head.weight.grad.any() and not d.weight.grad.any()   # nothing half-applied
+    y = a(xa)                                            # its own forward again: backward works
+    a.backward(np.ones_like(y))
+    b(xb)
+    b.backward(np.ones((5, 3), np.float32))              # the model that ran last works too
 
 
 def test_weights_shared_through_one_parameter_get_both_gradients():
@@ -249,3 +267,56 @@ def test_reference_switch_is_scoped():
             assert not nn.reference_enabled()
         assert nn.reference_enabled()
     assert not nn.reference_enabled()
+
+
+def test_parameter_data_is_a_writeable_contiguous_float_array():
+    frozen = np.ones((2, 3), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="Parameter 'w': expected a writeable array"):
+        nn.Parameter(frozen, name="w")
+    p = nn.Parameter(np.ones((3, 2), np.float32).T, name="w")     # a strided view is copied
+    assert p.data.flags.c_contiguous and p.data.flags.writeable
+    before = p.data
+    with pytest.raises(ValueError, match="read-only"):
+        p.data = frozen
+    with pytest.raises(TypeError, match="float"):
+        p.data = np.ones((2, 3), np.int64)
+    assert p.data is before
+
+
+def test_a_gradient_set_to_none_starts_again_from_zeros():
+    x = np.ones((4, 3), np.float32)
+    d = layers.Dense(3, 2, rng=0)
+    y = d(x)
+    d.weight.grad = d.bias.grad = None               # "no gradient", as in PyTorch
+    d.backward(np.ones_like(y))
+    np.testing.assert_allclose(d.weight.grad, np.full((2, 3), 4.0))
+    np.testing.assert_allclose(d.bias.grad, np.full(2, 4.0))
+    d.weight.grad = None
+    d.zero_grad()
+    assert d.weight.grad.shape == (2, 3) and not d.weight.grad.any()
+    d.bias.grad = None
+    d.astype(np.float64)
+    assert d.bias.grad is None and d.weight.grad.dtype == np.float64
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: layers.Dense(2, 2, bias="no"), "Dense: expected bias to be True or False, got 'no'"),
+    (lambda: layers.Conv2D(1, 1, 3, bias=0), "Conv2D: expected bias to be True or False, got 0"),
+    (lambda: layers.LSTM(2, 2, bidirectional="False"), "LSTM: expected bidirectional to be True or False"),
+    (lambda: layers.GRU(2, 2, return_sequences=None), "GRU: expected return_sequences to be True or False"),
+    (lambda: layers.RNN(2, 2, stateful=1), "RNN: expected stateful to be True or False, got 1"),
+    (lambda: layers.MaxPool2D(2, ceil_mode="yes"), "MaxPool2D: expected ceil_mode to be True or False"),
+    (lambda: layers.AvgPool1D(2, count_include_pad=[]), "AvgPool1D: expected count_include_pad"),
+    (lambda: layers.BatchNorm2D(2, affine="no"), "BatchNorm2D: expected affine to be True or False"),
+    (lambda: layers.BatchNorm1D(2, track_running_stats=0), "BatchNorm1D: expected track_running_stats"),
+    (lambda: layers.LayerNorm(2, elementwise_affine="no"), "LayerNorm: expected elementwise_affine"),
+    (lambda: layers.Tanh().train("False"), "Tanh.train: expected mode to be True or False, got 'False'"),
+    (lambda: layers.Tanh().record_intermediates(1), "Tanh.record_intermediates: expected mode"),
+    (lambda: datasets.DataLoader(np.zeros(3), np.zeros(3), 2, shuffle="no"), "DataLoader: expected shuffle"),
+    (lambda: datasets.DataLoader(np.zeros(3), np.zeros(3), 2, drop_last=1), "DataLoader: expected drop_last"),
+])
+def test_a_flag_must_be_true_or_false(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+    layers.Dense(2, 2, bias=np.bool_(False))          # NumPy's bools are bools

@@ -103,9 +103,20 @@ def test_dense_bad_input():
         layers.Dropout(1.5)
     with pytest.raises(ValueError, match=r"Dropout: expected p in \[0, 1\], got '0.5'"):
         layers.Dropout("0.5")
+    with pytest.raises(ValueError, match=r"Softmax: expected an input with a non-empty axis -1, got shape \(2, 0\)"):
+        layers.Softmax()(np.zeros((2, 0), np.float32))
+    with pytest.raises(ValueError, match="LeakyReLU: expected negative_slope finite, got nan"):
+        layers.LeakyReLU(float("nan"))
+    with pytest.raises(TypeError, match="LeakyReLU: expected negative_slope to be a number, got 'a'"):
+        layers.LeakyReLU("a")
+    for start_dim in (1.7, "1", True):
+        with pytest.raises(TypeError, match=f"Flatten: expected start_dim to be an int, got {start_dim!r}"):
+            layers.Flatten(start_dim)
+    with pytest.raises(TypeError, match=r"seed: expected a non-negative int or None, got 1.5"):
+        nn.seed(1.5)
     with pytest.raises(TypeError, match="Softmax: expected axis to be an int, got 1.0"):
         layers.Softmax(axis=1.0)
-    with pytest.raises(ValueError, match=r"Softmax: expected an input with an axis 2, got shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"Softmax: expected an input with a non-empty axis 2, got shape \(3, 4\)"):
         layers.Softmax(axis=2)(np.zeros((3, 4), np.float32))
     for sizes, message in [((-1, 3), "in_features to be a positive int, got -1"),
                            ((3.7, 3), "in_features to be a positive int, got 3.7"),

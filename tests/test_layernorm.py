@@ -81,6 +81,8 @@ def test_output_is_normalized_and_defaults_are_pytorch():
     (lambda: layers.LayerNorm(4)(np.zeros((2, 4), np.int32)), TypeError,
      r"LayerNorm: expected input of dtype float32 or float64"),
     (lambda: layers.LayerNorm(0), ValueError, r"LayerNorm: expected normalized_shape to be a positive int"),
+    (lambda: layers.LayerNorm(4, eps="a"), TypeError, r"LayerNorm: expected eps to be a number, got 'a'"),
+    (lambda: layers.LayerNorm(4, eps=-1e-5), ValueError, r"LayerNorm: expected eps >= 0.0, got -1e-05"),
     (lambda: layers.LayerNorm(4.0), ValueError, r"LayerNorm: expected normalized_shape .*, got 4.0"),
     (lambda: layers.LayerNorm((3, True)), ValueError, r"LayerNorm: expected normalized_shape .*, got \(3, True\)"),
     (lambda: layers.LayerNorm(4).backward(np.zeros((2, 4), np.float32)), ValueError,

@@ -164,6 +164,17 @@ def test_bad_input():
         ce(z, np.array([0, 1]))
     with pytest.raises(TypeError, match="expected logits of dtype float32 or float64, got int64"):
         ce(np.zeros((3, 4), np.int64), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"expected logits of shape \(N, C\) or \(N, T, C\) with C >= 1 classes, got \(3, 0\)"):
+        ce(np.zeros((3, 0), np.float32), np.array([0, 1, 2]))
+    with pytest.raises(TypeError, match="CrossEntropyLoss: expected ignore_index to be an int, got 2.5"):
+        nn.CrossEntropyLoss(ignore_index=2.5)
+    with pytest.raises(TypeError, match="CrossEntropyLoss: expected label_smoothing to be a number, got '0.1'"):
+        nn.CrossEntropyLoss(label_smoothing="0.1")
+    with pytest.raises(ValueError, match=r"expected label_smoothing in \[0.0, 1.0\], got 1.5"):
+        nn.CrossEntropyLoss(label_smoothing=1.5)
+    for loss in (nn.MSELoss(), nn.BCEWithLogitsLoss()):
+        with pytest.raises(TypeError, match=f"{type(loss).__name__}: expected a numeric target, got dtype <U1"):
+            loss(np.zeros(2, np.float32), np.array(["1", "2"]))
     with pytest.raises(ValueError, match="expected reduction"):
         nn.MSELoss(reduction="avg")
     with pytest.raises(ValueError, match=r"MSELoss: expected target of shape \(3, 4\)"):

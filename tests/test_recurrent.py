@@ -523,7 +523,8 @@ def test_kernel_exp_sigmoid_tanh_match_numpy(dtype):
     def apply(x, out):
         for i in range(x.shape[0]):
             out[0, i], out[1, i], out[2, i] = exp(x[i]), sigmoid(x[i]), tanh(x[i])
-    x = np.concatenate([np.linspace(-100, 100, 20001), [0.0, -1e-8, 1e-8, 1e4, -1e4]]).astype(dtype)
+    tiny = np.geomspace(1e-30, 1, 601)                      # tanh's relative accuracy near 0
+    x = np.concatenate([np.linspace(-100, 100, 20001), tiny, -tiny, [0.0, 1e4, -1e4]]).astype(dtype)
     out = np.empty((3, x.size), dtype)
     apply(x, out)
     x64 = x.astype(np.float64)
@@ -533,4 +534,25 @@ def test_kernel_exp_sigmoid_tanh_match_numpy(dtype):
     with np.errstate(over="ignore"):                        # exp(1e4) = inf: sigmoid 0
         expected_sigmoid = 1 / (1 + np.exp(-x64))
     np.testing.assert_allclose(out[1], expected_sigmoid, rtol=4 * ulp, atol=1e-38)
-    np.testing.assert_allclose(out[2], np.tanh(x64), rtol=4 * ulp, atol=2 * ulp)
+    np.testing.assert_allclose(out[2], np.tanh(x64), rtol=4 * ulp, atol=0)
+    far = np.abs(x64) > 1000                                # saturated exactly, as NumPy's
+    assert (out[0][far] == np.where(x64[far] > 0, np.inf, 0)).all()
+    assert (out[1][far] == (x64[far] > 0)).all() and (out[2][far] == np.sign(x64[far])).all()
+
+
+@pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])
+def test_an_infinite_input_gives_the_same_nan_and_inf_on_both_paths(cell):
+    x = np.random.default_rng(0).standard_normal((2, 3, 6)).astype(np.float32)
+    x[0, 0, 1] = np.inf
+    results = []
+    for reference in (False, True):
+        layer = getattr(layers, cell)(6, 4, rng=0)
+        with nn.use_reference(reference), np.errstate(invalid="ignore"):
+            y = layer(x)
+            dx = layer.backward(np.ones_like(y))
+        results.append([y, dx] + [p.grad for p in layer.parameters()])
+    for fast, ref in zip(*results):
+        np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+        np.testing.assert_array_equal(np.isposinf(fast), np.isposinf(ref))
+        finite = np.isfinite(ref)
+        np.testing.assert_allclose(fast[finite], ref[finite], rtol=1e-4, atol=1e-5)

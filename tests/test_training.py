@@ -68,9 +68,26 @@ def test_summary_leaves_the_model_as_it_was():
         nn.summary(layers.Dense(3, 2), 3)
 
 
-def test_fit_rejects_bad_epochs():
-    with pytest.raises(ValueError, match="epochs >= 1"):
-        nn.fit(layers.Dense(1, 1), nn.MSELoss(), None, [], epochs=0)
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m, d: nn.fit(m, nn.MSELoss(), None, d, epochs=0), ValueError,
+     "fit: expected epochs to be a positive int, got 0"),
+    (lambda m, d: nn.fit(m, nn.MSELoss(), None, d, epochs=2.0), ValueError, "epochs to be a positive int, got 2.0"),
+    (lambda m, d: nn.fit(m, nn.MSELoss(), None, d, epochs=1, batch_size=0), ValueError,
+     "fit: expected batch_size to be a positive int, got 0"),
+    (lambda m, d: nn.evaluate(m, nn.MSELoss(), d, batch_size=-1), ValueError,
+     "evaluate: expected batch_size to be a positive int, got -1"),
+    (lambda m, d: nn.evaluate(m, nn.MSELoss(), (d[0].tolist(), d[1])), TypeError,
+     r"evaluate: expected data as an \(x, y\) pair of numpy arrays .* got a pair of \(list, ndarray\)"),
+    (lambda m, d: nn.fit(m, nn.MSELoss(), None, (d[0], list(d[1])), epochs=1), TypeError,
+     r"fit: expected data as an \(x, y\) pair .* \(ndarray, list\)"),
+])
+def test_fit_and_evaluate_reject_bad_arguments(call, error, message):
+    model = layers.Dense(1, 1)
+    data = (np.ones((4, 1), np.float32), np.ones((4, 1), np.float32))
+    start = model.weight.data.copy()
+    with pytest.raises(error, match=message):
+        call(model, data)
+    np.testing.assert_array_equal(model.weight.data, start)
 
 
 def test_fit_rejects_an_epoch_without_batches():

@@ -1,8 +1,9 @@
 """numba kernels for the recurrent cells' time loop (RNN, LSTM, GRU).
 
-Each kernel computes exactly what a reference step function in ``layers/rnn.py``,
-``layers/lstm.py`` or ``layers/gru.py`` computes, for every sample of the batch, with the
-padding rule of ``layers/recurrent.py``: at a step ``t >= lengths[n]`` sample ``n`` keeps its
+Each kernel computes the equations of a reference step function in ``layers/rnn.py``,
+``layers/lstm.py`` or ``layers/gru.py``, for every sample of the batch, to rounding (its own
+``exp``, ``sigmoid`` and ``tanh`` below are within a few ulp of NumPy's), with the padding rule
+of ``layers/recurrent.py``: at a step ``t >= lengths[n]`` sample ``n`` keeps its
 state, outputs zeros and passes its state gradient through untouched.
 
 Two ways to run the time loop (``RecurrentBase`` picks by the size of the recurrent product,
@@ -45,7 +46,9 @@ JIT = dict(cache=True, error_model="numpy", fastmath={"contract"})
 # ---------------------------------------------------------------------------------------------
 # exp, sigmoid, tanh that vectorize. numba's math.exp is a scalar libm call; these are the
 # Cephes range reduction and polynomial, plain arithmetic that LLVM turns into SIMD code.
-# Accuracy: within 2 ulp of np.exp (float32 and float64).
+# Accuracy: within 2 ulp of np.exp for x in [-87, 88] (float32) or [-708, 709] (float64); below
+# that exp is 0 and above it inf, so that sigmoid and tanh saturate to exactly 0 and +-1 (the
+# reference's values, which decide how an inf input turns into NaN downstream).
 
 def exp(x):
     """Vectorizable ``e**x`` for use inside kernels (numba picks the dtype's version)."""
@@ -53,26 +56,30 @@ def exp(x):
 
 
 def _exp_float32(x):
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    k = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))   # x = k ln2 + r
-    r = x - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
+    lo, hi = np.float32(-87.0), np.float32(88.0)
+    y = min(max(x, lo), hi)                       # in range for 2**k's bits below
+    k = np.floor(y * np.float32(1.44269504088896341) + np.float32(0.5))   # y = k ln2 + r
+    r = y - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
     p = ((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r
            + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
          + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
     two_k = np.int32((np.int32(k) + 127) << 23).view(np.float32)          # 2**k from its bits
-    return (p * r * r + r + np.float32(1.0)) * two_k
+    e = (p * r * r + r + np.float32(1.0)) * two_k
+    return np.float32(0.0) if x < lo else np.float32(np.inf) if x > hi else e
 
 
 def _exp_float64(x):
-    x = min(max(x, -708.0), 709.0)
-    k = np.floor(x * 1.4426950408889634 + 0.5)
-    r = x - k * 6.93145751953125e-1 - k * 1.42860682030941723212e-6
+    lo, hi = -708.0, 709.0
+    y = min(max(x, lo), hi)
+    k = np.floor(y * 1.4426950408889634 + 0.5)
+    r = y - k * 6.93145751953125e-1 - k * 1.42860682030941723212e-6
     rr = r * r
     p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 1.0)
     q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
          + 2.27265548208155028766e-1) * rr + 2.0
     two_k = np.int64((np.int64(k) + 1023) << 52).view(np.float64)
-    return (1.0 + 2.0 * p / (q - p)) * two_k
+    e = (1.0 + 2.0 * p / (q - p)) * two_k
+    return 0.0 if x < lo else np.inf if x > hi else e
 
 
 @overload(exp, jit_options=dict(error_model="numpy", fastmath={"contract"}))
@@ -90,11 +97,40 @@ def sigmoid(x):
     return one / (one + exp(-x))
 
 
+def _tanh_near_zero(x):
+    """``tanh(x)`` for ``|x| < 0.625`` (numba picks the dtype's version)."""
+    return math.tanh(x)
+
+
+def _tanh_near_zero_float32(x):                  # Cephes' tanhf: x + x^3 P(x^2)
+    s = x * x
+    return ((((np.float32(-5.70498872745e-3) * s + np.float32(2.06390887954e-2)) * s
+              - np.float32(5.37397155531e-2)) * s + np.float32(1.33314422036e-1)) * s
+            - np.float32(3.33332819422e-1)) * s * x + x
+
+
+def _tanh_near_zero_float64(x):                  # Cephes' tanh: x + x^3 P(x^2) / Q(x^2)
+    s = x * x
+    p = (-9.64399179425052238628e-1 * s - 9.92877231001918586564e1) * s - 1.61468768441708447952e3
+    q = ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s + 4.84406305325125486048e3
+    return x + x * s * p / q
+
+
+@overload(_tanh_near_zero, jit_options=dict(error_model="numpy", fastmath={"contract"}))
+def _tanh_near_zero_overload(x):
+    if x == types.float32:
+        return _tanh_near_zero_float32
+    if x == types.float64:
+        return _tanh_near_zero_float64
+
+
 @njit(inline="always", **JIT)
 def tanh(x):
-    """``tanh(x)`` of one scalar as ``1 - 2 / (1 + e^{2x})`` (absolute error ~1 ulp of 1)."""
+    """``tanh(x)`` of one scalar: ``1 - 2 / (1 + e^{2x})``, and near 0, where that difference
+    would keep only an absolute accuracy of an ulp of 1, Cephes' odd polynomial."""
     one = type(x)(1)
-    return one - (one + one) / (one + exp(x + x))
+    far = one - (one + one) / (one + exp(x + x))
+    return far if abs(x) >= type(x)(0.625) else _tanh_near_zero(x)
 
 
 # ---------------------------------------------------------------------------------------------
