@@ -87,7 +87,7 @@ def load_pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: skipping the plots (pip install matplotlib)")
+        print('matplotlib is not installed: skipping the plots (pip install -e ".[bench]")')
         return None
     return plt
 
@@ -604,13 +604,14 @@ def _scaling_text(scaling, timing):
     if scaling:
         T = _scaling_point(scaling, "conv")["T"]
         slopes = scaling.get("slopes_asymptotic", scaling.get("slopes", {})).get("handprop", {})
+        low = scaling.get("config", {}).get("asymptotic_from") if "slopes_asymptotic" in scaling else None
         parts = []
         for impl, label in (("handprop", "handprop"), ("torch", "PyTorch")):
             ratios = _scaling_ratios(scaling, impl)
             if ratios:
                 parts.append(f"{label} " + ", ".join(f"{m.upper()} {r:.1f}x" for m, r in ratios.items()))
         return (f"forward+backward at T={T} relative to a Conv1D stack, all about 16k parameters: "
-                + "; ".join(parts) + ". Log-log slopes (T ≥ 100, handprop) "
+                + "; ".join(parts) + f". Log-log slopes ({f'T ≥ {low}' if low else 'all T'}, handprop) "
                 + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()))
     if timing:
         return ("GRU / CNN at T=40: " + _time_ratios(timing, "gru", "cnn")
@@ -717,7 +718,8 @@ def main(argv=None):
     protocol = dict(QUICK_PROTOCOL if args.quick else PROTOCOL)
     with_torch = not args.no_torch and try_import_torch() is not None
     if not args.no_torch and not with_torch:
-        print("PyTorch is not installed: handprop only (pip install torch for the side-by-side columns)")
+        print("PyTorch is not installed: handprop only (for the side-by-side columns, install a CPU "
+              "build: pip install torch==2.13.0, see README)")
     models = [m for m in args.models.split(",") if m]
     unknown = set(models) - set(MODELS)
     if unknown:
