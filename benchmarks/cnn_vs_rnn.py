@@ -58,8 +58,9 @@ DEFAULT_OUT = Path(__file__).parent / "results"
 PROTOCOL = {"lr": 1e-2, "batch_size": 100, "steps": 8000, "eval_every": 250}
 QUICK_PROTOCOL = {"lr": 1e-2, "batch_size": 100, "steps": 20, "eval_every": 20}
 SHUFFLED_MODELS = ("mlp", "cnn", "gru")
-# PyTorch's recurrent twins are slow on CPU (the GRU takes ~36 ms a step here, ~5 min for the
-# protocol): by default they are timed on a window of steps, in lockstep like the others.
+# PyTorch's recurrent twins are slow on CPU (its bidirectional GRU several times slower a step
+# than handprop's, see README): by default they are timed on a window of steps, in lockstep
+# like the others.
 TORCH_WINDOW = 1000
 # Test accuracy (%) reported by Greydanus & Kobak (2020) on MNIST-1D, and on its shuffled variant.
 PAPER = {"logistic": 32.0, "mlp": 68.0, "cnn": 94.0, "gru": 91.0}
@@ -355,22 +356,16 @@ def results_table(rows):
 # ----------------------------------------------------------------------------- the classic claims
 
 def parameter_sharing(lengths=(40, 400)):
-    """Parameters of each model's feature extractor and of its head, per input length."""
+    """Per model and input length: all parameters, and those of the layer whose size depends
+    on the length (the MLP's first layer; the CNN's and GRU's flattening heads)."""
     out = {}
     for name in ("mlp", "cnn", "gru"):
         out[name] = {}
         for L in lengths:
             model = build(name, seed=0, input_size=L)
-            head = model.linear3 if name == "mlp" else model.linear
-            first = model.linear1 if name == "mlp" else None
             total = count_parameters(model)
-            if name == "mlp":
-                shared = total - count_parameters(first)       # what does not grow with L
-                growing = count_parameters(first)
-            else:
-                growing = count_parameters(head)
-                shared = total - growing
-            out[name][L] = {"total": total, "body": shared, "input_dependent": growing}
+            growing = count_parameters(model.linear1 if name == "mlp" else model.linear)
+            out[name][L] = {"total": total, "body": total - growing, "input_dependent": growing}
     return out
 
 
@@ -422,9 +417,9 @@ def step_timing(with_torch, batch_size=100, repeats=7, length=40):
 
 
 def gradient_ratios(quick):
-    """||dL/dh_0|| / ||dL/dh_T|| at initialisation for RNN, LSTM and GRU on the adding problem
+    """||dL/dh_0|| / ||dL/dh_{T-1}|| at initialisation for RNN, LSTM and GRU on the adding problem
     (loss on the last step only): the geometric mean over 3 initialisations."""
-    from benchmarks.long_memory import gradient_profile, make_model
+    from benchmarks.long_memory import gradient_profile, make_model, ratio
 
     T, hidden = (30, 16) if quick else (100, 128)
     x, y = datasets.adding_problem(256, T, seed=123)
@@ -433,7 +428,7 @@ def gradient_ratios(quick):
         ratios = []
         for seed in range(3):
             norms = gradient_profile(make_model(cell, hidden, seed), x, y)
-            ratios.append(float(norms[-1] / norms[0]))
+            ratios.append(ratio(norms))
         out[cell] = float(np.exp(np.mean(np.log(ratios))))
     return out
 
@@ -536,7 +531,7 @@ def claim_rows(rows, sharing, timing, grads, long_memory, scaling):
 
 
 def _trained_ratios(long_memory):
-    """``{cell: ||dL/dh_0|| / ||dL/dh_T||}`` after training, from ``long_memory.json``."""
+    """``{cell: ||dL/dh_0|| / ||dL/dh_{T-1}||}`` after training, from ``long_memory.json``."""
     if not long_memory:
         return {}
     return {c: g.get("ratio_trained") for c, g in long_memory.get("gradients", {}).items()}
@@ -578,7 +573,7 @@ def _long_memory_text(long_memory, cells, T):
 
 
 def _time_ratios(timing, a, b):
-    """``"handprop 0.96x (0.070 vs 0.073 ms), PyTorch 6.0x (...)"``: model a's time over b's."""
+    """``"handprop Rx (a_ms vs b_ms ms), PyTorch Rx (...)"``: model a's time over b's."""
     parts = []
     for impl, key in (("handprop", "handprop_ms_per_sample"), ("PyTorch", "torch_ms_per_sample")):
         ta, tb = timing[a][key], timing[b][key]
@@ -603,15 +598,14 @@ def _scaling_ratios(scaling, impl):
 def _scaling_text(scaling, timing):
     if scaling:
         T = _scaling_point(scaling, "conv")["T"]
-        slopes = scaling.get("slopes_asymptotic", scaling.get("slopes", {})).get("handprop", {})
-        low = scaling.get("config", {}).get("asymptotic_from") if "slopes_asymptotic" in scaling else None
+        slopes, low = scaling["slopes_asymptotic"]["handprop"], scaling["config"]["asymptotic_from"]
         parts = []
         for impl, label in (("handprop", "handprop"), ("torch", "PyTorch")):
             ratios = _scaling_ratios(scaling, impl)
             if ratios:
                 parts.append(f"{label} " + ", ".join(f"{m.upper()} {r:.1f}x" for m, r in ratios.items()))
         return (f"forward+backward at T={T} relative to a Conv1D stack, all about 16k parameters: "
-                + "; ".join(parts) + f". Log-log slopes ({f'T ≥ {low}' if low else 'all T'}, handprop) "
+                + "; ".join(parts) + f". Log-log slopes (T ≥ {low}, handprop) "
                 + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()))
     if timing:
         return ("GRU / CNN at T=40: " + _time_ratios(timing, "gru", "cnn")
@@ -646,7 +640,7 @@ def claims_table(claims):
 COLORS = {"paper": "tab:gray", "handprop": "tab:blue", "PyTorch": "tab:orange"}
 
 
-def plot(rows, out):
+def plot(rows, out, protocol=PROTOCOL):
     plt = load_pyplot()
     if plt is None:
         return []
@@ -669,7 +663,8 @@ def plot(rows, out):
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     seeds = max((r["handprop"] or {}).get("seeds", 1) for r in rows)
-    ax.set_title("MNIST-1D, the paper's protocol (Adam 1e-2, batch 100, 8000 steps)"
+    ax.set_title(f"MNIST-1D, the paper's protocol (Adam {protocol['lr']:g}, batch "
+                 f"{protocol['batch_size']}, {protocol['steps']} steps)"
                  + (f"; mean ± std over {seeds} seeds" if seeds > 1 else ""))
     ax.legend()
     fig.tight_layout()
@@ -762,7 +757,7 @@ def main(argv=None):
               "parameter_sharing": sharing, "timing": timing, "gradient_ratios": grads,
               "claims": claims}
     save_report(args.out, "cnn_vs_rnn", result, markdown)
-    result["plots"] = plot(rows, args.out) if rows else []
+    result["plots"] = plot(rows, args.out, protocol) if rows else []
     return result
 
 

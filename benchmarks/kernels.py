@@ -20,7 +20,6 @@ import os
 
 import argparse
 import importlib
-import inspect
 import json
 import platform
 import statistics
@@ -36,8 +35,8 @@ from benchmarks import harness
 FAMILIES = {"conv": "benchmarks.conv_workloads", "recurrent": "benchmarks.recurrent_workloads"}
 ROOT = Path(__file__).resolve().parent.parent
 
-# Imports ``layers`` and runs every convolution and pooling kernel once (float32): on small
-# maps (the serial kernels) and on large ones (the parallel kernels).
+# Imports ``layers`` and runs every convolution and pooling kernel once (float32): on a small
+# map, and on a sample large enough that its im2col is split among threads.
 _JIT_PROBE = """
 import json, time
 t0 = time.perf_counter()
@@ -45,9 +44,9 @@ import numpy as np
 import layers
 t1 = time.perf_counter()
 rng = np.random.default_rng(0)
-for shape in ((2, 2, 6, 6), (8, 2, 128, 128)):      # small maps run serial kernels, large parallel
+for shape in ((2, 2, 6, 6), (1, 8, 256, 256)):      # cols of the second: 4.7M elements
     x = rng.standard_normal(shape).astype(np.float32)
-    for layer in (layers.Conv2D(2, 2, 3, padding=1), layers.MaxPool2D(2), layers.AvgPool2D(2)):
+    for layer in (layers.Conv2D(shape[1], 2, 3, padding=1), layers.MaxPool2D(2), layers.AvgPool2D(2)):
         y = layer(x)
         layer.backward(np.ones_like(y))
 t2 = time.perf_counter()
@@ -60,21 +59,9 @@ def _thread_settings():
 
 
 def collect(only=None, quick=False):
-    """Workloads of the requested families; a family whose module is absent is skipped."""
-    rows = []
-    for family, module_name in FAMILIES.items():
-        if only and family != only:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            print(f"({module_name} not found: {family} workloads skipped)")
-            continue
-        takes_quick = "quick" in inspect.signature(module.workloads).parameters
-        rows += module.workloads(quick=quick) if takes_quick else module.workloads()
-    return rows
+    """The workloads of the requested families (all by default)."""
+    return [w for family, module_name in FAMILIES.items() if only in (None, family)
+            for w in importlib.import_module(module_name).workloads(quick=quick)]
 
 
 def jit_times(repeats=3):

@@ -3,19 +3,14 @@ import math
 
 import numpy as np
 
+from .checks import check_flag, check_int
+
 
 def _check_array(name, value):
     if not isinstance(value, np.ndarray):
         raise TypeError(f"DataLoader: expected {name} to be a numpy array, got {type(value).__name__}")
     if value.ndim < 1:
         raise ValueError(f"DataLoader: expected {name} to have a sample axis (ndim >= 1), got a 0-d array")
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"DataLoader: expected batch_size to be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"DataLoader: expected batch_size >= 1, got {batch_size}")
 
 
 class DataLoader:
@@ -56,12 +51,11 @@ class DataLoader:
             raise ValueError(
                 f"DataLoader: expected x and y with the same number of samples (first axis), "
                 f"got x of shape {x.shape} and y of shape {y.shape}")
-        _check_batch_size(batch_size)
+        check_int("DataLoader", "batch_size", batch_size, 1)
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
-        for flag, value in (("shuffle", shuffle), ("drop_last", drop_last)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"DataLoader: expected {flag} to be True or False, got {value!r}")
+        check_flag("DataLoader", "shuffle", shuffle)
+        check_flag("DataLoader", "drop_last", drop_last)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         if not (seed is None or isinstance(seed, np.random.SeedSequence) or (
                 isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_flag
+
 MNIST1D_FILE = Path(__file__).parent / "data" / "mnist1d.npz"
 _KEYS = ("x_train", "y_train", "x_test", "y_test", "shuffle_permutation")
 
@@ -54,8 +56,7 @@ def load_mnist1d(shuffle=False):
         channel axis: ``x[:, None, :]`` is ``(N, 1, 40)``; for an RNN, ``x[:, :, None]`` is
         ``(N, 40, 1)``.
     """
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"load_mnist1d: expected shuffle to be True or False, got {shuffle!r}")
+    check_flag("load_mnist1d", "shuffle", shuffle)
     with np.load(MNIST1D_FILE, allow_pickle=False) as f:
         arrays = {key: f[key] for key in _KEYS}
     return _split(arrays, shuffle)

@@ -8,15 +8,10 @@ import math
 
 import numpy as np
 
+from .checks import check_int
+
 
 # ----------------------------------------------------------------------------- argument checks
-
-def _check_int(func, name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{func}: expected {name} to be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{func}: expected {name} >= {minimum}, got {value}")
-
 
 def _check_positive(func, name, value, allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -52,8 +47,8 @@ def adding_problem(n, T, seed=None):
     x : float32 ``(n, T, 2)``
     y : float32 ``(n, 1)``, equal to ``(x[:, :, 0] * x[:, :, 1]).sum(1, keepdims=True)``.
     """
-    _check_int("adding_problem", "n", n, 1)
-    _check_int("adding_problem", "T", T, 2)
+    check_int("adding_problem", "n", n, 1)
+    check_int("adding_problem", "T", T, 2)
     rng = np.random.default_rng(seed)
     values = rng.random((n, T)).astype(np.float32)
     half = T // 2
@@ -95,10 +90,10 @@ def copy_task(n, T, n_symbols=8, seq_len=10, seed=None):
     x : float32 ``(n, T + 2 * seq_len, n_symbols + 2)``, the input classes one-hot.
     y : int64 ``(n, T + 2 * seq_len)``, the target classes (0..n_symbols).
     """
-    _check_int("copy_task", "n", n, 1)
-    _check_int("copy_task", "T", T, 1)
-    _check_int("copy_task", "n_symbols", n_symbols, 1)
-    _check_int("copy_task", "seq_len", seq_len, 1)
+    check_int("copy_task", "n", n, 1)
+    check_int("copy_task", "T", T, 1)
+    check_int("copy_task", "n_symbols", n_symbols, 1)
+    check_int("copy_task", "seq_len", seq_len, 1)
     rng = np.random.default_rng(seed)
     length = T + 2 * seq_len
     symbols = rng.integers(1, n_symbols + 1, size=(n, seq_len))
@@ -121,7 +116,7 @@ def noisy_sine(n_steps, period=25.0, noise=0.1, seed=None):
     -------
     float32 ``(n_steps,)``
     """
-    _check_int("noisy_sine", "n_steps", n_steps, 1)
+    check_int("noisy_sine", "n_steps", n_steps, 1)
     _check_positive("noisy_sine", "period", period)
     _check_positive("noisy_sine", "noise", noise, allow_zero=True)
     rng = np.random.default_rng(seed)
@@ -154,10 +149,10 @@ def mackey_glass(n_steps, tau=17.0, beta=0.2, gamma=0.1, n=10, dt=0.1, washout=1
     float32 ``(n_steps,)``, values roughly in [0.2, 1.4].
     """
     func = "mackey_glass"
-    _check_int(func, "n_steps", n_steps, 1)
+    check_int(func, "n_steps", n_steps, 1)
     for name, value in (("tau", tau), ("beta", beta), ("gamma", gamma), ("n", n), ("dt", dt)):
         _check_positive(func, name, value)
-    _check_int(func, "washout", washout, 0)
+    check_int(func, "washout", washout, 0)
     per_unit, delay = _whole_steps(1.0, dt), _whole_steps(tau, dt)
     if per_unit is None or delay is None:
         raise ValueError(f"{func}: expected dt to divide both 1 and tau a whole number of times, "
@@ -196,8 +191,8 @@ def sliding_windows(series, window, horizon=1):
         raise ValueError(f"{func}: expected a 1-D series of shape (L,), got shape {series.shape}")
     if not (np.issubdtype(series.dtype, np.floating) or np.issubdtype(series.dtype, np.integer)):
         raise TypeError(f"{func}: expected a real-valued series, got dtype {series.dtype}")
-    _check_int(func, "window", window, 1)
-    _check_int(func, "horizon", horizon, 1)
+    check_int(func, "window", window, 1)
+    check_int(func, "horizon", horizon, 1)
     m = len(series) - window - horizon + 1
     if m < 1:
         raise ValueError(

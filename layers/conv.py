@@ -101,6 +101,17 @@ def _ntuple(value, n, owner, what):
     raise TypeError(f"{owner}: expected {what} to be an int or a tuple of {n} ints, got {value!r}")
 
 
+def as_2d(t, spatial, fill):
+    """A per-dimension tuple of a 1-D layer, ``(L,)``, as the 2-D ``(fill, L)`` its kernels
+    run on (a 1-D input is a 2-D one of height 1); a 2-D layer's unchanged."""
+    return ((fill,) + t) if spatial == 1 else t
+
+
+def as_given(t, spatial):
+    """A per-dimension tuple as the user wrote it: ``(k,)`` shown as ``k`` for a 1-D layer."""
+    return t[0] if spatial == 1 else t
+
+
 def _resolve_padding(padding, kernel, stride, dilation, owner):
     """``((before, after), ...)`` per spatial dimension from an int, a tuple, 'valid' or
     'same' (PyTorch's rule: total ``d*(k-1)``, the odd extra on the right/bottom)."""
@@ -147,9 +158,8 @@ class _Conv(Module):
                              f"{self.kernel_size}, {self.stride}, {self.dilation}")
         self.padding = padding
         pad = _resolve_padding(padding, self.kernel_size, self.stride, self.dilation, name)
-        lift = (lambda t, one: (one,) + t) if n == 1 else (lambda t, one: t)
-        self.geometry = ConvGeometry(lift(self.kernel_size, 1), lift(self.stride, 1),
-                                     lift(self.dilation, 1), lift(pad, (0, 0)))
+        self.geometry = ConvGeometry(as_2d(self.kernel_size, n, 1), as_2d(self.stride, n, 1),
+                                     as_2d(self.dilation, n, 1), as_2d(pad, n, (0, 0)))
 
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         bound = fan_in_bound(int(np.prod(shape[1:])))
@@ -197,7 +207,7 @@ class _Conv(Module):
     def _forward_reference(self, x, OH, OW):
         """``cols = im2col(x)``; per group ``z2_g = W2d_g @ cols_g``; ``z = z2`` reordered to
         ``(N, O, OH, OW)``, plus ``b``."""
-        N, G, O = x.shape[0], self.groups, self.out_channels
+        N, O = x.shape[0], self.out_channels
         cols = self._tap("cols", im2col(x, self.geometry))
         z2 = self._weight2d(self.weight.data) @ self._grouped(cols)         # (G, O/G, N*P)
         z = z2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)
@@ -326,7 +336,7 @@ class _Conv(Module):
         return 2 * int(np.prod(output_shape)) * int(np.prod(self.weight.shape[1:]))
 
     def extra_repr(self):
-        one = (lambda t: t[0]) if self.spatial == 1 else (lambda t: t)
+        one = lambda t: as_given(t, self.spatial)
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={one(self.kernel_size)}"
         if self.stride != (1,) * self.spatial:
             s += f", stride={one(self.stride)}"

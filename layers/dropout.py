@@ -6,6 +6,13 @@ from nn.checks import check_float_array
 from nn.random import get_rng
 
 
+def dropout_scale(rng, shape, p, dtype):
+    """``m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` per element, drawn from ``rng`` (the
+    global generator when None); all zeros for ``p = 1``."""
+    keep = (rng or get_rng()).random(shape) >= p
+    return keep * np.asarray(0.0 if p == 1.0 else 1.0 / (1.0 - p), dtype=dtype)
+
+
 class Dropout(Module):
     """In training ``y = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` drawn per element, so
     ``E[y] = x`` and eval needs no rescaling: in eval mode ``y = x``.
@@ -27,8 +34,7 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._scale = None
             return x
-        keep = (self._rng or get_rng()).random(x.shape) >= self.p
-        self._scale = keep * np.asarray(0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p), dtype=x.dtype)
+        self._scale = dropout_scale(self._rng, x.shape, self.p, x.dtype)
         return x * self._scale
 
     def backward(self, dy):

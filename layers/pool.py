@@ -25,7 +25,7 @@ import numpy as np
 from nn import Module
 from nn.checks import check_flag, check_float_array, check_shape, check_size
 
-from .conv import _ntuple
+from .conv import _ntuple, as_2d, as_given
 from .kernels import conv as conv_kernels
 from .kernels import pool as kernels
 
@@ -144,9 +144,8 @@ class _Pool(Module):
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel "
                              f"size {self.kernel_size}")
-        lift = (lambda t, one: (one,) + t) if n == 1 else (lambda t, one: t)
-        self._kernel, self._stride = lift(self.kernel_size, 1), lift(self.stride, 1)
-        self._pad, self._dilation = lift(self.padding, 0), lift(self.dilation, 1)
+        self._kernel, self._stride = as_2d(self.kernel_size, n, 1), as_2d(self.stride, n, 1)
+        self._pad, self._dilation = as_2d(self.padding, n, 0), as_2d(self.dilation, n, 1)
 
     def _check_input(self, x):
         name = type(self).__name__
@@ -197,7 +196,7 @@ class _Pool(Module):
         return int(np.prod(output_shape)) * int(np.prod(self.kernel_size))
 
     def extra_repr(self):
-        one = (lambda t: t[0]) if self.spatial == 1 else (lambda t: t)
+        one = lambda t: as_given(t, self.spatial)
         return (f"kernel_size={one(self.kernel_size)}, stride={one(self.stride)}, "
                 f"padding={one(self.padding)}"
                 + (f", dilation={one(self.dilation)}" if max(self.dilation) > 1 else "")

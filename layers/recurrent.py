@@ -50,7 +50,7 @@ boundary. ``reset_state()`` forgets it (new, unrelated sequences)::
 
     lstm = layers.LSTM(1, 32, stateful=True)
     for chunk in np.split(long_x, T // 50, axis=1):   # (N, 50, 1) windows of one long series
-        model.zero_grad(); y = lstm(chunk); ...; lstm.backward(dy); opt.step()
+        lstm.zero_grad(); y = lstm(chunk); ...; lstm.backward(dy); opt.step()
     lstm.reset_state()
 """
 import math
@@ -62,6 +62,8 @@ from nn import Module, Parameter
 from nn.checks import check_flag, check_float_array, check_float_dtype, check_shape, check_size
 from nn.init import uniform
 from nn.random import get_rng
+
+from .dropout import dropout_scale
 
 #: When one step's recurrent product ``h @ W_hh.T`` has at most this many multiply-adds
 #: (``N * G*H * H``), the whole sequence runs in one numba call with that product as loops;
@@ -310,8 +312,7 @@ class RecurrentBase(Module):
     def _dropout_mask(self, shape, dtype):
         if not self.training or self.dropout == 0.0:
             return None
-        keep = (self._rng or get_rng()).random(shape) >= self.dropout
-        return keep * np.asarray(1.0 / (1.0 - self.dropout), dtype=dtype)
+        return dropout_scale(self._rng, shape, self.dropout, dtype)
 
     def _run_forward(self, x, state0, l, d):
         """One layer, one direction over time-major ``x (T, N, I_l)`` from ``state0``.

@@ -4,27 +4,29 @@ of its fast path.
 >>> with nn.use_reference():
 ...     y = model(x)          # the same math, written for reading, not for speed
 
-Both paths compute the same function to float rounding; tests hold them to it.
+Both paths compute the same function to float rounding; tests hold them to it. The switch
+belongs to the thread (the context) that enters the block: other threads keep their own.
 """
 from contextlib import contextmanager
+from contextvars import ContextVar
 
-_reference = False
+_reference = ContextVar("handprop_reference", default=False)
 
 
 def reference_enabled():
     """True inside ``use_reference()``: layers and ``optim.Adam`` then run their reference
     implementation."""
-    return _reference
+    return _reference.get()
 
 
 @contextmanager
 def use_reference(enabled=True):
     """Context manager that makes layers use their readable reference path (or, with
-    ``enabled=False``, their fast path) until the block ends. A layer remembers which path
-    its forward took, so a backward after the block still matches its forward."""
-    global _reference
-    previous, _reference = _reference, bool(enabled)
+    ``enabled=False``, their fast path) until the block ends, in this thread. A layer
+    remembers which path its forward took, so a backward after the block still matches its
+    forward."""
+    token = _reference.set(bool(enabled))
     try:
         yield
     finally:
-        _reference = previous
+        _reference.reset(token)

@@ -74,7 +74,18 @@ def numerical_gradient(f, array, indices, eps=1e-6):
     return grads
 
 
-def compare(name, analytic, numeric, indices, shape, atol, rtol):
+def input_gradient_rows(module, kwargs):
+    """``(name, array, gradient)`` for each extra input whose gradient ``module`` reports after
+    backward (``input_gradients()``, e.g. a recurrent layer's initial state); an LSTM's
+    ``(h0, c0)`` gives the names ``state[0]`` and ``state[1]``."""
+    if not hasattr(module, "input_gradients"):
+        return []
+    return [(key if not isinstance(grad, tuple) else f"{key}[{j}]", array, g)
+            for key, grad in module.input_gradients().items()
+            for j, (array, g) in enumerate(zip(_flat(kwargs[key]), _flat(grad)))]
+
+
+def _result_row(name, analytic, numeric, indices, shape, atol, rtol):
     """Build the result row for one tensor from its analytic and numeric entries."""
     err = np.abs(analytic - numeric)
     rel = err / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), 1e-12)
@@ -152,16 +163,14 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
         analytic["input"] = (x, dx)
     for name, p in m.named_parameters():
         analytic[name] = (p.data, p.grad.copy())
-    if hasattr(m, "input_gradients"):
-        for key, grad in m.input_gradients().items():
-            for j, (arr, g) in enumerate(zip(_flat(kwargs[key]), _flat(grad))):
-                analytic[key if not isinstance(grad, tuple) else f"{key}[{j}]"] = (arr, g)
+    for key, arr, g in input_gradient_rows(m, kwargs):
+        analytic[key] = (arr, g)
 
     report = GradcheckReport()
     for name, (array, grad) in analytic.items():
         idx = sample_indices(array.shape, max_samples, rng)
         numeric = numerical_gradient(loss, array, idx, eps)
-        report.results.append(compare(name, np.array([grad[i] for i in idx]), numeric, idx,
+        report.results.append(_result_row(name, np.array([grad[i] for i in idx]), numeric, idx,
                                       array.shape, atol, rtol))
     return report
 

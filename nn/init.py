@@ -18,4 +18,4 @@ def uniform(shape, bound, rng=None, dtype=np.float32):
 
 def fan_in_bound(fan_in):
     """PyTorch's default bound for Linear/Conv weights and biases: 1 / sqrt(fan_in)."""
-    return 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return 1.0 / math.sqrt(fan_in)

@@ -17,7 +17,8 @@ exercise of rederiving every line of backward, checked automatically)::
 
     >>> print(check_intermediates(layers.Dense(3, 2), x))
 
-``compare(name, analytic, reference)`` prints one such row for arrays you computed yourself.
+``compare(name, analytic, reference)`` prints a similar one-line check (exact: bit-equal) for
+arrays you computed yourself.
 
 **Watching a network train.** ``watch(model)`` installs forward hooks on the activation layers
 that keep a few numbers per batch (the fraction of dead ReLU units, of saturated tanh and
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gradcheck import _flat, _rewinder, _to64, float64_copy, sample_indices
+from .gradcheck import _rewinder, _to64, float64_copy, input_gradient_rows, sample_indices
 
 __all__ = [
     "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
@@ -331,10 +332,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     targets, events, inputs = [], [], []
     if check_input and floating_input:
         inputs.append(("input", x, dx))
-    if hasattr(model, "input_gradients"):          # e.g. a recurrent layer's initial state
-        for key, grad in model.input_gradients().items():
-            for j, (array, g) in enumerate(zip(_flat(kwargs[key]), _flat(grad))):
-                inputs.append((key if not isinstance(grad, tuple) else f"{key}[{j}]", array, g))
+    inputs += input_gradient_rows(model, kwargs)   # e.g. a recurrent layer's initial state
     for name, array, grad in inputs:
         targets.append((name, "input", array.shape, grad, _array_nudger(array), "", False))
     for mod_name, mod in model.named_modules():
@@ -527,7 +525,7 @@ class Watch:
         watched = weakref.ref(module)
 
         def hook(module, inputs, output):
-            if module is watched():              # not a copy (gradcheck copies hooks along)
+            if module is watched():              # not a deep copy (copy.deepcopy keeps its hooks)
                 self.stats[name] = activation_stats(name, kind, output)
         return hook
 
@@ -712,7 +710,7 @@ def gradient_report(model, optimizer=None, watcher=None):
     """
     report = GradientReport()
     owners = {}
-    for mod_name, mod in model.named_modules():
+    for mod in model.modules():
         for p in mod._parameters.values():
             owners.setdefault(id(p), type(mod).__name__)
     ratios = getattr(optimizer, "update_ratios", None) if optimizer is not None else None

@@ -35,8 +35,7 @@ class Loss:
         total = float(per_element.sum())
         if self.reduction == "sum":
             return total, 1.0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return total / count if count else float("nan"), 1.0 / count if count else float("nan")
+        return (total / count, 1.0 / count) if count else (float("nan"), float("nan"))
 
     def _upstream(self, dloss, shape, dtype):
         """The gradient arriving at each per-element loss."""

@@ -98,21 +98,55 @@ def _check_replacement(name, hook, dx, result):
                          f"returned {got} to replace dx, which is {dx.dtype} {dx.shape}")
 
 
+_claims = threading.Lock()
+
+
+def _nested(module):
+    """Whether this call of ``module`` runs inside its own forward or backward on this thread
+    (a ``super().forward(...)`` call): it gets no bookkeeping of its own."""
+    return module._call_depth > 0 and module._caller == threading.get_ident()
+
+
+@contextmanager
+def _running(module, what):
+    """Count ``module`` as running ``what`` on this thread for the block. A module running
+    on another thread raises: its caches serve one call at a time."""
+    me, d = threading.get_ident(), module.__dict__
+    with _claims:
+        if d["_call_depth"] and d["_caller"] != me:
+            name = type(module).__name__
+            raise RuntimeError(
+                f"{name}.{what}: this {name} is running on another thread, and a module caches "
+                "its call for its backward, so each thread needs its own module (to share "
+                "weights, give both the same Parameter: b.weight = a.weight)")
+        d["_caller"] = me
+        d["_call_depth"] += 1
+    try:
+        yield
+    finally:
+        with _claims:
+            d["_call_depth"] -= 1
+
+
 def _wrap_forward(fn):
     @functools.wraps(fn)
     def forward(self, *args, **kwargs):
-        if self._call_depth:                    # a super().forward(...) call: no bookkeeping
+        if _nested(self):
             return fn(self, *args, **kwargs)
-        if self._recording:
-            self.intermediates.clear()
-        _count_call(self)
-        self._call_depth += 1
-        _passes.depth += 1
-        try:
-            out = fn(self, *args, **kwargs)
-        finally:
-            self._call_depth -= 1
-            _passes.depth -= 1
+        with _running(self, "forward"):
+            if self._recording:
+                self.intermediates.clear()
+            _count_call(self)
+            _passes.depth += 1
+            try:
+                out = fn(self, *args, **kwargs)
+            except (ValueError, TypeError):
+                raise           # input refused, by checks that run before any cache changes
+            except BaseException:
+                self.__dict__["_output_meta"] = False   # failed midway: no whole forward left
+                raise
+            finally:
+                _passes.depth -= 1
         self._stack_steps(self.intermediates)
         self._output_meta = (out.shape, out.dtype) if isinstance(out, np.ndarray) else None
         for hook in list(self._forward_hooks.values()):
@@ -126,12 +160,12 @@ def _wrap_forward(fn):
 def _wrap_backward(fn):
     @functools.wraps(fn)
     def backward(self, dy, *args, **kwargs):
-        if self._call_depth:
+        if _nested(self):
             return fn(self, dy, *args, **kwargs)
         name = type(self).__name__
         if self._output_meta is False:
-            raise ValueError(f"{name}.backward called before forward: run forward first, "
-                             "it caches what backward needs")
+            raise ValueError(f"{name}.backward called before forward (or after a forward that "
+                             "failed): run forward first, it caches what backward needs")
         _check_single_use(self)
         if dy is not None and self._output_meta is not None:
             shape, dtype = self._output_meta
@@ -150,11 +184,8 @@ def _wrap_backward(fn):
             self.intermediate_grads.clear()
             self.intermediate_grad_order.clear()
             self._grad_ticks.clear()
-        self._call_depth += 1
-        try:
+        with _running(self, "backward"):
             dx = fn(self, dy, *args, **kwargs)
-        finally:
-            self._call_depth -= 1
         self.__dict__["_backward_tick"] = next(_ticks)     # its parameters' gradients are done
         self._stack_steps(self.intermediate_grads)
         for hook in list(self._backward_hooks.values()):
@@ -192,7 +223,7 @@ class Module:
         d["_forward_hooks"] = OrderedDict()
         d["_backward_hooks"] = OrderedDict()
         d["training"] = True
-        d["_call_depth"] = 0
+        d["_call_depth"], d["_caller"] = 0, None   # calls running, and the thread running them
         d["_output_meta"] = False            # False: no forward yet
         d["_pass"], d["_uses"] = 0, 0           # the forward pass of the last call, calls in it
         d["_recording"] = False

@@ -138,7 +138,7 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     ``val_accuracy`` (when ``val_data``), ``time`` (seconds of training per epoch, evaluation
     excluded).
     """
-    from tqdm.auto import tqdm      # imported here: the rest of nn needs only numpy and numba
+    from tqdm.auto import tqdm      # imported here: the rest of nn needs only numpy
     epochs = check_size("fit", "epochs", epochs)
     batch_size = check_size("fit", "batch_size", batch_size)
     history = {"loss": [], "accuracy": [], "time": []}

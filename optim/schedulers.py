@@ -108,7 +108,7 @@ class StepLR(LRScheduler):
 
     After epoch ``e`` (``last_epoch``)::
 
-        lr <- lr * gamma      if e > 0 and e % step_size == 0, else unchanged
+        lr <- lr * gamma      if e % step_size == 0, else unchanged     (e >= 1)
 
     so ``lr = base_lr * gamma ** (e // step_size)`` while nobody else sets ``optimizer.lr``
     (computed by repeated multiplication, as PyTorch does).
@@ -131,9 +131,7 @@ class StepLR(LRScheduler):
 
     def _next_lr(self):
         lr = self.optimizer.lr
-        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
-            return lr
-        return lr * self.gamma
+        return lr * self.gamma if self.last_epoch % self.step_size == 0 else lr
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -165,9 +163,7 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer)
 
     def _next_lr(self):
-        e, T, eta_min, lr = self.last_epoch, self.T_max, self.eta_min, self.optimizer.lr
-        if e == 0:
-            return lr
+        e, T, eta_min, lr = self.last_epoch, self.T_max, self.eta_min, self.optimizer.lr   # e >= 1
         if (e - 1 - T) % (2 * T) == 0:
             return lr + (self.base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
         return ((1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T))

@@ -141,10 +141,10 @@ def test_kernels_keep_non_finite_values_out_of_the_padding(cfg, serial_below, mo
     assert np.isfinite(dx).all()
 
 
-# (CHUNK_BYTES, SERIAL_BELOW, numba threads) -> (parallel kernels launched, chunks shared among
-# threads): one sample per chunk, shared by two threads, whose kernels run serially even where
-# SERIAL_BELOW would pick the parallel loop; one chunk on two threads: the parallel loops; the
-# same input small: the serial loops; one thread: the serial loops.
+# (CHUNK_BYTES, SERIAL_BELOW, numba threads) -> (im2col and col2im split among threads, chunks
+# shared among threads): one sample per chunk, shared by two threads, whose kernels run whole
+# even where SERIAL_BELOW would split them; one chunk on two threads: the kernels split; the
+# same input small: whole; one thread: whole.
 @pytest.mark.parametrize("chunk_bytes, serial_below, threads, parallel, shared", [
     (1, 0, 2, False, True), (1 << 62, 0, 2, True, False), (1 << 62, 1 << 62, 2, False, False),
     (1, 0, 1, False, False)])
@@ -155,10 +155,9 @@ def test_fast_path_in_chunks_equals_reference(cfg, chunk_bytes, serial_below, th
     monkeypatch.setattr(layers.kernels.conv, "SERIAL_BELOW", serial_below)
     numba_threads(threads)
     calls, callers = [], set()
-    for name in ("_im2col_parallel", "_col2im_parallel"):
-        kernel = getattr(layers.kernels.conv, name)
-        monkeypatch.setattr(layers.kernels.conv, name,
-                            lambda *args, kernel=kernel, name=name: calls.append(name) or kernel(*args))
+    share = layers.kernels.conv.share_chunks
+    monkeypatch.setattr(layers.kernels.conv, "share_chunks",
+                        lambda work, ranges: calls.append(len(ranges)) or share(work, ranges))
     im2col = layers.kernels.conv.im2col
     monkeypatch.setattr(layers.kernels.conv, "im2col",
                         lambda *args: callers.add(threading.get_ident()) or im2col(*args))
@@ -166,7 +165,7 @@ def test_fast_path_in_chunks_equals_reference(cfg, chunk_bytes, serial_below, th
     fast, dy = run(layer, x)
     reference, _ = run(layer, x, dy, reference=True)
     assert_close(fast, reference, 1e-10)
-    assert set(calls) == ({"_im2col_parallel", "_col2im_parallel"} if parallel else set())
+    assert calls == ([2, 2, 2] if parallel else [])     # im2col in forward and backward, col2im
     assert (threading.get_ident() not in callers) == shared
     assert {thread for _, thread in layer._scratch_buffers} == ({0, 1} if shared else {0})
 

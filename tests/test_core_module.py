@@ -320,3 +320,13 @@ def test_a_flag_must_be_true_or_false(make, message):
     with pytest.raises(TypeError, match=message):
         make()
     layers.Dense(2, 2, bias=np.bool_(False))          # NumPy's bools are bools
+
+
+def test_children_and_named_buffers():
+    bn, inner = layers.BatchNorm1D(2), nn.Sequential(layers.Dense(2, 2), layers.BatchNorm1D(2))
+    model = nn.Sequential(bn, inner)
+    assert model.children() == [bn, inner]
+    names = [name for name, _ in model.named_buffers()]
+    assert names == ["0.running_mean", "0.running_var", "0.num_batches_tracked",
+                     "1.1.running_mean", "1.1.running_var", "1.1.num_batches_tracked"]
+    assert all(k in model.state_dict() for k in names)

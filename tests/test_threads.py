@@ -182,3 +182,87 @@ def test_share_chunks_after_fork_and_after_its_pool_shut_down():
     done = run_python(AFTER_FORK_AND_SHUTDOWN, NUMBA_NUM_THREADS="2")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ran"]
+
+
+# A child forked while another thread holds the kernels' launch lock and a BLAS limit (as a
+# thread inside a max-pool or a convolution would) gets a free lock and its BLAS threads back.
+FORK_WHILE_BUSY = """
+import os, signal
+import numpy as np
+import threadpoolctl
+import layers
+import layers.kernels as k
+
+blas = lambda: {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+before = blas()
+limit = threadpoolctl.ThreadpoolController().limit(limits=1, user_api="blas")
+limit.__enter__()
+k._blas_limit = limit
+k._launch_lock.acquire()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(60)                                     # a child that hangs dies instead
+    y = layers.MaxPool2D(2)(np.ones((1, 1, 4, 4), np.float32))
+    os._exit(0 if y.shape == (1, 1, 2, 2) and blas() == before else 1)
+_, status = os.waitpid(pid, 0)
+k._launch_lock.release()
+limit.__exit__(None, None, None)
+print(os.waitstatus_to_exitcode(status), blas() == before)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_a_thread_runs_a_kernel_works():
+    done = run_python(FORK_WHILE_BUSY, NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True"]
+
+
+def test_a_module_running_on_another_thread_refuses_a_second_call():
+    import numpy as np
+    import layers
+    import nn
+
+    inside, release = threading.Event(), threading.Event()
+
+    class Slow(layers.Tanh):
+        def forward(self, x):
+            inside.set()
+            release.wait(30)
+            return super().forward(x)
+
+    layer, x = Slow(), np.ones((2, 3), np.float32)
+    worker = threading.Thread(target=layer, args=(x,))
+    worker.start()
+    inside.wait(30)
+    try:
+        with pytest.raises(RuntimeError, match="Slow.forward: this Slow is running on another thread"):
+            layer(x)
+    finally:
+        release.set()
+        worker.join()
+    y = layer(x)                                         # free again, and its super() call works
+    assert layer.backward(np.ones_like(y)).shape == (2, 3)
+    other = threading.Thread(target=lambda: results.append(nn.reference_enabled()))
+    results = []
+    with nn.use_reference():                             # the switch is this thread's
+        other.start()
+        other.join()
+        assert nn.reference_enabled()
+    assert results == [False] and not nn.reference_enabled()
+
+
+def test_backward_after_a_forward_that_failed_midway_refuses(monkeypatch):
+    import numpy as np
+    import layers
+
+    conv, x = layers.Conv2D(1, 2, 3), np.ones((2, 1, 5, 5), np.float32)
+    y = conv(x)
+
+    def out_of_memory(*args):
+        raise MemoryError
+    monkeypatch.setattr(layers.kernels.conv, "im2col", out_of_memory)
+    with pytest.raises(MemoryError):
+        conv(x)
+    with pytest.raises(ValueError, match="Conv2D.backward called before forward .or after a forward that failed"):
+        conv.backward(np.ones_like(y))

@@ -3,22 +3,23 @@
 Each kernel's docstring names the readable NumPy reference it must equal.
 
 Thread pools. A network alternates NumPy's OpenBLAS products (convolutions, dense layers) with
-numba's parallel loops (pooling; a convolution's im2col and col2im when its batch is a single
-chunk). Both libraries' worker threads busy-wait after each call -- OpenBLAS's for about 0.1 s,
-those of numba's default OpenMP layer for milliseconds -- so with several threads each pool
-steals the cores the other needs next: on 2 cores, forward and backward of the 5x5 convolution
-of ``benchmarks.kernels`` followed by a 2x2 max-pool took 35 ms on the OpenMP layer and 24 ms
-on ``workqueue`` (58 and 42 ms with the batch as one chunk). The threads of numba's
-``workqueue`` layer sleep when idle, so handprop picks that layer unless the program chose one first
+numba's parallel loops (max pooling). Both libraries' worker threads busy-wait after each call
+-- OpenBLAS's for about 0.1 s, those of numba's default OpenMP layer for milliseconds -- so with
+several threads each pool steals the cores the other needs next: on 2 cores, forward and
+backward of the 5x5 convolution of ``benchmarks.kernels`` followed by a 2x2 max-pool took 35 ms
+on the OpenMP layer and 24 ms on ``workqueue``. The threads of numba's ``workqueue`` layer
+sleep when idle, so handprop picks that layer unless the program chose one first
 (``NUMBA_THREADING_LAYER``, or ``numba.config.THREADING_LAYER`` set before this import); the
 choice is fixed at numba's first parallel call. ``workqueue`` stops the process if two Python
 threads are inside parallel kernels at once, so handprop's take turns (``parallel_kernel``).
 
 A convolution's matrix products, cut into chunks of the batch that fit in cache (32 by 400 by
 768 for the 5x5 convolution of ``benchmarks.kernels``), are too small for OpenBLAS to split
-well over two threads: forward and backward ran no faster on two threads than on one (29 ms).
-So ``share_chunks`` deals whole chunks to the threads instead, each running its chunks with
-numba and BLAS on one thread (24 ms).
+well over two threads: forward and backward ran no faster on two threads than on one. So
+``share_chunks`` deals whole chunks to the threads instead, each running its chunks with numba
+and BLAS on one thread (1.8x faster than one thread in the README's table). Its threads also
+share out a single large im2col or col2im (``layers/kernels/conv.py``): plain Python threads
+running a loop that releases the GIL, with nothing to compile beyond the serial loop.
 """
 import functools
 import os
@@ -48,14 +49,18 @@ def parallel_kernel(function):
 
 
 _share_lock = threading.Lock()
-_executor = _blas = None
+_executor = _blas = _blas_limit = None
 
 
 def _forget_threads_in_child():
-    """A forked child has none of its parent's threads (nor a lock one of them held): it
-    starts its own pool when it needs one."""
-    global _share_lock, _executor, _blas
-    _share_lock, _executor, _blas = threading.Lock(), None, None
+    """A forked child has none of its parent's threads, nor a lock one of them held, nor the
+    reason for a BLAS limit one of them had set: it gets fresh locks, its BLAS threads back,
+    and starts its own pool when it needs one."""
+    global _launch_lock, _share_lock, _executor, _blas, _blas_limit
+    if _blas_limit is not None:
+        _blas_limit.restore_original_limits()
+    _launch_lock, _share_lock = threading.Lock(), threading.Lock()
+    _executor = _blas = _blas_limit = None
 
 
 if hasattr(os, "register_at_fork"):          # not on Windows, which does not fork
@@ -75,7 +80,7 @@ def share_chunks(work, chunks):
     products run on one thread meanwhile. Calls from several Python threads take turns. The
     results come in order of ``t``, so a sum over them is the same bits from run to run (for
     a given thread count)."""
-    global _executor, _blas
+    global _executor, _blas, _blas_limit
     T = min(numba.get_num_threads(), len(chunks))
     if T <= 1:
         return [work(0, chunks)]
@@ -83,7 +88,7 @@ def share_chunks(work, chunks):
         if _executor is None:
             _executor = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, "handprop")
             _blas = ThreadpoolController()
-        with _blas.limit(limits=1, user_api="blas"):
+        with _blas.limit(limits=1, user_api="blas") as _blas_limit:
             futures = []
             try:
                 for t in range(T):
@@ -93,6 +98,7 @@ def share_chunks(work, chunks):
                 pass
             finally:
                 wait(futures)   # after Ctrl-C too, the calls end before BLAS and the lock are freed
+                _blas_limit = None
         # Parts no thread could take (at exit) run here, in order.
         return ([future.result() for future in futures]
                 + [work(t, chunks[t::T]) for t in range(len(futures), T)])

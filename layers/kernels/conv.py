@@ -1,11 +1,11 @@
 """numba kernels for the convolution's fast path: the loops around its matrix products.
 
 ``Conv2D``'s fast path is im2col -> one BLAS product per group (through NumPy) -> col2im, the
-same algorithm as the reference in ``layers/conv.py``; these kernels are its loops. ``im2col``
-runs in parallel over the rows of ``cols``, ``col2im`` over the (sample, channel) planes of
-``dx``; every task owns the part of the output it writes and loops inside it in a fixed order,
-so results are the same bits from run to run. The serial loops release the GIL, so that the
-threads of ``share_chunks`` run them at once.
+same algorithm as the reference in ``layers/conv.py``; these kernels are its loops. Each is one
+serial loop that releases the GIL: over a range of the rows of ``cols`` (``im2col``) or of the
+(sample, channel) planes of ``dx`` (``col2im``). A large call splits its range among threads
+(``share_chunks``); every thread owns the part of the output it writes and loops inside it in
+a fixed order, so results are the same bits from run to run, for any thread count.
 
 Layouts (C-contiguous, ``P = OH * OW``):
     x, dx   (N, C, H, W)
@@ -23,16 +23,16 @@ import functools
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import parallel_kernel
+from . import share_chunks
 
-#: Below this many elements of ``cols``, ``im2col`` and ``col2im`` call their serial loop (the
-#: same compiled function each parallel task runs) on the calling thread; they do the same
-#: whenever numba runs on one thread. Waking numba's ``workqueue`` threads costs hundreds of
-#: microseconds, more than copying the ``cols`` of a ``CHUNK_BYTES`` chunk (1.5 MB: 0.15 ms
-#: serial, 0.3 ms on 2 threads here), so only a sample whose ``cols`` alone is several times
-#: larger is worth the parallel loop (6.5M elements: 3.7 ms serial, 2.3 ms on 2 threads).
+#: Below this many elements of ``cols``, ``im2col`` and ``col2im`` run their loop over the whole
+#: range on the calling thread; they do the same whenever numba is set to one thread (as inside
+#: ``share_chunks``). Waking threads costs hundreds of microseconds, more than copying the
+#: ``cols`` of a ``CHUNK_BYTES`` chunk (1.5 MB: 0.15 ms serial, 0.3 ms on 2 threads here), so
+#: only a sample whose ``cols`` alone is several times larger is worth splitting (6.5M
+#: elements: 3.7 ms serial, 2.3 ms on 2 threads).
 SERIAL_BELOW = 1 << 21
 
 
@@ -150,40 +150,31 @@ def _col2im_planes(dcols, t_start, t_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, O
                         dst[np.uint64(d + q * sw)] += src[np.uint64(o + oh * OW + q)]
 
 
-@parallel_kernel
-def _im2col_parallel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, cols):
-    for r in prange(cols.shape[0]):
-        _im2col_rows(x, r, r + 1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, cols)
-
-
-@parallel_kernel
-def _col2im_parallel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, dx):
-    for t in prange(dx.shape[0] * dx.shape[1]):
-        _col2im_planes(dcols, t, t + 1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, dx)
-
-
-def _in_parallel(size):
-    """Whether a kernel over ``size`` elements runs its parallel version."""
-    return size >= SERIAL_BELOW and numba.get_num_threads() > 1
+def _run(loop, count, size):
+    """``loop(start, stop)`` over ``[0, count)``: on the calling thread below ``SERIAL_BELOW``
+    elements (or on one numba thread), else as one contiguous range per thread."""
+    threads = numba.get_num_threads()
+    if size < SERIAL_BELOW or threads == 1:
+        loop(0, count)
+        return
+    bounds = [round(i * count / threads) for i in range(threads + 1)]
+    share_chunks(lambda thread, ranges: [loop(*r) for r in ranges], list(zip(bounds[:-1], bounds[1:])))
 
 
 def im2col(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, cols):
     """Fill ``cols[(c, i, j), (n, oh, ow)] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``, zero in
-    the padding; one row of ``cols`` per task. Must equal ``layers.conv.im2col``."""
+    the padding; a large call splits the rows of ``cols`` among threads. Must equal
+    ``layers.conv.im2col``."""
     inside = _shifted_masks(x.shape[3], kw, sh, sw, dw, pl, OH, OW)
-    if _in_parallel(cols.size):
-        _im2col_parallel(x, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, cols)
-    else:
-        _im2col_rows(x, 0, cols.shape[0], kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, cols)
+    _run(lambda r0, r1: _im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, cols),
+         cols.shape[0], cols.size)
 
 
 def col2im(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, dx):
     """The adjoint of ``im2col``: ``dx[n, c, h, w]`` = the sum of ``dcols`` over every
     (i, j, oh, ow) that read ``x[n, c, h, w]``; gradient that fell in the padding is dropped.
-    One (sample, channel) plane of ``dx`` per task. Must equal ``layers.conv.col2im``."""
+    A large call splits the (sample, channel) planes of ``dx`` among threads. Must equal
+    ``layers.conv.col2im``."""
     inside = _shifted_masks(dx.shape[3], kw, sh, sw, dw, pl, OH, OW)
-    if _in_parallel(dcols.size):
-        _col2im_parallel(dcols, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, dx)
-    else:
-        _col2im_planes(dcols, 0, dx.shape[0] * dx.shape[1], kh, kw, sh, sw, dh, dw, pt, pl, OH, OW,
-                       inside, dx)
+    _run(lambda t0, t1: _col2im_planes(dcols, t0, t1, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, inside, dx),
+         dx.shape[0] * dx.shape[1], dcols.size)

@@ -335,7 +335,7 @@ def lstm_backward_sequence(reverse, dy, W_hh, lengths, gates, c_prev, tanh_c, dh
 
 
 # ---------------------------------------------------------------------------------------------
-# GRU: r, z, n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h = (1-z) n + z h_prev
+# GRU: gates r, z = sigmoid(...); n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h = (1-z) n + z h_prev
 # (the candidate n is ``cand`` here, ``n`` being the sample)   reference: layers/gru.py
 
 @njit(inline="always", **JIT)
