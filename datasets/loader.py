@@ -25,8 +25,9 @@ class DataLoader:
     batch_size : int >= 1
     shuffle : bool
         Visit the samples in a new random order every epoch.
-    seed : int, np.random.SeedSequence or None
-        Seeds the loader's own generator ``np.random.default_rng(seed)``, created once. Each
+    seed : int, np.random.SeedSequence, np.random.Generator or None
+        Seeds the loader's own generator ``np.random.default_rng(seed)``, created once (a
+        Generator is used as it is, its state shared with the caller). Each
         epoch (each ``iter(loader)``) draws the next permutation from it, so epochs differ from
         one another, while two loaders built with the same seed yield the same sequence of
         epochs. ``None`` takes fresh entropy from the operating system.
@@ -57,10 +58,10 @@ class DataLoader:
         check_flag("DataLoader", "shuffle", shuffle)
         check_flag("DataLoader", "drop_last", drop_last)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
-        if not (seed is None or isinstance(seed, np.random.SeedSequence) or (
+        if not (seed is None or isinstance(seed, (np.random.SeedSequence, np.random.Generator)) or (
                 isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
             raise TypeError(f"DataLoader: expected seed to be a non-negative int, a "
-                            f"np.random.SeedSequence or None, got {seed!r}")
+                            f"np.random.SeedSequence, a np.random.Generator or None, got {seed!r}")
         self.rng = np.random.default_rng(seed)
 
     @property

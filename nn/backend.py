@@ -25,8 +25,9 @@ def use_reference(enabled=True):
     ``enabled=False``, their fast path) until the block ends, in this thread. A layer
     remembers which path its forward took, so a backward after the block still matches its
     forward."""
-    token = _reference.set(bool(enabled))
+    previous = _reference.get()
+    _reference.set(bool(enabled))
     try:
         yield
     finally:
-        _reference.reset(token)
+        _reference.set(previous)

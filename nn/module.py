@@ -70,7 +70,7 @@ def _count_call(module):
 
 def _check_single_use(module):
     """Raise if a module inside ``module`` (or itself) ran more than once in ``module``'s last
-    forward pass, or ran again in a later pass (called on its own, or by another model that
+    forward pass, or ran again after it ended (called on its own, or by another model that
     holds it): a module caches its last call only, so its backward would serve another call
     than the one ``module``'s backward is for. Checked before any gradient is added."""
     name = type(module).__name__
@@ -81,7 +81,7 @@ def _check_single_use(module):
                 "pass, and a module caches only its last call, so the gradients of the earlier "
                 "calls cannot be computed; use one module per call (to share weights, give both "
                 "the same Parameter: b.weight = a.weight)")
-        if m._pass > module._pass:
+        if m is not module and m._called_at > module._finished_at:
             raise ValueError(
                 f"{name}.backward: {type(m).__name__}, inside it, ran again after {name}'s last "
                 f"forward (on its own or in another model), and a module caches only its last "
@@ -107,25 +107,26 @@ def _nested(module):
     return module._call_depth > 0 and module._caller == threading.get_ident()
 
 
-@contextmanager
-def _running(module, what):
-    """Count ``module`` as running ``what`` on this thread for the block. A module running
-    on another thread raises: its caches serve one call at a time."""
+def _claim(module, what):
+    """Count ``module`` as running ``what`` on this thread (until ``_release``). A module
+    running on another live thread raises: its caches serve one call at a time."""
     me, d = threading.get_ident(), module.__dict__
     with _claims:
         if d["_call_depth"] and d["_caller"] != me:
-            name = type(module).__name__
-            raise RuntimeError(
-                f"{name}.{what}: this {name} is running on another thread, and a module caches "
-                "its call for its backward, so each thread needs its own module (to share "
-                "weights, give both the same Parameter: b.weight = a.weight)")
+            if d["_caller"] in {t.ident for t in threading.enumerate()}:
+                name = type(module).__name__
+                raise RuntimeError(
+                    f"{name}.{what}: this {name} is running on another thread, and a module "
+                    "caches its call for its backward, so each thread needs its own module (to "
+                    "share weights, give both the same Parameter: b.weight = a.weight)")
+            d["_call_depth"] = 0            # that thread is gone (a forked child): no claim
         d["_caller"] = me
         d["_call_depth"] += 1
-    try:
-        yield
-    finally:
-        with _claims:
-            d["_call_depth"] -= 1
+
+
+def _release(module):
+    with _claims:
+        module.__dict__["_call_depth"] -= 1
 
 
 def _wrap_forward(fn):
@@ -133,20 +134,30 @@ def _wrap_forward(fn):
     def forward(self, *args, **kwargs):
         if _nested(self):
             return fn(self, *args, **kwargs)
-        with _running(self, "forward"):
-            if self._recording:
-                self.intermediates.clear()
-            _count_call(self)
-            _passes.depth += 1
-            try:
-                out = fn(self, *args, **kwargs)
-            except (ValueError, TypeError):
-                raise           # input refused, by checks that run before any cache changes
-            except BaseException:
-                self.__dict__["_output_meta"] = False   # failed midway: no whole forward left
-                raise
-            finally:
-                _passes.depth -= 1
+        _claim(self, "forward")
+        if self._recording:
+            self.intermediates.clear()
+        _count_call(self)
+        previous_call = self._called_at
+        self.__dict__["_called_at"] = start = next(_ticks)
+        _passes.depth += 1
+        try:
+            out = fn(self, *args, **kwargs)
+        except (ValueError, TypeError):
+            # Refused input: a layer checks it before changing any cache, so its last forward
+            # stands -- unless a module inside it had already run on this input.
+            if any(m._called_at > start for m in self.modules() if m is not self):
+                self.__dict__["_output_meta"] = False
+            else:
+                self.__dict__["_called_at"] = previous_call
+            raise
+        except BaseException:
+            self.__dict__["_output_meta"] = False   # failed midway: no whole forward left
+            raise
+        finally:
+            _passes.depth -= 1
+            _release(self)
+        self.__dict__["_finished_at"] = next(_ticks)
         self._stack_steps(self.intermediates)
         self._output_meta = (out.shape, out.dtype) if isinstance(out, np.ndarray) else None
         for hook in list(self._forward_hooks.values()):
@@ -184,8 +195,11 @@ def _wrap_backward(fn):
             self.intermediate_grads.clear()
             self.intermediate_grad_order.clear()
             self._grad_ticks.clear()
-        with _running(self, "backward"):
+        _claim(self, "backward")
+        try:
             dx = fn(self, dy, *args, **kwargs)
+        finally:
+            _release(self)
         self.__dict__["_backward_tick"] = next(_ticks)     # its parameters' gradients are done
         self._stack_steps(self.intermediate_grads)
         for hook in list(self._backward_hooks.values()):
@@ -226,6 +240,7 @@ class Module:
         d["_call_depth"], d["_caller"] = 0, None   # calls running, and the thread running them
         d["_output_meta"] = False            # False: no forward yet
         d["_pass"], d["_uses"] = 0, 0           # the forward pass of the last call, calls in it
+        d["_called_at"] = d["_finished_at"] = -1   # ticks: the last forward's start and end
         d["_recording"] = False
         d["_perturbations"] = {}
         d["intermediates"] = {}
@@ -234,6 +249,13 @@ class Module:
         d["_grad_ticks"] = []                   # the tick of each of those
         d["_backward_tick"] = -1
         d["per_step_intermediates"] = set()     # names recorded once per time step
+
+    def __getstate__(self):
+        """For ``copy.deepcopy`` and pickling: a copy taken while this module runs (from a
+        hook, or another thread) is not running itself."""
+        state = self.__dict__.copy()
+        state["_call_depth"], state["_caller"] = 0, None
+        return state
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

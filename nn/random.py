@@ -6,12 +6,14 @@ _global_rng = np.random.default_rng()
 
 
 def seed(value):
-    """Reset the global generator from ``value``, a non-negative int (or None: fresh entropy);
-    the same seed gives the same weights and masks."""
+    """Reset the global generator from ``value``, a non-negative int or a
+    ``np.random.SeedSequence`` (None: fresh entropy); the same seed gives the same weights
+    and masks."""
     global _global_rng
-    if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-                              or value < 0):
-        raise TypeError(f"seed: expected a non-negative int or None, got {value!r}")
+    if not (value is None or isinstance(value, np.random.SeedSequence) or (
+            isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0)):
+        raise TypeError(f"seed: expected a non-negative int, a np.random.SeedSequence or None, "
+                        f"got {value!r}")
     _global_rng = np.random.default_rng(value)
     return _global_rng
 

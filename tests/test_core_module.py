@@ -330,3 +330,62 @@ def test_children_and_named_buffers():
     assert names == ["0.running_mean", "0.running_var", "0.num_batches_tracked",
                      "1.1.running_mean", "1.1.running_var", "1.1.num_batches_tracked"]
     assert all(k in model.state_dict() for k in names)
+
+
+def test_modules_run_on_worker_threads_inside_a_forward_are_part_of_it():
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Ensemble(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = layers.Dense(4, 2, rng=0), layers.Dense(4, 2, rng=1)
+
+        def forward(self, x):
+            with ThreadPoolExecutor(2) as pool:
+                ya, yb = pool.submit(self.a, x), pool.submit(self.b, x)
+                return ya.result() + yb.result()
+
+        def backward(self, dy):
+            return self.a.backward(dy) + self.b.backward(dy)
+
+    model, x = Ensemble(), np.ones((5, 4), np.float32)
+    y = model(x)
+    dx = model.backward(np.ones_like(y))
+    np.testing.assert_allclose(dx, np.ones((5, 2)) @ (model.a.weight.data + model.b.weight.data), rtol=1e-6)
+
+
+def test_a_copy_taken_while_a_module_runs_is_not_running():
+    import threading
+    model, snapshots = nn.Sequential(layers.Dense(4, 2)), []
+    model[0].register_forward_hook(lambda m, inputs, out: snapshots.append(copy.deepcopy(model)))
+    x = np.ones((5, 4), np.float32)
+    model(x)
+    twin, outputs = snapshots[0], []
+    worker = threading.Thread(target=lambda: outputs.append(twin(x)))
+    worker.start()
+    worker.join()
+    assert outputs[0].shape == (5, 2)
+    calls = []
+    twin.register_forward_hook(lambda *args: calls.append(1))
+    y = twin(x)                                          # on this thread too, hooks and all
+    assert calls == [1] and twin.backward(np.ones_like(y)).shape == (5, 4)
+
+
+def test_a_container_whose_later_child_refused_its_input_refuses_backward():
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = layers.Dense(3, 3), layers.Dense(3, 2)
+
+        def forward(self, x, width=3):
+            return self.second(self.first(x)[:, :width])
+
+        def backward(self, dy):
+            raise AssertionError("unreachable")
+
+    model, x = Pair(), np.ones((2, 3), np.float32)
+    model(x)
+    with pytest.raises(ValueError, match="Dense: expected input of shape"):
+        model(x, width=2)                                # first ran on x, second refused
+    with pytest.raises(ValueError, match="Pair.backward called before forward .or after a forward that failed"):
+        model.backward(np.ones((2, 2), np.float32))

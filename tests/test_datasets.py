@@ -303,7 +303,7 @@ def test_dataloader_keeps_dtypes_and_trailing_shapes():
     (dict(x=np.zeros(3), y=np.zeros(3), batch_size=2.0), TypeError, "batch_size to be an int, got float"),
     (dict(x=np.zeros(3), y=np.zeros(3), batch_size=True), TypeError, "batch_size"),
     (dict(x=np.zeros(3), y=np.zeros(3), batch_size=2, seed=1.5), TypeError,
-     "DataLoader: expected seed to be a non-negative int, a np.random.SeedSequence or None, got 1.5"),
+     "DataLoader: expected seed to be a non-negative int, a np.random.SeedSequence, a np.random.Generator or None, got 1.5"),
     (dict(x=np.zeros(3), y=np.zeros(3), batch_size=2, seed=-1), TypeError, "seed to be a non-negative int"),
 ])
 def test_dataloader_bad_input(kwargs, error, expected):

@@ -112,7 +112,7 @@ def test_dense_bad_input():
     for start_dim in (1.7, "1", True):
         with pytest.raises(TypeError, match=f"Flatten: expected start_dim to be an int, got {start_dim!r}"):
             layers.Flatten(start_dim)
-    with pytest.raises(TypeError, match=r"seed: expected a non-negative int or None, got 1.5"):
+    with pytest.raises(TypeError, match=r"seed: expected a non-negative int, a np.random.SeedSequence or None, got 1.5"):
         nn.seed(1.5)
     with pytest.raises(TypeError, match="Softmax: expected axis to be an int, got 1.0"):
         layers.Softmax(axis=1.0)
