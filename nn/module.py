@@ -2,8 +2,9 @@
 
 A module computes ``y = f(x; params)`` in ``forward`` and caches what its backward needs;
 ``backward(dy)`` receives dL/dy, ADDS dL/dparam into each ``Parameter.grad`` and returns dL/dx.
-The cache is of the last call only: a module called twice in one forward pass refuses backward
-(give each call its own module, sharing ``Parameter`` objects to share weights), and a cache
+The cache is of the last call only: a model refuses backward when a module inside it was called
+twice in its forward pass, or ran again after it (give each call its own module, sharing
+``Parameter`` objects to share weights); a module runs on one thread at a time; and a cache
 may hold the input array itself or the output it returned (``Tanh`` keeps ``y``), not a copy,
 so either changed in place before backward changes the gradient. Parameters, buffers and child
 modules live in explicit registries (as in PyTorch), so the caches a layer keeps on itself
@@ -53,9 +54,10 @@ class _Passes(threading.local):
 _passes = _Passes()
 _pass_numbers = itertools.count(1)
 
-#: Orders gradient events across modules: each recorded intermediate gradient and the end of
-#: each backward take the next tick, so ``check_intermediates`` can list the gradients of a
-#: model in the order its backward computed them, children inside their parents included.
+#: Orders events across modules: the start and end of each forward (so a model's backward can
+#: tell a module inside it that ran again after the model's forward), each recorded
+#: intermediate gradient and the end of each backward (so ``check_intermediates`` can list a
+#: model's gradients in the order its backward computed them, children inside parents).
 _ticks = itertools.count()
 
 
