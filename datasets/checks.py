@@ -4,14 +4,17 @@ import numpy as np
 
 
 def check_int(func, name, value, minimum):
-    """Raise unless ``value`` is an int (not a bool) ``>= minimum``."""
+    """``value`` as an int if it is one (not a bool) ``>= minimum``, else raise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{func}: expected {name} to be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{func}: expected {name} >= {minimum}, got {value}")
+    return int(value)
 
 
 def check_flag(func, name, value):
-    """Raise unless ``value`` is True or False (a string such as ``'no'`` would be truthy)."""
+    """``value`` as a bool if it is True or False (a string such as ``'no'`` would be truthy),
+    else raise."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{func}: expected {name} to be True or False, got {value!r}")
+    return bool(value)

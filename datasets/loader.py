@@ -52,12 +52,10 @@ class DataLoader:
             raise ValueError(
                 f"DataLoader: expected x and y with the same number of samples (first axis), "
                 f"got x of shape {x.shape} and y of shape {y.shape}")
-        check_int("DataLoader", "batch_size", batch_size, 1)
         self.x, self.y = x, y
-        self.batch_size = int(batch_size)
-        check_flag("DataLoader", "shuffle", shuffle)
-        check_flag("DataLoader", "drop_last", drop_last)
-        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.batch_size = check_int("DataLoader", "batch_size", batch_size, 1)
+        self.shuffle = check_flag("DataLoader", "shuffle", shuffle)
+        self.drop_last = check_flag("DataLoader", "drop_last", drop_last)
         if not (seed is None or isinstance(seed, (np.random.SeedSequence, np.random.Generator)) or (
                 isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
             raise TypeError(f"DataLoader: expected seed to be a non-negative int, a "

@@ -165,7 +165,10 @@ class _Pool(Module):
         for (size, k, s, p, d), out in zip(axes, out_size):
             if d == 1:                  # a window then always reads input: padding is at most k/2
                 continue
-            empty = [o for o in range(out) if not range(size)[window_taps(o, s, p, k, size, d)]]
+            # Only a window starting in the padding can miss the input: the first few, and
+            # with ceil_mode the last.
+            edges = [o for o in range(out) if not 0 <= o * s - p < size]
+            empty = [o for o in edges if not range(size)[window_taps(o, s, p, k, size, d)]]
             if empty:
                 raise ValueError(f"{name}: window {empty[0]} of an axis of size {size} reads only "
                                  f"padding (kernel {self.kernel_size}, padding {self.padding}, "
