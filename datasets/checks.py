@@ -18,3 +18,15 @@ def check_flag(func, name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{func}: expected {name} to be True or False, got {value!r}")
     return bool(value)
+
+
+
+def rng_from_seed(func, seed):
+    """``np.random.default_rng(seed)`` for a seed it takes -- None, an int >= 0, a
+    ``SeedSequence`` or a ``Generator`` (used as it is) -- else raise."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+        check_int(func, "seed", seed, 0)
+    elif not (seed is None or isinstance(seed, (np.random.SeedSequence, np.random.Generator))):
+        raise TypeError(f"{func}: expected seed to be a non-negative int, a np.random.SeedSequence, "
+                        f"a np.random.Generator or None, got {seed!r}")
+    return np.random.default_rng(seed)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import rng_from_seed
+
 DIGITS_FILE = Path(__file__).parent / "data" / "digits.csv.gz"
 N_DIGITS = 1797
 
@@ -59,7 +61,7 @@ def load_digits(test_fraction=0.2, seed=0):
         raise ValueError(f"load_digits: expected 0 < test_fraction < 1, got {test_fraction}")
     pixels, labels = _read_digits()
     x = (pixels.astype(np.float32) / np.float32(16.0)).reshape(-1, 1, 8, 8)
-    train, test = _stratified_split(labels, test_fraction, np.random.default_rng(seed))
+    train, test = _stratified_split(labels, test_fraction, rng_from_seed("load_digits", seed))
     for part, indices in (("train", train), ("test", test)):
         if not len(indices):
             raise ValueError(f"load_digits: test_fraction={test_fraction} leaves the {part} part "

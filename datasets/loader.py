@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .checks import check_flag, check_int
+from .checks import check_flag, check_int, rng_from_seed
 
 
 def _check_array(name, value):
@@ -56,11 +56,7 @@ class DataLoader:
         self.batch_size = check_int("DataLoader", "batch_size", batch_size, 1)
         self.shuffle = check_flag("DataLoader", "shuffle", shuffle)
         self.drop_last = check_flag("DataLoader", "drop_last", drop_last)
-        if not (seed is None or isinstance(seed, (np.random.SeedSequence, np.random.Generator)) or (
-                isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
-            raise TypeError(f"DataLoader: expected seed to be a non-negative int, a "
-                            f"np.random.SeedSequence, a np.random.Generator or None, got {seed!r}")
-        self.rng = np.random.default_rng(seed)
+        self.rng = rng_from_seed("DataLoader", seed)
 
     @property
     def n_samples(self):

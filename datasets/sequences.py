@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .checks import check_int
+from .checks import check_int, rng_from_seed
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -49,7 +49,7 @@ def adding_problem(n, T, seed=None):
     """
     check_int("adding_problem", "n", n, 1)
     check_int("adding_problem", "T", T, 2)
-    rng = np.random.default_rng(seed)
+    rng = rng_from_seed("adding_problem", seed)
     values = rng.random((n, T)).astype(np.float32)
     half = T // 2
     first = rng.integers(0, half, size=n)
@@ -94,7 +94,7 @@ def copy_task(n, T, n_symbols=8, seq_len=10, seed=None):
     check_int("copy_task", "T", T, 1)
     check_int("copy_task", "n_symbols", n_symbols, 1)
     check_int("copy_task", "seq_len", seq_len, 1)
-    rng = np.random.default_rng(seed)
+    rng = rng_from_seed("copy_task", seed)
     length = T + 2 * seq_len
     symbols = rng.integers(1, n_symbols + 1, size=(n, seq_len))
     inputs = np.zeros((n, length), dtype=np.int64)
@@ -119,7 +119,7 @@ def noisy_sine(n_steps, period=25.0, noise=0.1, seed=None):
     check_int("noisy_sine", "n_steps", n_steps, 1)
     _check_positive("noisy_sine", "period", period)
     _check_positive("noisy_sine", "noise", noise, allow_zero=True)
-    rng = np.random.default_rng(seed)
+    rng = rng_from_seed("noisy_sine", seed)
     t = np.arange(n_steps)
     series = np.sin(2.0 * np.pi * t / period) + noise * rng.standard_normal(n_steps)
     return series.astype(np.float32)
@@ -157,7 +157,7 @@ def mackey_glass(n_steps, tau=17.0, beta=0.2, gamma=0.1, n=10, dt=0.1, washout=1
     if per_unit is None or delay is None:
         raise ValueError(f"{func}: expected dt to divide both 1 and tau a whole number of times, "
                          f"got dt={dt}, tau={tau}")
-    rng = np.random.default_rng(seed)
+    rng = rng_from_seed("mackey_glass", seed)
     x = list(1.2 + rng.uniform(-0.1, 0.1, size=delay + 1))
     for _ in range((washout + n_steps - 1) * per_unit):
         lagged, now = x[-delay - 1], x[-1]

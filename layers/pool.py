@@ -152,6 +152,8 @@ class _Pool(Module):
         check_float_array(name, x)
         check_shape(name, x, ("N", "C", "H", "W") if self.spatial == 2 else ("N", "C", "L"))
         x4 = x if self.spatial == 2 else x[:, :, None, :]
+        if min(x4.shape[2:]) < 1:
+            raise ValueError(f"{name}: expected an input with a non-empty spatial size, got {x.shape}")
         axes = list(zip(x4.shape[2:], self._kernel, self._stride, self._pad, self._dilation))
         out_size = tuple(output_size(size, k, s, p, self.ceil_mode, d) for size, k, s, p, d in axes)
         lift = (lambda t: t) if self.spatial == 2 else (lambda t: t[1:])
@@ -177,9 +179,9 @@ class _Pool(Module):
 
     def forward(self, x):
         x4, out_size = self._check_input(x)
-        self._reference = self._use_reference()
-        self._x_shape = x4.shape
-        y = (self._forward_reference if self._reference else self._forward_fast)(x4, out_size)
+        reference = self._use_reference()
+        y = (self._forward_reference if reference else self._forward_fast)(x4, out_size)
+        self._reference, self._x_shape = reference, x4.shape
         return y if self.spatial == 2 else y[:, :, 0, :]
 
     def backward(self, dy):
@@ -348,6 +350,9 @@ class GlobalAvgPool2D(Module):
     def forward(self, x):
         check_float_array("GlobalAvgPool2D", x)
         check_shape("GlobalAvgPool2D", x, ("N", "C", "H", "W"))
+        if x.shape[2] * x.shape[3] == 0:
+            raise ValueError(f"GlobalAvgPool2D: expected an input with a non-empty spatial size, "
+                             f"got {x.shape}")
         self._x_shape = x.shape
         return x.mean(axis=(2, 3))
 

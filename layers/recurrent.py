@@ -432,7 +432,7 @@ class RecurrentBase(Module):
 
             def tap_grad(name, g, t=t):
                 if name in sq:                              # the state gradients: BPTT norms
-                    sq[name][t] = np.sum(g * g)
+                    sq[name][t] = np.sum(np.square(g, dtype=np.float64))   # float32 would overflow at 2e19
                 return self._tap_grad(name + tag, g, step=t)
 
             d_in = tuple(np.where(valid, g, 0) for g in carried)
@@ -464,7 +464,7 @@ class RecurrentBase(Module):
         grads = ((x.reshape(T * N, I).T @ g_x).T, (buffers["h_prev"].reshape(T * N, H).T @ g_h).T,
                  g_x.sum(axis=0), g_h.sum(axis=0))
         dx = (g_x @ w.W_ih).reshape(T, N, I)
-        sq = {s: np.einsum("tnh,tnh->t", v, v) for s, v in seq.items()}
+        sq = {s: np.einsum("tnh,tnh->t", v, v, dtype=np.float64) for s, v in seq.items()}
         return dx, d, grads, sq
 
     def _whole_sequence_in_one_call(self, N):

@@ -8,6 +8,7 @@ and shape before changing anything (``load_state_dict`` is strict).
 import os
 import uuid
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def read_checkpoint(path):
                 raise ValueError(f"load: {path!r} is a zip archive (as .npz files are) but not a "
                                  f"handprop checkpoint (no {_MARKER!r} entry); keys found: "
                                  f"{sorted(data.files)[:8]}")
-            marker = data[_MARKER]
+            marker = _entry(data, _MARKER, path)
             if marker.shape != () or not np.issubdtype(marker.dtype, np.integer):
                 raise ValueError(f"load: {path!r} is not a valid checkpoint (its {_MARKER!r} entry "
                                  f"should be an integer format number, got {marker.dtype} of "
@@ -67,15 +68,25 @@ def read_checkpoint(path):
             if version > _FORMAT_VERSION:
                 raise ValueError(f"load: {path!r} has checkpoint format {version}; this handprop "
                                  f"reads format {_FORMAT_VERSION} and older")
-            return {k: data[k] for k in data.files if k != _MARKER}
+            return {k: _entry(data, k, path) for k in data.files if k != _MARKER}
     except ValueError as e:
         if "allow_pickle" in str(e) or "Object arrays" in str(e):
             raise ValueError(f"load: {path!r} contains pickled objects; refusing to unpickle a checkpoint") from e
         if str(e).startswith("load:"):
             raise
         raise ValueError(f"load: {path!r} is not a valid checkpoint ({e})") from e
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, zlib.error) as e:
         raise ValueError(f"load: {path!r} is truncated or corrupt ({type(e).__name__}: {e})") from e
+
+
+def _entry(data, key, path):
+    """Entry ``key`` of an open ``.npz``; NumPy hands back raw bytes for an entry that is
+    not an ``.npy`` array."""
+    value = data[key]
+    if not isinstance(value, np.ndarray):
+        raise ValueError(f"load: {path!r} is not a valid checkpoint (its entry {key!r} is not "
+                         f"an .npy array)")
+    return value
 
 
 def load(module, path, strict=True):

@@ -185,6 +185,15 @@ class MSELoss(Loss):
         return 2 * diff * self._upstream(dloss, diff.shape, diff.dtype)
 
 
+def _pos_weight(value):
+    """``pos_weight`` as a float64 array, refusing what is not an array of real numbers."""
+    array = np.asarray(value)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"BCEWithLogitsLoss: expected pos_weight to be an array of numbers, got "
+                        f"{type(value).__name__} {value!r}")
+    return array.astype(np.float64)
+
+
 class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits, stable for large ``|x|``.
 
@@ -199,7 +208,7 @@ class BCEWithLogitsLoss(Loss):
 
     def __init__(self, reduction="mean", pos_weight=None):
         super().__init__(reduction)
-        self.pos_weight = None if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+        self.pos_weight = None if pos_weight is None else _pos_weight(pos_weight)
 
     def forward(self, logits, target):
         check_float_array("BCEWithLogitsLoss", logits, "logits")

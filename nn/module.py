@@ -272,10 +272,10 @@ class Module:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
         if isinstance(value, Parameter):
             value.name = value.name or name
-            self._forget(name)
+            self._forget(name, keep=self._parameters)
             self._parameters[name] = value
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep=self._modules)
             self._modules[name] = value
         elif name in self._buffers:
             self._buffers[name] = value
@@ -285,10 +285,13 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name):
-        """Drop ``name`` from every registry and plain attribute (before it is registered anew)."""
+    def _forget(self, name, keep):
+        """Drop ``name`` from every registry and plain attribute but ``keep``, where it is about
+        to be registered: replacing an entry there keeps its place (a ``Sequential``'s order,
+        ``state_dict``'s key order)."""
         for registry in (self._parameters, self._buffers, self._modules, self.__dict__):
-            registry.pop(name, None)
+            if registry is not keep:
+                registry.pop(name, None)
 
     def __getattr__(self, name):
         # Only called when normal lookup fails: look in the registries.
@@ -414,7 +417,7 @@ class Module:
         for key, (module, name) in targets.items():
             if key not in state_dict:
                 continue
-            value = _to_numpy(state_dict[key])
+            value = _to_numpy(state_dict[key], f"{owner}.load_state_dict: {key!r}")
             current = module._parameters[name].data if name in module._parameters else np.asarray(module._buffers[name])
             if value.shape != current.shape:
                 raise ValueError(f"{owner}.load_state_dict: {key!r} expected shape {current.shape}, got {value.shape}")
@@ -561,9 +564,9 @@ def _store(store, name, value, step):
         store.setdefault(name, {})[step] = np.array(value, copy=True)
 
 
-def _to_numpy(value):
+def _to_numpy(value, where):
     if hasattr(value, "detach"):                 # a PyTorch tensor, without importing torch
         value = value.detach().cpu().numpy()
     if not isinstance(value, np.ndarray) and not np.isscalar(value):
-        raise TypeError(f"load_state_dict: expected numpy arrays, got {type(value).__name__}")
+        raise TypeError(f"{where} expected a numpy array, got {type(value).__name__}")
     return np.asarray(value)

@@ -34,7 +34,7 @@ def clip_grad_norm(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     ----------
     params : Parameter or iterable of Parameter
     max_norm : float
-        >= 0.
+        >= 0; ``math.inf`` measures the norm without clipping.
     norm_type : float or 'inf'
         The ``p`` of the norm: > 0, or ``math.inf``.
     error_if_nonfinite : bool
@@ -48,7 +48,7 @@ def clip_grad_norm(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """
     owner = "clip_grad_norm"
     grads = _grads(params, owner)
-    max_norm = _nonneg(owner, "max_norm", max_norm)
+    max_norm = _nonneg(owner, "max_norm", max_norm, allow_inf=True)
     if isinstance(norm_type, str) and norm_type == "inf":     # PyTorch's spelling of math.inf
         norm_type = math.inf
     if isinstance(norm_type, (bool, np.bool_)) or not isinstance(norm_type, (int, float, np.number)):
@@ -84,10 +84,10 @@ def clip_grad_value(params, clip_value):
     ----------
     params : Parameter or iterable of Parameter
     clip_value : float
-        >= 0.
+        >= 0 (``math.inf`` leaves the gradients as they are).
     """
     owner = "clip_grad_value"
     grads = _grads(params, owner)
-    clip_value = _nonneg(owner, "clip_value", clip_value)
+    clip_value = _nonneg(owner, "clip_value", clip_value, allow_inf=True)
     for g in grads:
         np.clip(g, -clip_value, clip_value, out=g)

@@ -31,21 +31,22 @@ __all__ = ["Optimizer"]
 # argument checks shared by the optimizers, the schedulers and the clipping functions
 
 
-def _real(owner, name, value):
-    """``value`` as a finite Python float; TypeError for a non-number, ValueError for inf/nan."""
+def _real(owner, name, value, allow_inf=False):
+    """``value`` as a finite Python float (or +-inf with ``allow_inf``); TypeError for a
+    non-number, ValueError for nan or a refused inf."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
         raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"{owner}: {name} must be {'a number' if allow_inf else 'finite'}, got {value!r}")
     return value
 
 
-def _nonneg(owner, name, value):
-    """``value`` as a float >= 0."""
-    value = _real(owner, name, value)
+def _nonneg(owner, name, value, allow_inf=False):
+    """``value`` as a float >= 0 (``math.inf`` too, with ``allow_inf``)."""
+    value = _real(owner, name, value, allow_inf)
     if value < 0:
         raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
     return value

@@ -1,6 +1,7 @@
 """Checkpoints: npz, never unpickled, atomic, strict."""
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -35,6 +36,31 @@ def test_truncated_file(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt|not a valid checkpoint"):
+        nn.load(model(), path)
+
+
+def test_corrupt_entries_are_a_clear_error(tmp_path):
+    path, zipped = tmp_path / "m.npz", tmp_path / "z.npz"
+    nn.save(model(), path)
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(b"PK\x01\x02") + 6] = 99           # a central directory entry's zip version
+    path.write_bytes(raw)
+    with pytest.raises(ValueError, match="truncated or corrupt.*NotImplementedError"):
+        nn.load(model(), path)
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("__handprop_checkpoint__.npy", b"not an array")
+    with pytest.raises(ValueError, match="its entry '__handprop_checkpoint__' is not an .npy array"):
+        nn.load(model(), zipped)
+
+
+def test_corrupt_compressed_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.npz"
+    np.savez_compressed(path, __handprop_checkpoint__=np.array(1),
+                        **{k: v for k, v in model().state_dict().items()})
+    raw = bytearray(path.read_bytes())
+    raw[28] ^= 0xFF        # the first entry's extra-field length: zlib inflates from a wrong offset
+    path.write_bytes(raw)
+    with pytest.raises(ValueError, match=r"truncated or corrupt \(error: Error -3 while decompressing"):
         nn.load(model(), path)
 
 

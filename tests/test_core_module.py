@@ -131,6 +131,23 @@ def test_backward_adds_into_grad_and_zero_grad_clears():
     assert not d.weight.grad.any() and not d.bias.grad.any()
 
 
+def test_replacing_a_child_or_parameter_keeps_its_place():
+    x = np.random.default_rng(0).standard_normal((2, 2)).astype(np.float32)
+    m = nn.Sequential(layers.Dense(2, 2), layers.ReLU(), layers.Dense(2, 2))
+    m.add_module("1", layers.Tanh())
+    assert list(m._modules) == ["0", "1", "2"]
+    np.testing.assert_array_equal(m(x), m[2](np.tanh(m[0](x))))
+    dense = layers.Dense(2, 3)
+    dense.weight = nn.Parameter(np.zeros((3, 2), np.float32))
+    assert list(dense.state_dict()) == ["weight", "bias"]
+    assert [p.shape for p in dense.parameters()] == [(3, 2), (3,)]
+
+
+def test_load_state_dict_names_the_key_of_a_value_that_is_not_an_array():
+    with pytest.raises(TypeError, match=r"Dense.load_state_dict: 'weight' expected a numpy array, got list"):
+        layers.Dense(2, 1).load_state_dict({"weight": [[1.0, 2.0]], "bias": np.zeros(1, np.float32)})
+
+
 def test_load_state_dict_round_trip_and_strict():
     a, b = Affine(), Affine()
     a.scale.data[:] = 3

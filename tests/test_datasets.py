@@ -304,7 +304,7 @@ def test_dataloader_keeps_dtypes_and_trailing_shapes():
     (dict(x=np.zeros(3), y=np.zeros(3), batch_size=True), TypeError, "batch_size"),
     (dict(x=np.zeros(3), y=np.zeros(3), batch_size=2, seed=1.5), TypeError,
      "DataLoader: expected seed to be a non-negative int, a np.random.SeedSequence, a np.random.Generator or None, got 1.5"),
-    (dict(x=np.zeros(3), y=np.zeros(3), batch_size=2, seed=-1), TypeError, "seed to be a non-negative int"),
+    (dict(x=np.zeros(3), y=np.zeros(3), batch_size=2, seed=-1), ValueError, "DataLoader: expected seed >= 0, got -1"),
 ])
 def test_dataloader_bad_input(kwargs, error, expected):
     with pytest.raises(error, match=expected):
@@ -513,6 +513,19 @@ def test_sequence_bad_arguments(call, expected):
 def test_sequence_bad_types(call):
     with pytest.raises(TypeError):
         call()
+
+
+@pytest.mark.parametrize("name", ["adding_problem", "copy_task", "noisy_sine", "mackey_glass", "load_digits"])
+@pytest.mark.parametrize("seed, error, expected", [
+    ("a", TypeError, "expected seed to be a non-negative int, .*got 'a'"),
+    (1.5, TypeError, "expected seed to be a non-negative int, .*got 1.5"),
+    (-3, ValueError, "expected seed >= 0, got -3"),
+])
+def test_generators_name_a_bad_seed(name, seed, error, expected):
+    args = {"adding_problem": (4, 5), "copy_task": (4, 5), "noisy_sine": (10,), "mackey_glass": (10,),
+            "load_digits": ()}[name]
+    with pytest.raises(error, match=f"^{name}: {expected}"):
+        getattr(datasets, name)(*args, seed=seed)
 
 
 def test_noisy_sine_and_mackey_glass_series():

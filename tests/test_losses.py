@@ -175,6 +175,8 @@ def test_bad_input():
     for loss in (nn.MSELoss(), nn.BCEWithLogitsLoss()):
         with pytest.raises(TypeError, match=f"{type(loss).__name__}: expected a numeric target, got dtype <U1"):
             loss(np.zeros(2, np.float32), np.array(["1", "2"]))
+    with pytest.raises(TypeError, match="BCEWithLogitsLoss: expected pos_weight to be an array of numbers, got str 'abc'"):
+        nn.BCEWithLogitsLoss(pos_weight="abc")
     with pytest.raises(ValueError, match="expected reduction"):
         nn.MSELoss(reduction="avg")
     with pytest.raises(ValueError, match=r"MSELoss: expected target of shape \(3, 4\)"):

@@ -172,7 +172,7 @@ def test_adam_non_contiguous_gradient_takes_the_reference_path():
 
 
 @pytest.mark.parametrize("norm_type", [2.0, math.inf, "inf", 1.0])
-@pytest.mark.parametrize("max_norm", [0.5, 1e3])        # clips / leaves alone
+@pytest.mark.parametrize("max_norm", [0.5, 1e3, math.inf])        # clips / leaves alone / measures
 def test_clip_grad_norm_matches_torch(norm_type, max_norm):
     torch = pytest.importorskip("torch")
     params = make_params(np.float64)

@@ -203,10 +203,29 @@ def test_flops_and_repr():
      r"AvgPool2D: expected input of dtype float32 or float64, got int32"),
     (lambda: layers.GlobalAvgPool2D(), np.zeros((2, 3)), ValueError,
      r"GlobalAvgPool2D: expected input of shape \(N, C, H, W\), got \(2, 3\)"),
+    (lambda: layers.GlobalAvgPool2D(), np.zeros((1, 3, 0, 4)), ValueError,
+     r"GlobalAvgPool2D: expected an input with a non-empty spatial size, got \(1, 3, 0, 4\)"),
+    (lambda: layers.MaxPool2D(2, padding=1), np.zeros((1, 3, 0, 4)), ValueError,
+     r"MaxPool2D: expected an input with a non-empty spatial size, got \(1, 3, 0, 4\)"),
+    (lambda: layers.AvgPool1D(2, padding=1), np.zeros((1, 3, 0)), ValueError,
+     r"AvgPool1D: expected an input with a non-empty spatial size, got \(1, 3, 0\)"),
 ])
 def test_bad_input(make, x, error, message):
     with pytest.raises(error, match=message):
         make()(x)
+
+
+@pytest.mark.parametrize("make", [lambda: layers.MaxPool2D(2, padding=1), lambda: layers.AvgPool2D(2, padding=1)])
+@pytest.mark.parametrize("reference", [False, True])
+def test_refused_input_leaves_the_last_forward_to_backward(make, reference):
+    layer = make()
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6))
+    with nn.use_reference(reference):
+        y = layer(x)
+        expected = layer.backward(np.ones_like(y))
+        with pytest.raises(ValueError, match="non-empty spatial size"):
+            layer(np.zeros((1, 3, 0, 6)))
+        np.testing.assert_array_equal(layer.backward(np.ones_like(y)), expected)
 
 
 def test_bad_arguments():

@@ -334,6 +334,23 @@ def test_grad_norms_are_the_norms_of_the_recorded_state_gradients():
 
 
 @pytest.mark.parametrize("reference", [False, True])
+def test_grad_norms_of_exploding_float32_gradients_stay_finite(reference):
+    """An exploding gradient's squares pass float32's largest number long before the norm
+    does: the norms are summed in float64, as the float64 layer computes them."""
+    x = np.abs(np.random.default_rng(0).standard_normal((4, 30, 2)))
+    norms = []
+    for dtype in (np.float32, np.float64):
+        layer = layers.RNN(2, 8, nonlinearity="relu", rng=0, dtype=dtype)
+        layer.weight_hh_l0.data[...] = 6 * np.eye(8)
+        with nn.use_reference(reference):
+            y = layer(x.astype(dtype))
+            layer.backward(np.ones_like(y))
+        norms.append(layer.grad_norms["h"][0])
+    assert norms[0].max() > 1e23                   # squares near 1e46: past float32's 3.4e38
+    np.testing.assert_allclose(norms[0], norms[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM, layers.GRU])
 @pytest.mark.parametrize("N", [1, 3])
 def test_padding_is_never_read(cls, N, reference):
