@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 import datasets
 import nn
 import optim
-from benchmarks.harness import limit_threads, positive_int, thread_count, try_import_torch
+from benchmarks.harness import check_writable, limit_threads, positive_int, thread_count, try_import_torch
 from benchmarks.mnist1d_models import (LABELS, MODELS, RECURRENT, build, build_torch,
                                        copy_to_torch, count_parameters)
 
@@ -126,6 +126,7 @@ def parse_with_out(parser, argv):
                                                   "with --quick benchmarks/results/quick)")
     args = parser.parse_args(argv)
     args.out = args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)
+    check_writable(parser, args.out, "--out", folder=True)
     return args
 
 
@@ -133,11 +134,11 @@ def save_report(out, name, result, markdown):
     """Write ``name.json`` (non-finite numbers as null) and ``name.md`` to ``out``; print the
     markdown. Returns the JSON path."""
     out = Path(out)
+    print(markdown)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     path.write_text(json.dumps(_jsonable(result), indent=1) + "\n")
     (out / f"{name}.md").write_text(markdown + "\n")
-    print(markdown)
     print(f"\nwrote {path} and {name}.md")
     return path
 
@@ -640,7 +641,7 @@ def claims_table(claims):
 COLORS = {"paper": "tab:gray", "handprop": "tab:blue", "PyTorch": "tab:orange"}
 
 
-def plot(rows, out, protocol=PROTOCOL):
+def plot(rows, out, protocol=PROTOCOL, threads=1):
     plt = load_pyplot()
     if plt is None:
         return []
@@ -680,7 +681,8 @@ def plot(rows, out, protocol=PROTOCOL):
     ax.set_xticks(xs, names, rotation=20, ha="right")
     ax.set_ylabel("ms per training step (batch 100)")
     ax.set_yscale("log")
-    ax.set_title("Forward + backward + Adam, same batches, taking turns (one thread each)")
+    each = "one thread" if threads == 1 else f"{threads} threads"
+    ax.set_title(f"Forward + backward + Adam, same batches, taking turns ({each} each)")
     ax.legend()
     fig.tight_layout()
     time_path = out / "mnist1d_time.png"
@@ -716,9 +718,8 @@ def main(argv=None):
         print("PyTorch is not installed: handprop only (for the side-by-side columns, install a CPU "
               "build: pip install torch==2.13.0, see README)")
     models = [m for m in args.models.split(",") if m]
-    unknown = set(models) - set(MODELS)
-    if unknown:
-        raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {MODELS}")
+    if not models or set(models) - set(MODELS) or len(set(models)) < len(models):
+        raise SystemExit(f"--models {args.models!r}: expected one or more distinct names from {MODELS}")
     shuffled = [m for m in SHUFFLED_MODELS if m in models]
     jobs = torch_plan(models, shuffled, protocol["steps"] + 1, with_torch, args.torch_full or args.quick)
     machine = machine_info()
@@ -757,7 +758,7 @@ def main(argv=None):
               "parameter_sharing": sharing, "timing": timing, "gradient_ratios": grads,
               "claims": claims}
     save_report(args.out, "cnn_vs_rnn", result, markdown)
-    result["plots"] = plot(rows, args.out, protocol) if rows else []
+    result["plots"] = plot(rows, args.out, protocol, args.threads) if rows else []
     return result
 
 

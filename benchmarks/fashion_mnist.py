@@ -29,7 +29,8 @@ import datasets
 import layers
 import nn
 import optim
-from benchmarks.harness import limit_threads, positive_int, result_name, thread_count, try_import_torch
+from benchmarks.harness import (check_writable, limit_threads, nonnegative_int, positive_int, result_name,
+                                thread_count, try_import_torch)
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZE, LR = 64, 1e-3
@@ -74,15 +75,16 @@ def build_torch(torch, model_name):
 
 # ----------------------------------------------------------------------------- data
 
-def load_data(model_name, quick, train_size=None, seed=0):
-    """``((x, y), (x_test, y_test))``; quick mode: 64 + 64 synthetic images."""
+def load_data(model_name, quick, train_size=None, seed=0, folder=None):
+    """``((x, y), (x_test, y_test))`` from ``folder`` (else where ``load_fashion_mnist``
+    looks); quick mode: 64 + 64 synthetic images."""
     if quick:
         rng = np.random.default_rng(seed)
         x = rng.random((128, 1, 28, 28), dtype=np.float32)
         y = rng.integers(0, 10, 128)
         (x_train, y_train), (x_test, y_test) = (x[:64], y[:64]), (x[64:], y[64:])
     else:
-        (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist()
+        (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(folder)
         if train_size:
             x_train, y_train = x_train[:train_size], y_train[:train_size]
     if model_name == "lstm":                        # 28 steps of 28 pixels
@@ -151,7 +153,8 @@ def table(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fashion_mnist",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("cnn", "lstm"), default="cnn")
     parser.add_argument("--epochs", type=positive_int, default=3)
     parser.add_argument("--threads", type=thread_count, default=1,
@@ -159,14 +162,22 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one step on synthetic data (smoke test)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch run")
     parser.add_argument("--train-size", type=positive_int, help="train on the first N training images only")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--data", type=Path, help=f"the folder of the four IDX files (default: "
+                        f"${datasets.idx.FASHION_MNIST_ENV}, then the Debian package's folder)")
     parser.add_argument("--json", type=Path,
                         help="default: benchmarks/results/fashion_mnist_MODEL[_Nthreads][_quick].json")
     args = parser.parse_args(argv)
     epochs = 1 if args.quick else args.epochs
+    path = args.json or ROOT / "benchmarks" / "results" / result_name("fashion_mnist", args.model,
+                                                                      args.threads, args.quick)
+    check_writable(parser, path, "--json")
 
     threads = limit_threads(args.threads, torch=not args.no_torch)
-    train, test = load_data(args.model, args.quick, args.train_size, args.seed)
+    try:
+        train, test = load_data(args.model, args.quick, args.train_size, args.seed, args.data)
+    except FileNotFoundError as e:
+        raise SystemExit(f"{e}\nHere: --data /that/folder.") from None
     nn.seed(args.seed)
     model = build(args.model)
     runs = {"handprop": HandpropRun(model, train, test, args.seed)}
@@ -180,9 +191,6 @@ def main(argv=None):
     print(f"Fashion-MNIST, {args.model}: {len(train[0])} training / {len(test[0])} test images, "
           f"batch {BATCH_SIZE}, Adam lr {LR}, {args.threads} thread(s)"
           f"{' -- quick mode (synthetic data)' if args.quick else ''}")
-    path = args.json or ROOT / "benchmarks" / "results" / result_name("fashion_mnist", args.model,
-                                                                      args.threads, args.quick)
-    path.parent.mkdir(parents=True, exist_ok=True)
     results = {"model": args.model, "epochs": epochs, "quick": args.quick, "threads": threads,
                "train_size": len(train[0]), **{name: run.record for name, run in runs.items()}}
     for _ in range(epochs):

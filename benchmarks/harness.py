@@ -8,6 +8,7 @@ as 3x forward (the backward computes two products of the forward's size).
 """
 import argparse
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -43,6 +44,29 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
     return value
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0 (a seed)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def check_writable(parser, path, option, folder=False):
+    """End with ``parser``'s usage error unless a file can be written at ``path`` (in the
+    folder ``path`` with ``folder``), creating the folders it needs: checked before the run,
+    so a bad path costs a line, not the run's results."""
+    where = path if folder else path.parent
+    try:
+        if not folder and path.is_dir():
+            raise IsADirectoryError(21, "is a folder, expected a file name")
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        parser.error(f"{option} {path}: cannot write there ({e.strerror or e})")
 
 
 def thread_count(text):

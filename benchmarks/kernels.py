@@ -107,7 +107,7 @@ def to_json(workloads, results, jit, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke test)")
     parser.add_argument("--only", choices=sorted(FAMILIES), help="run one family of workloads")
     parser.add_argument("--threads", type=harness.thread_count, default=1,
@@ -118,6 +118,9 @@ def main(argv=None):
                         help="where to write the results (default: benchmarks/results/"
                              "kernels_{conv,recurrent,all}[_Nthreads][_quick].json)")
     args = parser.parse_args(argv)
+    path = args.json or ROOT / "benchmarks" / "results" / harness.result_name(
+        "kernels", args.only or "all", args.threads, args.quick)
+    harness.check_writable(parser, path, "--json")
 
     harness.limit_threads(args.threads)
     workloads = collect(args.only, args.quick)
@@ -131,9 +134,6 @@ def main(argv=None):
     if args.only in (None, "conv") and not args.no_jit_timing:
         jit = jit_times(repeats=1 if args.quick else 3)
         print(jit_table(jit), "\n")
-    path = args.json or ROOT / "benchmarks" / "results" / harness.result_name(
-        "kernels", args.only or "all", args.threads, args.quick)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_json(workloads, results, jit, args.quick), indent=2))
     print(f"wrote {path}")
     return results

@@ -37,7 +37,7 @@ import nn
 import optim
 from benchmarks.cnn_vs_rnn import (fmt, load_pyplot, machine_info, markdown_table, parse_with_out,
                                    save_report)
-from benchmarks.harness import limit_threads, positive_int, thread_count
+from benchmarks.harness import limit_threads, nonnegative_int, positive_int, thread_count
 
 CELLS = ("rnn", "lstm", "gru")
 BASELINE_MSE = 1.0 / 6.0
@@ -136,7 +136,7 @@ def train_adding(cell, T, config, seed, test):
         optim.clip_grad_norm(params, config["clip"])
         opt.step()
         seconds += time.perf_counter() - start
-        if step % every == 0:
+        if step % every == 0 or step == budget:
             history.append((step, test_mse(model, *test)))
             bar.set_postfix(mse=f"{history[-1][1]:.4f}", refresh=False)
             if history[-1][1] < config["threshold"]:
@@ -266,7 +266,7 @@ def parse_args(argv):
                    help="step budget for every length, at least one evaluation's worth "
                         "(default 2000/3000/4000)")
     p.add_argument("--batch-size", type=positive_int, help="sequences per step (default 32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS and numba (default 1)")
     return parse_with_out(p, argv)
 
@@ -295,8 +295,8 @@ def main(argv=None):
     threads = limit_threads(args.threads, torch=False)
     config = make_config(args)
     cells = [c for c in args.cells.split(",") if c]
-    if not cells or set(cells) - set(CELLS):
-        raise SystemExit(f"unknown or no cells in --cells {args.cells!r}; choose from {CELLS}")
+    if not cells or set(cells) - set(CELLS) or len(set(cells)) < len(cells):
+        raise SystemExit(f"--cells {args.cells!r}: expected one or more distinct names from {CELLS}")
     machine = machine_info()
     print(f"adding problem, T={config['lengths']}, cells {cells}, load average {machine['load_average']}")
     runs, profiles = run(config, cells, args.seed)

@@ -69,11 +69,34 @@ def test_default_result_names_keep_runs_apart():
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got 0"),
     (["--train-size", "-5"], "argument --train-size: expected an integer >= 1, got -5"),
+    (["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
 ])
 def test_fashion_mnist_refuses_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
         fashion_mnist.main(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("main", [kernels.main, fashion_mnist.main])
+def test_an_unwritable_json_path_is_refused_before_any_work(main, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--quick", "--json", str(tmp_path)])          # a folder, not a file name
+    assert f"--json {tmp_path}: cannot write there (is a folder, expected a file name)" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        main(["--quick", "--json", str(blocker / "r.json")])   # a folder that cannot be made
+    assert "cannot write there" in capsys.readouterr().err
+
+
+def test_fashion_mnist_without_the_data_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("HANDPROP_FASHION_MNIST", raising=False)     # nothing found anywhere
+    monkeypatch.setattr("datasets.idx.DEBIAN_FASHION_MNIST_DIR", tmp_path / "absent")
+    with pytest.raises(SystemExit) as exit:
+        fashion_mnist.main(["--no-torch", "--data", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    message = str(exit.value.code)
+    assert "Fashion-MNIST not found" in message and "apt-get install dataset-fashion-mnist" in message
+    assert message.endswith("Here: --data /that/folder.")
 
 
 def test_threads_beyond_numbas_are_refused(capsys):

@@ -61,6 +61,14 @@ def test_long_memory_quick(tmp_path):
     assert _all_finite(data)
 
 
+def test_long_memory_evaluates_the_last_step_of_any_budget():
+    config = {**long_memory.QUICK_CONFIG, "budget": {10: 30}}       # not a multiple of eval_every 20
+    x, y = datasets.adding_problem(16, 10, seed=1)
+    record, _ = long_memory.train_adding("gru", 10, config, 0, (x, y))
+    assert [step for step, _ in record["history"]] == [20, 30]
+    assert record["steps_run"] == 30 and record["final_mse"] == record["history"][-1][1]
+
+
 def test_sequence_scaling_quick(tmp_path):
     sequence_scaling.main(["--quick", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "sequence_scaling.json").read_text())
@@ -205,7 +213,14 @@ def test_lockstep_warms_each_trainer_up_on_a_copy_before_timing():
     (long_memory, ["--lengths", "10,1"], "argument --lengths: expected distinct lengths of at least 2"),
     (long_memory, ["--batch-size", "0"], "argument --batch-size: expected an integer >= 1, got 0"),
     (long_memory, ["--quick", "--budget", "10"], "--budget 10 is less than one evaluation's worth"),
-    (long_memory, ["--cells", ","], "unknown or no cells in --cells ','"),
+    (long_memory, ["--cells", ","], "--cells ',': expected one or more distinct names from"),
+    (long_memory, ["--cells", "lstm,lstm"], "--cells 'lstm,lstm': expected one or more distinct names"),
+    (long_memory, ["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+    (cnn_vs_rnn, ["--models", "cnn,cnn"], "--models 'cnn,cnn': expected one or more distinct names"),
+    (cnn_vs_rnn, ["--models", ""], "--models '': expected one or more distinct names"),
+    (cnn_vs_rnn, ["--models", "cnn,transformer"], "--models 'cnn,transformer': expected one or more"),
+    (cnn_vs_rnn, ["--out", "/proc/no-such-folder/out"], "--out /proc/no-such-folder/out: cannot write there"),
+    (sequence_scaling, ["--out", "/proc/no-such-folder/out"], "cannot write there"),
     (sequence_scaling, ["--threads", "-1"], "argument --threads: expected an integer >= 1, got -1"),
 ])
 def test_bad_arguments_are_refused_before_any_work(module, argv, message, capsys):
