@@ -20,7 +20,6 @@ def check_flag(func, name, value):
     return bool(value)
 
 
-
 def rng_from_seed(func, seed):
     """``np.random.default_rng(seed)`` for a seed it takes -- None, an int >= 0, a
     ``SeedSequence`` or a ``Generator`` (used as it is) -- else raise."""

@@ -193,7 +193,8 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm):
         assert total > max_norm      # the clipping branch did run
 
 
-def test_clip_grad_value_matches_torch():
+@pytest.mark.parametrize("clip_value", [0.7, math.inf])
+def test_clip_grad_value_matches_torch(clip_value):
     torch = pytest.importorskip("torch")
     params = make_params(np.float64)
     for p, g in zip(params, grad_sequence(params, steps=1)[0]):
@@ -201,8 +202,8 @@ def test_clip_grad_value_matches_torch():
     ts = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
     for t, p in zip(ts, params):
         t.grad = torch.tensor(p.grad.copy())
-    torch.nn.utils.clip_grad_value_(ts, 0.7)
-    optim.clip_grad_value(params, 0.7)
+    torch.nn.utils.clip_grad_value_(ts, clip_value)
+    optim.clip_grad_value(params, clip_value)
     for p, t in zip(params, ts):
         np.testing.assert_array_equal(p.grad, t.grad.numpy())
 
