@@ -150,8 +150,14 @@ class _BatchNorm(Module):
 
     # -- backward ----------------------------------------------------------------------------
     def backward(self, dy):
-        """The equations in the module docstring: node by node on the reference path, the
-        closed form on the fast path. Adds ``dgamma``, ``dbeta`` into ``weight.grad``,
+        """Per channel, summing over its ``m`` values::
+
+            dgamma = sum(dy * xhat)      dbeta = sum(dy)      dxhat = dy * gamma
+            dx = (1/m) / sqrt(var + eps) * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+
+        with the running statistics (evaluation) ``dx = dxhat / sqrt(var + eps)``. The
+        reference path goes node by node through ``var`` and ``mean`` (module docstring), the
+        fast path takes the closed form. Adds ``dgamma``, ``dbeta`` into ``weight.grad``,
         ``bias.grad``; returns ``dx``."""
         return (self._backward_reference if self._reference else self._backward_fast)(dy)
 
@@ -207,7 +213,14 @@ class _BatchNorm(Module):
 
 class BatchNorm1D(_BatchNorm):
     """Batch normalisation of ``(N, C)`` features or ``(N, C, L)`` sequences, per channel C
-    (PyTorch's ``BatchNorm1d``; the math in this module's docstring).
+    (PyTorch's ``BatchNorm1d``): ``x (N, C) or (N, C, L)`` -> ``y`` of the same shape, with,
+    over the ``m`` values of channel c (``m = N`` or ``N*L``)::
+
+        y = gamma * (x - mean) / sqrt(var + eps) + beta     (batch mean and biased var)
+        dx = (1/m) * gamma / sqrt(var + eps) * (m * dy - sum(dy) - xhat * sum(dy * xhat))
+
+    (the running estimates in place of mean and var in evaluation, where ``dx = dy * gamma /
+    sqrt(var + eps)``); the derivation in this module's docstring.
 
     Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros), ``(C,)``, unless
     ``affine=False``; buffers ``running_mean`` (zeros), ``running_var`` (ones), ``(C,)``, and
@@ -222,7 +235,9 @@ class BatchNorm1D(_BatchNorm):
 
 
 class BatchNorm2D(_BatchNorm):
-    """Batch normalisation of ``(N, C, H, W)`` images per channel, over ``N*H*W`` values
-    (PyTorch's ``BatchNorm2d``); parameters, buffers and intermediates as ``BatchNorm1D``."""
+    """Batch normalisation of ``(N, C, H, W)`` images per channel (PyTorch's ``BatchNorm2d``):
+    ``y`` of the same shape, ``y = gamma * (x - mean) / sqrt(var + eps) + beta`` with the mean
+    and variance of each channel over its ``m = N*H*W`` values; the equations, parameters,
+    buffers and intermediates of ``BatchNorm1D``."""
 
     shapes = (("N", "C", "H", "W"),)

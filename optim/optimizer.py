@@ -214,7 +214,7 @@ class Optimizer:
         raises before any parameter changes.
         """
         owner = type(self).__name__
-        todo = []
+        pending = []
         for i, p in enumerate(self.params):
             g = p.grad
             if g is None:
@@ -227,9 +227,9 @@ class Optimizer:
                 raise TypeError(f"{owner}.step: {_label(i, p)} has data of dtype {p.data.dtype} "
                                 f"but a gradient of dtype {g.dtype}")
             self._sync_state(i)
-            todo.append((i, p.data, g))
+            pending.append((i, p.data, g))
         self.update_ratios.clear()          # only this step's: none when not tracking
-        for i, x, g in todo:
+        for i, x, g in pending:
             st = self.state[i]
             st["step"] += 1
             before = x.copy() if self.track_updates else None
