@@ -28,7 +28,8 @@ class Embedding(Module):
                                           positions that looked it up
 
     ``padding_idx`` (negative values count from the end): that row starts at zero and never
-    receives a gradient, so padding positions stay a zero vector.
+    receives a gradient, so padding positions stay a zero vector. (Its reported gradient is
+    zero by design, not the derivative: ``nn.gradcheck`` fails that row when the ids use it.)
 
     ``backward(dy)`` returns None: integer ids have no gradient (in a ``Sequential`` the
     embedding is the first layer and nothing needs one).

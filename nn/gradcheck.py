@@ -131,6 +131,9 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     max_samples : int, optional
         Sampled mode: check at most this many random entries per tensor.
 
+    A gradient zeroed on purpose fails where it is not the derivative: an ``Embedding``'s
+    ``padding_idx`` row, when the ids look it up.
+
     Returns
     -------
     GradcheckReport

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check_size
 from .gradcheck import _rewinder, _to64, float64_copy, input_gradient_rows, sample_indices
 
 __all__ = [
@@ -305,6 +306,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         ``print(report)`` shows the table; ``report.passed``, ``report.failed`` and
         ``report.first_failure`` summarise it.
     """
+    if max_samples is not None:                   # None: every entry
+        check_size("check_intermediates", "max_samples", max_samples)
     rng = np.random.default_rng(seed)
     model = float64_copy(layer)
     model.record_intermediates(True)
@@ -457,8 +460,9 @@ class ActivationStats:
         every axis except the batch axis (a feature of a Dense layer, a (channel, row, column)
         of a convolution).
     dead_fraction : float or None
-        ReLU / LeakyReLU: fraction of units that were not positive for any sample in the
-        batch (they passed no gradient through ``[x > 0]``, or only the leak). None otherwise.
+        ReLU / LeakyReLU: fraction of units whose input was not positive for any sample in
+        the batch (they passed no gradient through ``[x > 0]``, or only the leak). None
+        otherwise.
     saturated_fraction : float or None
         Tanh: fraction of activations with ``|y| > 0.97``; Sigmoid: with ``y`` outside
         ``[0.03, 0.97]`` (there the local derivative is below ~0.06 and gradients fade).
@@ -476,14 +480,16 @@ class ActivationStats:
     std: float = 0.0
 
 
-def activation_stats(name, kind, y):
-    """The ``ActivationStats`` of one output array ``y`` of shape ``(N, ...)``."""
+def activation_stats(name, kind, y, x=None):
+    """The ``ActivationStats`` of one non-empty output array ``y`` of shape ``(N, ...)``; for
+    ReLU kinds the sign of the input ``x`` decides which units are dead (``y`` when ``x`` is
+    not given: a ReLU's output is positive where its input is, a LeakyReLU's with a negative
+    slope is positive where its input is not)."""
     y = np.asarray(y)
     n = y.shape[0] if y.ndim else 1
-    flat = y.reshape(n, -1)
-    stats = ActivationStats(name, kind, n, flat.shape[1], mean=float(y.mean()), std=float(y.std()))
+    stats = ActivationStats(name, kind, n, y.size // n, mean=float(y.mean()), std=float(y.std()))
     if kind in ("ReLU", "LeakyReLU"):
-        alive = (flat > 0).any(axis=0)
+        alive = (np.asarray(y if x is None else x).reshape(n, -1) > 0).any(axis=0)
         stats.dead_fraction = float(1.0 - alive.mean())
     elif kind == "Tanh":
         stats.saturated_fraction = float((np.abs(y) > TANH_SATURATION).mean())
@@ -525,8 +531,9 @@ class Watch:
         watched = weakref.ref(module)
 
         def hook(module, inputs, output):
-            if module is watched():              # not a deep copy (copy.deepcopy keeps its hooks)
-                self.stats[name] = activation_stats(name, kind, output)
+            # not a deep copy (copy.deepcopy keeps its hooks); an empty batch shows nothing
+            if module is watched() and np.size(output):
+                self.stats[name] = activation_stats(name, kind, output, inputs[0])
         return hook
 
     @property
@@ -656,14 +663,13 @@ class GradientReport:
         ax_grad, ax_upd, ax_act = fig.subplots(1, 3)
         names = [p.name for p in self.parameters]
         pos = np.arange(len(names))
-        ax_grad.bar(pos, [p.grad_norm for p in self.parameters], color="tab:blue")
+        norms = [p.grad_norm for p in self.parameters]
+        _log_bars(ax_grad, pos, norms, "tab:blue")
         ax_grad.set_title("gradient norm |dL/dθ|")
-        if any(p.grad_norm > 0 for p in self.parameters):
+        if any(0 < v < np.inf for v in norms):
             ax_grad.set_yscale("log")
         tracked = [p.update_ratio for p in self.parameters if p.update_ratio is not None]
-        # a log axis cannot show 0: such bars are left out
-        ratios = [p.update_ratio if p.update_ratio else np.nan for p in self.parameters]
-        ax_upd.bar(pos, ratios, color="tab:orange")
+        _log_bars(ax_upd, pos, [p.update_ratio for p in self.parameters], "tab:orange")
         ax_upd.axhline(1e-3, color="k", linestyle="--", linewidth=1, label="1e-3")
         ax_upd.set_yscale("log")
         ax_upd.set_title("update / weight, last step")
@@ -688,6 +694,18 @@ class GradientReport:
             ax.set_xlim(-0.6, len(names) - 0.4)
         fig.savefig(path, dpi=dpi)
         return path
+
+
+def _log_bars(ax, pos, values, color):
+    """Bars of the finite positive ``values`` (a log axis shows no 0; None: nothing to show);
+    an infinite or nan value is written at the top of its place instead, so that it is not
+    mistaken for none."""
+    shown = [v if v is not None and 0 < v < np.inf else np.nan for v in values]
+    ax.bar(pos, shown, color=color)
+    for p, v in zip(pos, values):
+        if v is not None and not np.isfinite(v):
+            ax.text(p, 0.97, str(v), ha="center", va="top", rotation=90, fontsize=8,
+                    transform=ax.get_xaxis_transform())
 
 
 def gradient_report(model, optimizer=None, watcher=None):

@@ -137,6 +137,7 @@ def _wrap_forward(fn):
         if _nested(self):
             return fn(self, *args, **kwargs)
         _claim(self, "forward")
+        standing = dict(self.intermediates)      # the record of the forward a refusal leaves standing
         if self._recording:
             self.intermediates.clear()
         _count_call(self)
@@ -152,6 +153,8 @@ def _wrap_forward(fn):
                 self.__dict__["_output_meta"] = False
             else:
                 self.__dict__["_called_at"] = previous_call
+                self.intermediates.clear()
+                self.intermediates.update(standing)
             raise
         except BaseException:
             self.__dict__["_output_meta"] = False   # failed midway: no whole forward left
@@ -536,12 +539,12 @@ class Module:
 def copy_without_hooks(module):
     """A deep copy of ``module`` whose modules have no forward or backward hooks: for tools
     (``gradcheck``, ``summary``) that run a model many times or for their own ends, so that a
-    user's hooks neither fire on those runs nor change the function they see."""
-    clone = copy.deepcopy(module)
-    for m in clone.modules():
-        m._forward_hooks.clear()
-        m._backward_hooks.clear()
-    return clone
+    user's hooks neither fire on those runs nor change the function they see. The hooks are
+    never copied (a bound method's object may hold a lock, or a dataset)."""
+    memo = {}
+    for m in module.modules():
+        memo[id(m._forward_hooks)], memo[id(m._backward_hooks)] = OrderedDict(), OrderedDict()
+    return copy.deepcopy(module, memo)
 
 
 @contextmanager

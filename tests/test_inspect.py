@@ -713,3 +713,67 @@ def test_an_initial_state_gets_a_row_as_the_input_does():
     for cls, failed in ((layers.GRU, []), (LeakyStateGRU, ["state"])):
         report = check_intermediates(cls(2, 3, rng=0, dtype=np.float64), x, forward_kwargs={"state": h0})
         assert report["state"].checked == h0.size and report.failed == failed
+
+
+def test_watching_an_empty_batch_changes_nothing():
+    model = relu_model()
+    with watch(model) as w:
+        model(X_POSITIVE)
+        before = w.stats["1"]
+        assert model(np.zeros((0,) + X_POSITIVE.shape[1:], X_POSITIVE.dtype)).shape[0] == 0
+    assert w.stats["1"] is before
+
+
+def test_a_leaky_relus_dead_units_are_judged_by_its_input():
+    layer = layers.LeakyReLU(-0.5)                  # negative inputs give positive outputs
+    x = -np.abs(rng().standard_normal((4, 5))).astype(np.float32)
+    with watch(layer) as w:
+        layer(x)
+    assert w.stats["LeakyReLU"].dead_fraction == 1.0
+
+
+def test_a_refused_input_keeps_the_record_of_the_forward_that_stands():
+    layer = layers.Dense(3, 2).record_intermediates()
+    y = layer(np.ones((4, 3), np.float32))
+    z = layer.intermediates["z"].copy()
+    with pytest.raises(ValueError, match="Dense: expected input of shape"):
+        layer(np.ones((4, 5), np.float32))
+    np.testing.assert_array_equal(layer.intermediates["z"], z)
+    layer.backward(np.ones_like(y))
+    assert set(layer.intermediate_grads) == {"z"}
+
+
+@pytest.mark.parametrize("max_samples", [0, -1, 2.5, True])
+def test_check_intermediates_refuses_a_bad_max_samples(max_samples):
+    with pytest.raises(ValueError, match=f"check_intermediates: expected max_samples to be a positive int, got {max_samples}"):
+        check_intermediates(layers.Dense(2, 2), np.ones((1, 2)), max_samples=max_samples)
+
+
+def test_checkers_drop_hooks_without_copying_them():
+    import threading
+
+    class Logger:
+        def __init__(self):
+            self.lock, self.calls = threading.Lock(), 0      # a lock cannot be copied
+
+        def hook(self, module, inputs, output):
+            self.calls += 1
+
+    logger = Logger()
+    model = nn.Sequential(layers.Dense(3, 4), layers.Tanh()).astype(np.float64)
+    model[0].register_forward_hook(logger.hook)
+    x = rng().standard_normal((2, 3))
+    assert nn.gradcheck(model, x).passed and check_intermediates(model, x).passed
+    nn.summary(model, (3,), print_fn=None)
+    assert logger.calls == 0 and len(model[0]._forward_hooks) == 1
+
+
+def test_plot_names_the_values_a_log_axis_cannot_show():
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from nn.inspect import _log_bars
+    ax = Figure().subplots()
+    _log_bars(ax, np.arange(4), [1e-3, np.inf, None, float("nan")], "tab:orange")
+    assert [t.get_text() for t in ax.texts] == ["inf", "nan"]
+    assert [b.get_height() for b in ax.patches][:1] == [1e-3]
