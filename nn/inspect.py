@@ -481,10 +481,9 @@ class ActivationStats:
 
 
 def activation_stats(name, kind, y, x=None):
-    """The ``ActivationStats`` of one non-empty output array ``y`` of shape ``(N, ...)``; for
-    ReLU kinds the sign of the input ``x`` decides which units are dead (``y`` when ``x`` is
-    not given: a ReLU's output is positive where its input is, a LeakyReLU's with a negative
-    slope is positive where its input is not)."""
+    """The ``ActivationStats`` of one non-empty output array ``y`` of shape ``(N, ...)``. For
+    ReLU kinds the sign of the input ``x`` tells the dead units (of ``y`` when no ``x`` is
+    given: the same for a ReLU, not for a LeakyReLU with a negative slope)."""
     y = np.asarray(y)
     n = y.shape[0] if y.ndim else 1
     stats = ActivationStats(name, kind, n, y.size // n, mean=float(y.mean()), std=float(y.std()))
