@@ -736,6 +736,12 @@ def gradient_report(model, optimizer=None, watcher=None):
                if getattr(optimizer, "track_updates", False)
                else "set optimizer.track_updates = True before step()")
         report.notes.append(f"{type(optimizer).__name__} reported no update ratios: {fix}")
+    if all(m._backward_tick < 0 for m in model.modules()):
+        report.notes.append("no backward has run on this model: the gradients shown are the ones "
+                            "its parameters started with")
+    unset = [name for name, p in model.named_parameters() if p.grad is None]
+    if unset:
+        report.notes.append(f"no gradient (grad is None), shown as 0: {', '.join(unset)}")
     for name, p in model.named_parameters():
         g = float(np.linalg.norm(p.grad.astype(np.float64))) if p.grad is not None else 0.0
         d = float(np.linalg.norm(p.data.astype(np.float64)))

@@ -777,3 +777,13 @@ def test_plot_names_the_values_a_log_axis_cannot_show():
     _log_bars(ax, np.arange(4), [1e-3, np.inf, None, float("nan")], "tab:orange")
     assert [t.get_text() for t in ax.texts] == ["inf", "nan"]
     assert [b.get_height() for b in ax.patches][:1] == [1e-3]
+
+
+def test_report_says_when_no_gradient_has_been_computed():
+    model = relu_model()
+    assert any("no backward has run" in n for n in gradient_report(model).notes)
+    model.backward(np.ones_like(model(X_POSITIVE)))
+    model[0].bias.grad = None
+    notes = gradient_report(model).notes
+    assert not any("no backward has run" in n for n in notes)
+    assert "no gradient (grad is None), shown as 0: 0.bias" in notes
