@@ -540,7 +540,8 @@ def test_kernel_exp_sigmoid_tanh_match_numpy(dtype):
     def apply(x, out):
         for i in range(x.shape[0]):
             out[0, i], out[1, i], out[2, i] = exp(x[i]), sigmoid(x[i]), tanh(x[i])
-    x = np.concatenate([np.linspace(-100, 100, 20001), [0.0, -1e-8, 1e-8, 1e4, -1e4]]).astype(dtype)
+    x = np.concatenate([np.linspace(-100, 100, 20001), np.geomspace(1e-30, 1, 301),
+                        -np.geomspace(1e-30, 1, 301), [0.0, 1e4, -1e4]]).astype(dtype)
     out = np.empty((3, x.size), dtype)
     apply(x, out)
     x64 = x.astype(np.float64)
@@ -550,10 +551,25 @@ def test_kernel_exp_sigmoid_tanh_match_numpy(dtype):
     with np.errstate(over="ignore"):                        # exp(1e4) = inf: sigmoid 0
         expected_sigmoid = 1 / (1 + np.exp(-x64))
     np.testing.assert_allclose(out[1], expected_sigmoid, rtol=4 * ulp, atol=1e-38)
-    np.testing.assert_allclose(out[2], np.tanh(x64), rtol=4 * ulp, atol=2 * ulp)   # ulps of 1
+    np.testing.assert_allclose(out[2], np.tanh(x64), rtol=4 * ulp, atol=0)
     far = np.abs(x64) > 1000                                # saturated exactly, as NumPy's
     assert (out[0][far] == np.where(x64[far] > 0, np.inf, 0)).all()
     assert (out[1][far] == (x64[far] > 0)).all() and (out[2][far] == np.sign(x64[far])).all()
+
+
+@pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])
+def test_tiny_activations_agree_with_the_reference_in_relative_terms(cell):
+    """Pre-activations near 1e-4: where ``tanh`` is small the fast path keeps its relative
+    precision (``1 - 2/(1 + e^2x)`` alone would be ~1e-3 off there in float32)."""
+    x = 1e-4 * np.random.default_rng(0).standard_normal((3, 5, 4)).astype(np.float32)
+    layer = getattr(layers, cell)(4, 6, rng=0)
+    for p in layer.parameters():
+        p.data[...] *= 1e-2
+    outputs = []
+    for reference in (False, True):
+        with nn.use_reference(reference):
+            outputs.append(layer(x))
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])

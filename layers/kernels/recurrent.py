@@ -2,7 +2,7 @@
 
 Each kernel computes the equations of a reference step function in ``layers/rnn.py``,
 ``layers/lstm.py`` or ``layers/gru.py``, for every sample of the batch, to rounding (its own
-``exp`` and ``sigmoid`` below are within a few ulp of NumPy's, ``tanh`` within an ulp of 1),
+``exp``, ``sigmoid`` and ``tanh`` below are within a few ulp of NumPy's),
 with the padding rule of ``layers/recurrent.py``: at a step ``t >= lengths[n]`` sample ``n``
 keeps its state, outputs zeros and passes its state gradient through untouched.
 
@@ -90,6 +90,36 @@ def _exp_overload(x):
         return _exp_float64
 
 
+def tanh_near_zero(x):
+    """Vectorizable ``tanh(x)`` for ``|x| < 0.625`` (numba picks the dtype's version)."""
+    return math.tanh(x)
+
+
+def _tanh_near_zero_float32(x):
+    # Cephes tanhf: tanh x = x + x^3 P(x^2), an odd polynomial, no cancellation near 0.
+    z = x * x
+    p = ((((np.float32(-5.70498872745e-3) * z + np.float32(2.06390887954e-2)) * z
+           - np.float32(5.37397155531e-2)) * z + np.float32(1.33314422036e-1)) * z
+         - np.float32(3.33332819422e-1))
+    return x + x * z * p
+
+
+def _tanh_near_zero_float64(x):
+    # Cephes tanh: tanh x = x + x^3 P(x^2) / Q(x^2).
+    z = x * x
+    p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z - 1.61468768441708447952e3
+    q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z + 4.84406305325125486048e3
+    return x + x * z * (p / q)
+
+
+@overload(tanh_near_zero, jit_options=dict(error_model="numpy", fastmath={"contract"}))
+def _tanh_near_zero_overload(x):
+    if x == types.float32:
+        return _tanh_near_zero_float32
+    if x == types.float64:
+        return _tanh_near_zero_float64
+
+
 @njit(inline="always", **JIT)
 def sigmoid(x):
     """``1 / (1 + e^-x)`` of one scalar, in its own precision."""
@@ -99,12 +129,13 @@ def sigmoid(x):
 
 @njit(inline="always", **JIT)
 def tanh(x):
-    """``tanh(x)`` of one scalar as ``1 - 2 / (1 + e^{2x})``: absolute error about an ulp of 1
-    (the difference cancels near 0), so where ``|tanh x|`` is small its relative error exceeds
-    NumPy's few ulp; to study tiny activations in float32, run the reference path
-    (``np.tanh``)."""
+    """``tanh(x)`` of one scalar, within a few ulp of NumPy's: ``1 - 2 / (1 + e^{2x})`` for
+    ``|x| >= 0.625``, where it saturates to exactly +-1 as ``exp`` does; below, where that
+    difference would cancel, Cephes' odd polynomial. Both are computed and one is picked, a
+    select that vectorizes."""
     one = type(x)(1)
-    return one - (one + one) / (one + exp(x + x))
+    far = one - (one + one) / (one + exp(x + x))
+    return tanh_near_zero(x) if abs(x) < type(x)(0.625) else far
 
 
 # ---------------------------------------------------------------------------------------------
