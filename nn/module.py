@@ -137,8 +137,9 @@ def _wrap_forward(fn):
         if _nested(self):
             return fn(self, *args, **kwargs)
         _claim(self, "forward")
-        standing = dict(self.intermediates)      # the record of the forward a refusal leaves standing
+        standing = None                          # the record of the forward a refusal leaves standing
         if self._recording:
+            standing = dict(self.intermediates)
             self.intermediates.clear()
         _count_call(self)
         previous_call = self._called_at
@@ -153,8 +154,9 @@ def _wrap_forward(fn):
                 self.__dict__["_output_meta"] = False
             else:
                 self.__dict__["_called_at"] = previous_call
-                self.intermediates.clear()
-                self.intermediates.update(standing)
+                if standing is not None:
+                    self.intermediates.clear()
+                    self.intermediates.update(standing)
             raise
         except BaseException:
             self.__dict__["_output_meta"] = False   # failed midway: no whole forward left

@@ -82,12 +82,17 @@ def _exp_float64(x):
     return 0.0 if x < lo else np.inf if x > hi else e
 
 
-@overload(exp, jit_options=dict(error_model="numpy", fastmath={"contract"}))
-def _exp_overload(x):
-    if x == types.float32:
-        return _exp_float32
-    if x == types.float64:
-        return _exp_float64
+def _per_dtype(generic, for_float32, for_float64):
+    """Inside kernels, numba compiles a call of ``generic`` as the version for its argument's dtype."""
+    @overload(generic, jit_options=dict(error_model="numpy", fastmath={"contract"}))
+    def choose(x):
+        if x == types.float32:
+            return for_float32
+        if x == types.float64:
+            return for_float64
+
+
+_per_dtype(exp, _exp_float32, _exp_float64)
 
 
 def tanh_near_zero(x):
@@ -112,12 +117,7 @@ def _tanh_near_zero_float64(x):
     return x + x * z * (p / q)
 
 
-@overload(tanh_near_zero, jit_options=dict(error_model="numpy", fastmath={"contract"}))
-def _tanh_near_zero_overload(x):
-    if x == types.float32:
-        return _tanh_near_zero_float32
-    if x == types.float64:
-        return _tanh_near_zero_float64
+_per_dtype(tanh_near_zero, _tanh_near_zero_float32, _tanh_near_zero_float64)
 
 
 @njit(inline="always", **JIT)
