@@ -16,7 +16,11 @@ from .checks import check_int, rng_from_seed
 def _check_positive(func, name, value, allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{func}: expected {name} to be a number, got {type(value).__name__}")
-    if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:           # an int too large for a float
+        finite = False
+    if not (value >= 0 if allow_zero else value > 0) or not finite:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{func}: expected a finite {name} {bound}, got {value}")
 

@@ -23,13 +23,19 @@ def save(module, path):
     state = module.state_dict()
     if _MARKER in state:
         raise ValueError(f"save: {_MARKER!r} is reserved and cannot be a state_dict key")
+    for key, value in state.items():
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"save: state_dict entry {key!r} is a {value.dtype} array; a checkpoint "
+                            "holds numeric arrays only, never pickled objects")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save: no folder {folder!r} to write {path!r} into")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save: {path!r} is a folder; expected a file name such as model.npz")
     tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}.npz")   # open() applies the umask
     try:
         with open(tmp, "xb") as f:
-            np.savez(f, **{_MARKER: np.array(_FORMAT_VERSION)}, **state)
+            _write_npz(f, {_MARKER: np.array(_FORMAT_VERSION), **state})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -37,6 +43,16 @@ def save(module, path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _write_npz(f, arrays):
+    """The ``.npz`` that ``np.savez`` writes (one ``NAME.npy`` per array in an uncompressed
+    zip), for any key: ``np.savez`` takes its arrays as keyword arguments, so a key named
+    ``file`` or ``allow_pickle`` would collide with its own parameters."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            with archive.open(key + ".npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, value, allow_pickle=False)
 
 
 def read_checkpoint(path):

@@ -4,7 +4,9 @@ A module computes ``y = f(x; params)`` in ``forward`` and caches what its backwa
 ``backward(dy)`` receives dL/dy, ADDS dL/dparam into each ``Parameter.grad`` and returns dL/dx.
 The cache is of the last call only: a model refuses backward when a module inside it was called
 twice in its forward pass, or ran again after it (give each call its own module, sharing
-``Parameter`` objects to share weights); a module runs on one thread at a time; and a cache
+``Parameter`` objects to share weights); a module runs on one thread at a time (and modules
+running at once on several threads must not share a ``Parameter``: backward adds into its
+``grad`` without a lock); and a cache
 may hold the input array itself or the output it returned (``Tanh`` keeps ``y``), not a copy,
 so either changed in place before backward changes the gradient. Parameters, buffers and child
 modules live in explicit registries (as in PyTorch), so the caches a layer keeps on itself
@@ -20,6 +22,7 @@ import functools
 import itertools
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import numpy as np
@@ -119,8 +122,9 @@ def _claim(module, what):
                 name = type(module).__name__
                 raise RuntimeError(
                     f"{name}.{what}: this {name} is running on another thread, and a module "
-                    "caches its call for its backward, so each thread needs its own module (to "
-                    "share weights, give both the same Parameter: b.weight = a.weight)")
+                    "caches its call for its backward, so each thread needs its own module "
+                    "with its own parameters (copy.deepcopy(model)): backward adds into each "
+                    "parameter's grad without a lock")
             d["_call_depth"] = 0            # that thread is gone (a forked child): no claim
         d["_caller"] = me
         d["_call_depth"] += 1
@@ -283,6 +287,7 @@ class Module:
             self._forget(name, keep=self._modules)
             self._modules[name] = value
         elif name in self._buffers:
+            _check_buffer(f"{type(self).__name__}.{name}", name, value)
             self._buffers[name] = value
         elif name in self._parameters or name in self._modules:
             raise TypeError(f"{type(self).__name__}: cannot replace registered {name!r} with a "
@@ -315,18 +320,31 @@ class Module:
 
     def register_buffer(self, name, array):
         """Register a non-trainable array (e.g. BatchNorm's running mean) that belongs in
-        ``state_dict`` and follows ``astype``."""
+        ``state_dict`` and follows ``astype``. A buffer set to None (as PyTorch allows) stays
+        registered but is left out of ``state_dict``."""
+        where = f"{type(self).__name__}.register_buffer"
+        self._check_new_name(where, name)
         if name in self._parameters or name in self._modules:
             kind = "parameter" if name in self._parameters else "child module"
-            raise KeyError(f"{type(self).__name__}.register_buffer: {name!r} is already a {kind}; "
-                           "delete it first")
+            raise KeyError(f"{where}: {name!r} is already a {kind}; delete it first")
+        _check_buffer(where, name, array)
         self.__dict__.pop(name, None)
         self._buffers[name] = array
 
     def add_module(self, name, module):
+        where = f"{type(self).__name__}.add_module"
+        self._check_new_name(where, name)
         if not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__}.add_module: expected a Module, got {type(module).__name__}")
+            raise TypeError(f"{where}: expected a Module, got {type(module).__name__}")
         setattr(self, name, module)
+
+    def _check_new_name(self, where, name):
+        """A registry name must be usable as an attribute and in a dotted ``state_dict`` key,
+        and must not hide what ``Module`` itself defines (``training``, ``forward``, ...)."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{where}: expected a non-empty name without '.', got {name!r}")
+        if hasattr(Module, name) or name in _PROTOCOL_ATTRIBUTES:
+            raise KeyError(f"{where}: {name!r} is an attribute every Module has; choose another name")
 
     def named_modules(self, prefix=""):
         """Yield ``(dotted_name, module)`` for this module and all descendants, pre-order."""
@@ -398,7 +416,8 @@ class Module:
             for name, p in module._parameters.items():
                 out[f"{mod_name}.{name}" if mod_name else name] = p.data.copy()
             for name, b in module._buffers.items():
-                out[f"{mod_name}.{name}" if mod_name else name] = np.array(b, copy=True)
+                if b is not None:
+                    out[f"{mod_name}.{name}" if mod_name else name] = b.copy()
         return out
 
     def load_state_dict(self, state_dict, strict=True):
@@ -409,13 +428,17 @@ class Module:
         leaves the module as it was. With ``strict=False`` missing and unexpected keys are
         allowed and returned as ``(missing, unexpected)``; shapes are still checked.
         """
+        owner = type(self).__name__
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{owner}.load_state_dict: expected a mapping of names to arrays, "
+                            f"got {type(state_dict).__name__}")
         targets = OrderedDict()
         for mod_name, module in self.named_modules():
-            for name in list(module._parameters) + list(module._buffers):
+            buffers = [name for name, b in module._buffers.items() if b is not None]
+            for name in list(module._parameters) + buffers:
                 targets[f"{mod_name}.{name}" if mod_name else name] = (module, name)
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
-        owner = type(self).__name__
         if strict and (missing or unexpected):
             raise ValueError(f"{owner}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         staged = []
@@ -567,6 +590,17 @@ def _store(store, name, value, step):
         store[name] = np.array(value, copy=True)
     else:
         store.setdefault(name, {})[step] = np.array(value, copy=True)
+
+
+#: The attributes every Module sets in ``__init__``: no registry entry may take their names.
+_PROTOCOL_ATTRIBUTES = frozenset(Module().__dict__)
+
+
+def _check_buffer(where, name, value):
+    """A buffer is a numeric (or boolean) numpy array, or None."""
+    if value is not None and not (isinstance(value, np.ndarray) and value.dtype.kind in "biuf"):
+        got = f"{value.dtype} array" if isinstance(value, np.ndarray) else type(value).__name__
+        raise TypeError(f"{where}: expected buffer {name!r} to be a numeric numpy array or None, got {got}")
 
 
 def _to_numpy(value, where):

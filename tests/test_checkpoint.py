@@ -118,6 +118,32 @@ def test_save_into_a_missing_folder(tmp_path):
         nn.save(model(), tmp_path / "absent" / "m.npz")
 
 
+def test_save_onto_a_folder_is_refused_before_writing(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder; expected a file name"):
+        nn.save(model(), tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["file", "allow_pickle", "args"])
+def test_any_key_round_trips(tmp_path, name):
+    """Keys that are also parameter names of ``np.savez`` are stored like any other."""
+    a, b = nn.Module(), nn.Module()
+    setattr(a, name, nn.Parameter(np.arange(3.0)))
+    setattr(b, name, nn.Parameter(np.zeros(3)))
+    nn.save(a, tmp_path / "m.npz")
+    nn.load(b, tmp_path / "m.npz")
+    np.testing.assert_array_equal(getattr(b, name).data, [0.0, 1.0, 2.0])
+
+
+def test_a_state_that_would_need_pickling_is_refused_before_writing(tmp_path):
+    class Odd(nn.Module):
+        def state_dict(self):
+            return {"meta": np.array({"a": 1}, dtype=object)}
+    with pytest.raises(TypeError, match="entry 'meta' is a object array; a checkpoint holds numeric"):
+        nn.save(Odd(), tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
 def test_saved_file_follows_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
@@ -146,7 +172,7 @@ def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(np.lib.format, "write_array", boom)
     with pytest.raises(OSError, match="disk full"):
         nn.save(model(), path)
     assert path.read_bytes() == original and os.listdir(tmp_path) == ["m.npz"]

@@ -143,6 +143,34 @@ def test_replacing_a_child_or_parameter_keeps_its_place():
     assert [p.shape for p in dense.parameters()] == [(3, 2), (3,)]
 
 
+@pytest.mark.parametrize("name, message", [
+    ("training", "an attribute every Module has"), ("forward", "an attribute every Module has"),
+    ("a.b", "without '.'"), ("", "non-empty name"), (3, "non-empty name")])
+def test_registry_names_that_would_break_the_module_are_refused(name, message):
+    m = Affine()
+    with pytest.raises(KeyError, match=message):
+        m.register_buffer(name, np.zeros(1))
+    with pytest.raises(KeyError, match=message):
+        m.add_module(name, layers.ReLU())
+    assert m.training is True and list(m.state_dict()) == ["scale", "count", "inner.weight", "inner.bias"]
+
+
+def test_a_buffer_is_a_numeric_array_or_none_and_none_stays_out_of_state():
+    m = Affine()
+    with pytest.raises(TypeError, match="expected buffer 'meta' to be a numeric numpy array or None, got object array"):
+        m.register_buffer("meta", np.array(None))
+    with pytest.raises(TypeError, match="expected buffer 'count' to be a numeric numpy array or None, got list"):
+        m.count = [1.0]
+    m.register_buffer("meta", None)                      # as PyTorch: registered, not in state
+    assert "meta" not in m.state_dict()
+    m.load_state_dict(m.state_dict())
+
+
+def test_load_state_dict_wants_a_mapping():
+    with pytest.raises(TypeError, match="Dense.load_state_dict: expected a mapping of names to arrays, got list"):
+        layers.Dense(2, 1).load_state_dict([np.zeros((1, 2))])
+
+
 def test_load_state_dict_names_the_key_of_a_value_that_is_not_an_array():
     with pytest.raises(TypeError, match=r"Dense.load_state_dict: 'weight' expected a numpy array, got list"):
         layers.Dense(2, 1).load_state_dict({"weight": [[1.0, 2.0]], "bias": np.zeros(1, np.float32)})
