@@ -41,8 +41,9 @@ class Embedding(Module):
         self.num_embeddings = check_size("Embedding", "num_embeddings", num_embeddings)
         self.embedding_dim = check_size("Embedding", "embedding_dim", embedding_dim)
         if padding_idx is not None:
-            if (not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool)
-                    or not -num_embeddings <= padding_idx < num_embeddings):
+            if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool):
+                raise TypeError(f"Embedding: expected padding_idx to be an integer or None, got {padding_idx!r}")
+            if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"Embedding: expected padding_idx in [{-num_embeddings}, {num_embeddings}), "
                                  f"got {padding_idx!r}")
             padding_idx = int(padding_idx) % self.num_embeddings

@@ -54,6 +54,7 @@ boundary. ``reset_state()`` forgets it (new, unrelated sequences)::
     lstm.reset_state()
 """
 import math
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -128,7 +129,8 @@ class RecurrentBase(Module):
     ``state``, PyTorch's ``h_n`` / ``(h_n, c_n)``).
 
     ``backward(dy, dstate=None) -> dx``: ``dy`` the gradient of the output (or None when only
-    ``dstate``, a gradient for ``final_state``, flows back). After it: ``initial_state_grad``
+    ``dstate``, a gradient for ``final_state``, flows back; for the LSTM either part of the
+    pair may be None, a zero gradient). After it: ``initial_state_grad``
     (structure of ``state``) and ``grad_norms``: for each state name (``"h"``, and ``"c"`` for
     the LSTM) an array ``(num_layers*D, T)`` whose entry ``[l*D + d, t]`` is
 
@@ -155,8 +157,12 @@ class RecurrentBase(Module):
         self.input_size = check_size(name, "input_size", input_size)
         self.hidden_size = check_size(name, "hidden_size", hidden_size)
         self.num_layers = check_size(name, "num_layers", num_layers)
-        if not isinstance(dropout, (int, float, np.number)) or not 0.0 <= dropout < 1.0:
+        if (isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number))
+                or not 0.0 <= dropout < 1.0):
             raise ValueError(f"{name}: expected dropout to be a number in [0, 1), got {dropout!r}")
+        if dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"{name}: dropout={dropout} acts between stacked layers only, and "
+                          "num_layers=1 has none: it changes nothing", UserWarning, stacklevel=2)
         self.dropout = float(dropout)
         self.bias, self.bidirectional, self.return_sequences, self.stateful = (
             check_flag(name, flag, value) for flag, value in (
@@ -213,6 +219,26 @@ class RecurrentBase(Module):
         """Forget the state a ``stateful`` layer carries from call to call."""
         self._carried_state = None
 
+    @property
+    def carried_state(self):
+        """The state a ``stateful`` layer starts its next call from (``h``, or ``(h, c)`` for the
+        LSTM, as ``final_state``); None after ``reset_state()``. Assignable, e.g. to put back
+        one read earlier (``nn.evaluate`` does, so evaluation never moves the state training
+        carries)."""
+        return None if self._carried_state is None else self._public(self._carried_state)
+
+    @carried_state.setter
+    def carried_state(self, state):
+        name = f"{type(self).__name__}.carried_state"
+        if not self.stateful:
+            raise ValueError(f"{name}: only a layer built with stateful=True carries a state")
+        if state is None:
+            self._carried_state = None
+            return
+        h = state[0] if isinstance(state, (tuple, list)) and state else state
+        N = h.shape[1] if isinstance(h, np.ndarray) and h.ndim == 3 else None
+        self._carried_state = tuple(s.copy() for s in self._check_state(state, N, "the state", name))
+
     def _public(self, parts):
         """Internal states are tuples ``(h,)`` / ``(h, c)``; users see ``h`` / ``(h, c)``."""
         return tuple(parts) if len(self.STATE) == 2 else parts[0]
@@ -252,8 +278,8 @@ class RecurrentBase(Module):
 
     def _initial_state(self, state, N):
         """The state to start from: the one given, else the carried one (stateful), else zeros."""
-        if state is not None:
-            return self._check_state(state, N, "state")
+        if state is not None:      # copied: the reference path caches it, the caller may reuse it
+            return tuple(s.copy() for s in self._check_state(state, N, "state"))
         if self._carried_state is not None:
             carried_N = self._carried_state[0].shape[1]
             if carried_N != N:
@@ -373,6 +399,8 @@ class RecurrentBase(Module):
             raise ValueError(f"{name}.backward: got neither dy nor dstate; pass at least one")
         T, N = self._runs[0]["x"].shape[:2]
         H, D, LD = self.hidden_size, self.num_directions, self.num_layers * self.num_directions
+        if isinstance(dstate, (tuple, list)) and len(self.STATE) == 2:     # (dh_n, None): dc_n = 0
+            dstate = tuple(np.zeros((LD, N, H), self.dtype) if g is None else g for g in dstate)
         if dstate is None:
             dfinal = [np.zeros((LD, N, H), self.dtype) for _ in self.STATE]
         else:

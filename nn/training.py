@@ -10,6 +10,7 @@
             optimizer.step()
 """
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -95,15 +96,33 @@ def _num_batches(data, batch_size):
     return len(data) if hasattr(data, "__len__") else None
 
 
+@contextmanager
+def _fresh_carried_states(model):
+    """Stateful layers (those with ``reset_state``) start from zeros inside, and carry on
+    afterwards from the state they held before."""
+    stateful = [m for m in model.modules() if getattr(m, "stateful", False) and hasattr(m, "reset_state")]
+    held = [m.carried_state for m in stateful]
+    for m in stateful:
+        m.reset_state()
+    try:
+        yield
+    finally:
+        for m, state in zip(stateful, held):
+            m.carried_state = state
+
+
 def evaluate(model, loss_fn, data, batch_size=256):
     """Loss and accuracy (for ``CrossEntropyLoss``) of ``model`` on ``data`` -- an ``(x, y)``
     pair or an iterable of batches -- in eval mode: the loss is the mean over every
     per-element loss of the data (every counted target; NaN if none counts), as one batch
     holding all the data would give. The model's previous mode of every module is restored
-    afterwards. Returns ``{"loss": float, "accuracy": float|None}``."""
+    afterwards, and so is the state its stateful recurrent layers carry: evaluation starts
+    them from zeros, carries their state from batch to batch (consecutive chunks of the same
+    sequences), then puts back the one training had reached. Returns
+    ``{"loss": float, "accuracy": float|None}``."""
     batch_size = check_size("evaluate", "batch_size", batch_size)
     tally = _Tally()
-    with eval_mode(model):
+    with eval_mode(model), _fresh_carried_states(model):
         for xb, yb in _batches(data, batch_size, "evaluate"):
             logits = model(xb)
             tally.add(loss_fn, loss_fn(logits, yb), logits, yb)
@@ -122,7 +141,8 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
         Re-iterated every epoch, e.g. ``datasets.DataLoader(x, y, 64, shuffle=True, seed=0)``
         (shuffled); a plain ``(x, y)`` pair is cut into ``batch_size`` batches in order.
     val_data : ``(x, y)`` or iterable of batches, optional
-        Evaluated after each epoch with ``evaluate``.
+        Evaluated after each epoch with ``evaluate`` (an ``(x, y)`` pair in batches of
+        ``batch_size``).
     scheduler : object with ``step()``, optional
         Stepped once per epoch (``optim.StepLR``, ``optim.CosineAnnealingLR``).
     before_step : callable, optional
@@ -169,7 +189,7 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
         if scheduler is not None:
             scheduler.step()
         if val_data is not None:
-            val = evaluate(model, loss_fn, val_data)
+            val = evaluate(model, loss_fn, val_data, batch_size)
             history["val_loss"].append(val["loss"])
             history["val_accuracy"].append(val["accuracy"])
         if progress:

@@ -161,6 +161,18 @@ def test_float32_close_to_float64():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
 
+@pytest.mark.parametrize("cls, shape", [(layers.BatchNorm1D, (200_000, 3)),
+                                        (layers.BatchNorm1D, (2000, 3, 100))])
+def test_float32_batch_statistics_of_a_large_batch_keep_their_digits(cls, shape):
+    """Far from zero (mean 100, std 0.5) over 200,000 values a channel, the fast path's
+    float32 output and running variance stay within float32's reach of float64's."""
+    x = np.random.default_rng(0).normal(100, 0.5, shape).astype(np.float32)
+    layer, layer64 = cls(shape[1]), cls(shape[1], dtype=np.float64)
+    y, exact = layer(x), layer64(x.astype(np.float64))
+    np.testing.assert_allclose(y, exact, atol=1e-4)
+    np.testing.assert_allclose(layer.running_var, layer64.running_var, rtol=1e-5)
+
+
 def test_eval_uses_running_statistics_and_keeps_them():
     layer, x = make_bn(layers.BatchNorm1D, (6, 3), training=False)
     mean, var = layer.running_mean.copy(), layer.running_var.copy()

@@ -15,14 +15,14 @@ from nn.inspect import check_intermediates
 @st.composite
 def conv_configs(draw):
     """A random convolution that fits its input: 1-D or 2-D, odd sizes, stride 1-3,
-    dilation 1-2, groups 1/2/4, padding an int, a tuple, 'same' or 'valid'."""
+    dilation 1-3, groups 1/2/4, padding an int, a tuple, 'same' or 'valid'."""
     dims = draw(st.sampled_from([1, 2]))
     groups = draw(st.sampled_from([1, 2, 4]))
     kernel = tuple(draw(st.integers(1, 4)) for _ in range(dims))
-    dilation = tuple(draw(st.integers(1, 2)) for _ in range(dims))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(dims))
     kind = draw(st.sampled_from(["int", "tuple", "same", "valid"]))
     stride = (1,) * dims if kind == "same" else tuple(draw(st.integers(1, 3)) for _ in range(dims))
-    pads = tuple(draw(st.integers(0, 2)) for _ in range(dims))
+    pads = tuple(draw(st.integers(0, 4)) for _ in range(dims))     # may be wider than x
     if kind == "int":
         padding, before = pads[0], (pads[0],) * dims
     elif kind == "tuple":
@@ -139,6 +139,25 @@ def test_kernels_keep_non_finite_values_out_of_the_padding(cfg, serial_below, mo
     layers.kernels.conv.col2im(dcols, *args, OH, OW, dx)
     np.testing.assert_allclose(dx, layers.conv.col2im(dcols, x4.shape, geom), rtol=1e-12, atol=1e-12)
     assert np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("serial_below", [0, 1 << 62])
+def test_im2col_writes_inside_cols_only(serial_below, monkeypatch, numba_threads):
+    """A filter tap left of the input for every window (padding wider than the input,
+    dilation 4) is a row of zeros, and not one element more: the kernel writes nothing past
+    its row, past ``cols``, or, split among threads, into another thread's rows."""
+    monkeypatch.setattr(layers.kernels.conv, "SERIAL_BELOW", serial_below)
+    numba_threads(2)
+    layer = layers.Conv2D(2, 2, (1, 4), stride=(3, 1), padding=(0, 6), dilation=(3, 4), dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((1, 2, 2, 1))
+    geom, args = layer.geometry, layer._kernel_args()
+    OH, OW = geom.output_size(*x.shape[2:])
+    rows, P = 2 * 4, OH * OW
+    memory = np.full(rows * P + 8, 7.0)                   # cols, then 8 guard values
+    cols = memory[:rows * P].reshape(rows, P)
+    layers.kernels.conv.im2col(x, *args, OH, OW, cols)
+    np.testing.assert_array_equal(cols, layers.conv.im2col(x, geom))
+    np.testing.assert_array_equal(memory[rows * P:], 7.0)
 
 
 # (CHUNK_BYTES, SERIAL_BELOW, numba threads) -> (im2col and col2im split among threads, chunks

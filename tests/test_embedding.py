@@ -76,8 +76,10 @@ def test_init_is_standard_normal():
     (lambda e: e([0, 1]), TypeError, r"Embedding: expected the indices to be a numpy array, got list"),
     (lambda e: layers.Embedding(5, 3, padding_idx=5), ValueError,
      r"Embedding: expected padding_idx in \[-5, 5\), got 5"),
-    (lambda e: layers.Embedding(5, 3, padding_idx=True), ValueError,
-     r"Embedding: expected padding_idx in \[-5, 5\), got True"),
+    (lambda e: layers.Embedding(5, 3, padding_idx=True), TypeError,
+     r"Embedding: expected padding_idx to be an integer or None, got True"),
+    (lambda e: layers.Embedding(5, 3, padding_idx=2.0), TypeError,
+     r"Embedding: expected padding_idx to be an integer or None, got 2.0"),
     (lambda e: layers.Embedding(0, 3), ValueError,
      r"Embedding: expected num_embeddings to be a positive int, got 0"),
 ])

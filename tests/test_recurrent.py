@@ -234,6 +234,21 @@ def test_final_state_gradient_alone_matches_torch(cell):
     assert_matches_torch(run(layer, x, kwargs, None, dstate), torch_run(torch, twin, layer, x, kwargs, None, dstate))
 
 
+@pytest.mark.parametrize("missing", [0, 1])
+def test_an_lstm_state_gradient_may_leave_out_h_or_c(missing):
+    """``dstate=(dh_n, None)`` (a decoder that reads only h_n) is ``(dh_n, 0)``."""
+    layer = layers.LSTM(2, 3, num_layers=2, rng=0, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 5, 2))
+    layer(x)
+    given = np.random.default_rng(1).standard_normal((2, 4, 3))
+    full = [given, given]
+    full[missing] = np.zeros_like(given)
+    partial = [given, given]
+    partial[missing] = None
+    dx_full = layer.backward(None, dstate=tuple(full))
+    np.testing.assert_array_equal(layer.backward(None, dstate=tuple(partial)), dx_full)
+
+
 def test_last_output_reads_each_sequence_like_torch_packed():
     """The reverse half of the last output is the reverse direction at step 0 (torch's h_n),
     the forward half the output at each sequence's last valid step."""
@@ -286,6 +301,26 @@ def test_stateful_chunks_continue_the_sequence_and_stop_the_gradient(cell):
     with pytest.raises(ValueError, match=rf"{cell}: the stateful layer carries a state for a batch of 4, "
                                          r"got a batch of 2; call reset_state\(\)"):
         layer(x[:2, :5])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_carried_state_reads_and_puts_back_the_state_of_the_next_call(cell):
+    cls = getattr(layers, cell)
+    layer = cls(2, 3, stateful=True, rng=1, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 5, 2))
+    assert layer.carried_state is None
+    layer(x)
+    held = layer.carried_state
+    for u, v in zip(as_tuple(held), as_tuple(layer.final_state)):
+        np.testing.assert_array_equal(u, v)
+    after = layer(x)
+    layer.carried_state = held                       # back to where the second call started
+    np.testing.assert_array_equal(layer(x), after)
+    with pytest.raises(ValueError, match=rf"{cell}.carried_state: expected the state h of shape \(1, 4, 3\)"):
+        layer.carried_state = tuple(np.zeros((2, 4, 3)) for _ in as_tuple(held)) if cell == "LSTM" \
+            else np.zeros((2, 4, 3))
+    with pytest.raises(ValueError, match=rf"{cell}.carried_state: only a layer built with stateful=True"):
+        cls(2, 3).carried_state = held
 
 
 # ------------------------------------------------------------------ vanishing gradients
@@ -385,7 +420,8 @@ def test_dropout_between_layers_only_in_training():
     assert nn.gradcheck(layer, x).passed                   # the same mask scales the gradient
     layer.eval()
     np.testing.assert_array_equal(layer(x), plain(x))
-    one_layer = layers.GRU(3, 5, dropout=0.5, rng=1, dtype=np.float64)   # nothing to drop between
+    with pytest.warns(UserWarning, match="GRU: dropout=0.5 acts between stacked layers only"):
+        one_layer = layers.GRU(3, 5, dropout=0.5, rng=1, dtype=np.float64)   # nothing to drop between
     twin = layers.GRU(3, 5, rng=1, dtype=np.float64)
     np.testing.assert_array_equal(one_layer(x), twin(x))
 
@@ -478,6 +514,7 @@ BAD_CALLS = [
     (lambda: layers.GRU(3, 0), ValueError, r"GRU: expected hidden_size to be a positive int, got 0"),
     (lambda: layers.LSTM(3, 4, dropout=1.0), ValueError, r"LSTM: expected dropout to be a number in \[0, 1\), got 1.0"),
     (lambda: layers.RNN(3, 4, dropout="0.5"), ValueError, r"RNN: expected dropout to be a number in \[0, 1\), got '0.5'"),
+    (lambda: layers.GRU(3, 4, dropout=False), ValueError, r"GRU: expected dropout to be a number in \[0, 1\), got False"),
     (lambda: layers.GRU(3, 4, bidirectional=True, stateful=True), ValueError,
      r"GRU: stateful=True carries .* a bidirectional layer cannot be stateful"),
     (lambda: layers.RNN(3, 4, nonlinearity="sigmoid"), ValueError,

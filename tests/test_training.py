@@ -1,4 +1,6 @@
 """fit / evaluate / summary, and the README's digits example end to end."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -137,3 +139,22 @@ def test_evaluate_on_class_probabilities_counts_the_likeliest_class():
     result = nn.evaluate(model, nn.CrossEntropyLoss(), (x, q), batch_size=4)
     assert result["loss"] == pytest.approx(nn.CrossEntropyLoss()(model(x), q), rel=1e-12)
     assert result["accuracy"] == np.mean(model(x).argmax(1) == q.argmax(1))
+
+
+def test_evaluate_neither_fails_on_nor_moves_the_state_training_carries():
+    """Validation in batches of another size starts from zeros; training carries on after it
+    from the state it had reached."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((12, 6, 2)).astype(np.float32), rng.integers(0, 3, 12)
+    model = nn.Sequential(layers.GRU(2, 4, stateful=True, return_sequences=False, rng=0),
+                          layers.Dense(4, 3, rng=0))
+    loss_fn = nn.CrossEntropyLoss()
+    history = nn.fit(model, loss_fn, optim.Adam(model.parameters()), (x, y), epochs=2,
+                     val_data=(x[:5], y[:5]), batch_size=6, progress=False)
+    assert len(history["val_loss"]) == 2
+    held = model[0].carried_state.copy()
+    fresh = copy.deepcopy(model)
+    fresh[0].reset_state()
+    expected = nn.evaluate(fresh, loss_fn, (x[:5], y[:5]), batch_size=5)
+    assert nn.evaluate(model, loss_fn, (x[:5], y[:5]), batch_size=5) == expected
+    np.testing.assert_array_equal(model[0].carried_state, held)

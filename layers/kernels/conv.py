@@ -38,8 +38,9 @@ SERIAL_BELOW = 1 << 21
 
 @njit(cache=True)
 def _valid_range(offset, stride, size, count):
-    """The outputs ``o`` in ``[lo, hi)`` for which ``o * stride + offset`` lies in ``[0, size)``."""
-    lo = max(0, -(offset // stride))             # ceil(-offset / stride), clipped at 0
+    """The outputs ``o`` in ``[lo, hi)`` for which ``o * stride + offset`` lies in ``[0, size)``
+    (``lo <= count`` even when the tap lies left of ``x`` for every output)."""
+    lo = min(count, max(0, -(offset // stride)))     # ceil(-offset / stride), clipped to [0, count]
     hi = min(count, (size - 1 - offset) // stride + 1)
     return lo, max(lo, hi)
 

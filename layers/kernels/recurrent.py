@@ -30,7 +30,6 @@ second thread pool spinning between BLAS calls on the same cores costs far more 
 saves. Every loop runs in a fixed order, so results are bit-for-bit reproducible (for a given
 number of BLAS threads, which may split the products' sums differently).
 """
-import math
 
 import numpy as np
 from numba import njit, types
@@ -51,8 +50,9 @@ JIT = dict(cache=True, error_model="numpy", fastmath={"contract"})
 # reference's values, which decide how an inf input turns into NaN downstream).
 
 def exp(x):
-    """Vectorizable ``e**x`` for use inside kernels (numba picks the dtype's version)."""
-    return math.exp(x)
+    """Vectorizable ``e**x`` for use inside kernels (numba picks the dtype's version; run as
+    Python, with ``NUMBA_DISABLE_JIT=1``, it is NumPy's, which overflows to inf as they do)."""
+    return np.exp(x)
 
 
 def _exp_float32(x):
@@ -96,8 +96,9 @@ _per_dtype(exp, _exp_float32, _exp_float64)
 
 
 def tanh_near_zero(x):
-    """Vectorizable ``tanh(x)`` for ``|x| < 0.625`` (numba picks the dtype's version)."""
-    return math.tanh(x)
+    """Vectorizable ``tanh(x)`` for ``|x| < 0.625`` (numba picks the dtype's version; as
+    Python, NumPy's)."""
+    return np.tanh(x)
 
 
 def _tanh_near_zero_float32(x):
