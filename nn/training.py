@@ -98,9 +98,9 @@ def _num_batches(data, batch_size):
 
 @contextmanager
 def _fresh_carried_states(model):
-    """Stateful layers (those with ``reset_state``) start from zeros inside, and carry on
-    afterwards from the state they held before."""
-    stateful = [m for m in model.modules() if getattr(m, "stateful", False) and hasattr(m, "reset_state")]
+    """Stateful recurrent layers start from zeros inside, and carry on afterwards from the
+    state they held before."""
+    stateful = [m for m in model.modules() if getattr(m, "stateful", False)]
     held = [m.carried_state for m in stateful]
     for m in stateful:
         m.reset_state()
