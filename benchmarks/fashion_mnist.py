@@ -76,15 +76,17 @@ def build_torch(torch, model_name):
 # ----------------------------------------------------------------------------- data
 
 def load_data(model_name, quick, train_size=None, seed=0, folder=None):
-    """``((x, y), (x_test, y_test))`` from ``folder`` (else where ``load_fashion_mnist``
-    looks); quick mode: 64 + 64 synthetic images."""
+    """``((x, y), (x_test, y_test))`` from ``folder``, which must hold the four files (else
+    from where ``load_fashion_mnist`` looks); quick mode: 64 + 64 synthetic images."""
     if quick:
         rng = np.random.default_rng(seed)
         x = rng.random((128, 1, 28, 28), dtype=np.float32)
         y = rng.integers(0, 10, 128)
         (x_train, y_train), (x_test, y_test) = (x[:64], y[:64]), (x[64:], y[64:])
     else:
-        (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(folder)
+        # A folder given is the one to read (load_fashion_mnist would look elsewhere too).
+        load = datasets.load_fashion_mnist if folder is None else datasets.load_mnist
+        (x_train, y_train), (x_test, y_test) = load(folder)
         if train_size:
             x_train, y_train = x_train[:train_size], y_train[:train_size]
     if model_name == "lstm":                        # 28 steps of 28 pixels
@@ -177,7 +179,7 @@ def main(argv=None):
     try:
         train, test = load_data(args.model, args.quick, args.train_size, args.seed, args.data)
     except FileNotFoundError as e:
-        raise SystemExit(f"{e}\nHere: --data /that/folder.") from None
+        raise SystemExit(f"--data {e}" if args.data else f"{e}\nHere: --data /that/folder.") from None
     nn.seed(args.seed)
     model = build(args.model)
     runs = {"handprop": HandpropRun(model, train, test, args.seed)}

@@ -1,7 +1,7 @@
 """Long memory, measured: the adding problem for RNN, LSTM and GRU, and the vanishing gradient
 behind the result.
 
-    python -m benchmarks.long_memory            # T = 50, 100, 200 (about 15 minutes, one thread)
+    python -m benchmarks.long_memory            # T = 50, 100, 200 (about 11 minutes, one thread)
     python -m benchmarks.long_memory --quick    # small and short: every code path
     python -m benchmarks.long_memory --lengths 100 --cells lstm
 

@@ -87,10 +87,11 @@ def _train_step_make(shape):
                 return model(x)
 
         def train_step():
-            model.zero_grad()
-            loss_fn(forward(), y)
-            model.backward(loss_fn.backward())
-            opt.step()
+            with nn.use_reference(impl == "reference"):       # the optimizer's path too
+                model.zero_grad()
+                loss_fn(model(x), y)
+                model.backward(loss_fn.backward())
+                opt.step()
         return forward, train_step
     return make
 

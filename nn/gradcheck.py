@@ -61,7 +61,12 @@ class GradcheckReport:
 
 def numerical_gradient(f, array, indices, eps=1e-6):
     """Central differences of the scalar function ``f()`` w.r.t. ``array[i]`` for each index
-    in ``indices``; ``array`` is perturbed in place and restored."""
+    in ``indices``; ``array`` (float64: a step of 1e-6 is below float32's resolution near 1)
+    is perturbed in place and restored."""
+    if not isinstance(array, np.ndarray) or array.dtype != np.float64:
+        got = f"a {array.dtype} array" if isinstance(array, np.ndarray) else type(array).__name__
+        raise TypeError(f"numerical_gradient: expected a float64 array (finite differences in "
+                        f"float32 are mostly rounding), got {got}; use array.astype(np.float64)")
     grads = np.empty(len(indices))
     for k, i in enumerate(indices):
         old = array[i]

@@ -297,7 +297,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         Seeds ``G`` and the sampled entries.
     exact_tol : float
         Tolerance of "exact" (default ``1e-8``).
-    names : iterable of str, optional
+    names : str or iterable of str, optional
         Only these rows (by name, e.g. ``{"z", "weight"}``); all by default.
 
     Returns
@@ -338,11 +338,13 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     inputs += input_gradient_rows(model, kwargs)   # e.g. a recurrent layer's initial state
     for name, array, grad in inputs:
         targets.append((name, "input", array.shape, grad, _array_nudger(array), "", False))
+    shared = {id(p): name for name, p in model.named_parameters()}     # a shared one once
     for mod_name, mod in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         for p_name, p in mod._parameters.items():
-            targets.append((prefix + p_name, "parameter", p.data.shape, p.grad.copy(),
-                            _array_nudger(p.data), "", False))
+            if shared.get(id(p)) == prefix + p_name:
+                targets.append((prefix + p_name, "parameter", p.data.shape, p.grad.copy(),
+                                _array_nudger(p.data), "", False))
         for tap, value in mod.intermediates.items():
             value = np.asarray(value)
             if not np.issubdtype(value.dtype, np.floating):
@@ -364,7 +366,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     backward_order = [(name, t) for _, name, t in events] + [(name, None) for name, _, _ in inputs]
 
     if names is not None:
-        wanted = set(names)
+        wanted = {names} if isinstance(names, str) else set(names)
         unknown = wanted - {t[0] for t in targets}
         if unknown:
             raise ValueError(f"check_intermediates: no tensor named {sorted(unknown)}; "
@@ -530,9 +532,10 @@ class Watch:
         watched = weakref.ref(module)
 
         def hook(module, inputs, output):
-            # not a deep copy (copy.deepcopy keeps its hooks); an empty batch shows nothing
+            # not a deep copy (copy.deepcopy keeps its hooks); an empty batch shows nothing; an
+            # input passed by keyword reaches no hook: the output tells the dead units then
             if module is watched() and np.size(output):
-                self.stats[name] = activation_stats(name, kind, output, inputs[0])
+                self.stats[name] = activation_stats(name, kind, output, inputs[0] if inputs else None)
         return hook
 
     @property
@@ -627,12 +630,13 @@ class GradientReport:
     def __str__(self):
         w = max([len(p.name) for p in self.parameters] + [9]) + 2
         wl = max([len(p.layer) for p in self.parameters] + [5]) + 2
-        head = (f"{'parameter':<{w}}{'layer':<{wl}}{'shape':<14}{'|grad|':>10}  {'|grad|/|data|':>13}  "
+        ws = max([len(str(p.shape)) for p in self.parameters] + [12]) + 2
+        head = (f"{'parameter':<{w}}{'layer':<{wl}}{'shape':<{ws}}{'|grad|':>10}  {'|grad|/|data|':>13}  "
                 f"{'update/data':>11}")
         lines = [head, "-" * len(head)]
         for p in self.parameters:
             upd = "-" if p.update_ratio is None else f"{p.update_ratio:.2e}"
-            lines.append(f"{p.name:<{w}}{p.layer:<{wl}}{str(p.shape):<14}{p.grad_norm:>10.3e}  "
+            lines.append(f"{p.name:<{w}}{p.layer:<{wl}}{str(p.shape):<{ws}}{p.grad_norm:>10.3e}  "
                          f"{p.grad_ratio:>13.3e}  {upd:>11}")
         if self.activations:
             wa = max([len(a.name) for a in self.activations] + [10]) + 2

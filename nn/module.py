@@ -145,8 +145,8 @@ def _wrap_forward(fn):
         if self._recording:
             standing = dict(self.intermediates)
             self.intermediates.clear()
+        previous_count, previous_call = (self._pass, self._uses), self._called_at
         _count_call(self)
-        previous_call = self._called_at
         self.__dict__["_called_at"] = start = next(_ticks)
         _passes.depth += 1
         try:
@@ -158,6 +158,7 @@ def _wrap_forward(fn):
                 self.__dict__["_output_meta"] = False
             else:
                 self.__dict__["_called_at"] = previous_call
+                self.__dict__["_pass"], self.__dict__["_uses"] = previous_count
                 if standing is not None:
                     self.intermediates.clear()
                     self.intermediates.update(standing)
@@ -202,13 +203,21 @@ def _wrap_backward(fn):
         for p in self._parameters.values():
             if p.grad is None:                  # "no gradient": backward starts it from zeros
                 p.grad = np.zeros_like(p.data)
+        standing = None                          # the gradients a refused argument leaves standing
         if self._recording:
+            standing = (dict(self.intermediate_grads), list(self.intermediate_grad_order),
+                        list(self._grad_ticks))
             self.intermediate_grads.clear()
             self.intermediate_grad_order.clear()
             self._grad_ticks.clear()
         _claim(self, "backward")
         try:
             dx = fn(self, dy, *args, **kwargs)
+        except (ValueError, TypeError):
+            if standing is not None:             # refused (e.g. a recurrent layer's dstate)
+                self.intermediate_grads.update(standing[0])
+                self.intermediate_grad_order[:], self._grad_ticks[:] = standing[1:]
+            raise
         finally:
             _release(self)
         self.__dict__["_backward_tick"] = next(_ticks)     # its parameters' gradients are done

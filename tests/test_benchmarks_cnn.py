@@ -93,13 +93,34 @@ def test_fashion_mnist_without_the_data_says_how_to_get_it(tmp_path, monkeypatch
     monkeypatch.delenv("HANDPROP_FASHION_MNIST", raising=False)     # nothing found anywhere
     monkeypatch.setattr("datasets.idx.DEBIAN_FASHION_MNIST_DIR", tmp_path / "absent")
     with pytest.raises(SystemExit) as exit:
-        fashion_mnist.main(["--no-torch", "--data", str(tmp_path), "--json", str(tmp_path / "r.json")])
+        fashion_mnist.main(["--no-torch", "--json", str(tmp_path / "r.json")])
     message = str(exit.value.code)
     assert "Fashion-MNIST not found" in message and "apt-get install dataset-fashion-mnist" in message
     assert message.endswith("Here: --data /that/folder.")
+
+
+def test_fashion_mnist_reads_the_folder_given_or_stops(tmp_path, monkeypatch):
+    """A folder given that lacks the files is an error: nothing looks elsewhere."""
+    monkeypatch.setattr("datasets.load_fashion_mnist", lambda path=None: pytest.fail("looked elsewhere"))
+    with pytest.raises(SystemExit) as exit:
+        fashion_mnist.main(["--no-torch", "--data", str(tmp_path / "typo"), "--json", str(tmp_path / "r.json")])
+    assert str(exit.value.code).startswith(f"--data {tmp_path / 'typo'}: expected the four MNIST IDX files")
 
 
 def test_threads_beyond_numbas_are_refused(capsys):
     with pytest.raises(SystemExit):
         kernels.main(["--threads", str(harness.numba.config.NUMBA_NUM_THREADS + 1)])
     assert "(the threads numba may use here)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("impl, by_reference", [("fast", False), ("reference", True)])
+def test_the_reference_training_step_runs_the_reference_optimizer(impl, by_reference, monkeypatch):
+    from benchmarks import recurrent_workloads
+    import optim
+    calls = []
+    original = optim.Adam._update_reference
+    monkeypatch.setattr(optim.Adam, "_update_reference",
+                        lambda self, *a: calls.append(1) or original(self, *a))
+    step = next(w for w in recurrent_workloads.workloads(quick=True) if w.name == recurrent_workloads.TRAIN_STEP)
+    step.make(impl)[1]()
+    assert bool(calls) == by_reference

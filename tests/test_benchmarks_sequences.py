@@ -175,10 +175,11 @@ def test_plots_are_skipped_without_matplotlib(monkeypatch, tmp_path):
     assert sequence_scaling.plot(sequence_scaling.QUICK_CONFIG, [], {}, tmp_path) == []
 
 
-def test_quick_runs_write_apart_from_the_measured_results():
-    assert cnn_vs_rnn.parse_args(["--quick"]).out == cnn_vs_rnn.DEFAULT_OUT / "quick"
-    assert cnn_vs_rnn.parse_args([]).out == cnn_vs_rnn.DEFAULT_OUT
-    assert str(cnn_vs_rnn.parse_args(["--quick", "--out", "x"]).out) == "x"
+def test_quick_runs_write_apart_from_the_measured_results(monkeypatch, tmp_path):
+    monkeypatch.setattr(cnn_vs_rnn, "DEFAULT_OUT", tmp_path / "results")   # parsing makes the folder
+    assert cnn_vs_rnn.parse_args(["--quick"]).out == tmp_path / "results" / "quick"
+    assert cnn_vs_rnn.parse_args([]).out == tmp_path / "results"
+    assert cnn_vs_rnn.parse_args(["--quick", "--out", str(tmp_path / "x")]).out == tmp_path / "x"
 
 
 def test_lockstep_warms_each_trainer_up_on_a_copy_before_timing():

@@ -63,6 +63,21 @@ def test_a_module_called_twice_in_one_pass_refuses_backward():
     d.backward(np.ones((2, 3), np.float32))
 
 
+def test_a_refused_input_leaves_the_count_of_calls_of_the_standing_forward():
+    x = np.ones((2, 3), np.float32)
+    d = layers.Dense(3, 3)
+    model = nn.Sequential(d, layers.Tanh(), d)
+    y = model(x)
+    with pytest.raises(ValueError, match="expected input of shape"):
+        model(np.ones((2, 4), np.float32))              # refused: the forward of y stands ...
+    with pytest.raises(ValueError, match="Dense ran 2 times in the last forward pass"):
+        model.backward(np.ones_like(y))                  # ... with d called twice in it
+    d(x)
+    with pytest.raises(ValueError, match="expected input of shape"):
+        d(np.ones((2, 4), np.float32))                   # a refused call is no second use
+    d.backward(np.ones((2, 3), np.float32))
+
+
 def test_a_module_run_again_after_its_models_forward_refuses_the_models_backward():
     rng = np.random.default_rng(0)
     xa, xb = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)

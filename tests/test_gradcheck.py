@@ -91,3 +91,11 @@ def test_a_state_given_as_a_tuple_or_a_list_is_checked(pack):
     state = pack(rng.standard_normal((1, 2, 3)) for _ in range(2))
     report = nn.gradcheck(lstm, rng.standard_normal((2, 4, 2)), forward_kwargs={"state": state})
     assert report.passed and {"state[0]", "state[1]"} <= {r.name for r in report.results}
+
+
+def test_numerical_gradient_wants_float64():
+    x = np.array([0.3, -1.2])
+    np.testing.assert_allclose(nn.numerical_gradient(lambda: float((x ** 2).sum()), x, [(0,), (1,)]),
+                               2 * x, rtol=1e-8)
+    with pytest.raises(TypeError, match="numerical_gradient: expected a float64 array .* got a float32 array"):
+        nn.numerical_gradient(lambda: 0.0, x.astype(np.float32), [(0,)])

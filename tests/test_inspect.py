@@ -163,6 +163,25 @@ def test_max_samples_and_names():
     assert all(r.checked == 7 for r in report.rows) and report.passed
     with pytest.raises(ValueError, match="no tensor named"):
         check_intermediates(layer, x, names=["nope"])
+    assert [r.name for r in check_intermediates(layer, x, names="weight").rows] == ["weight"]
+
+
+def test_a_shared_parameter_is_one_row():
+    tied = nn.Sequential(layers.Dense(3, 3, rng=0), layers.Tanh(), layers.Dense(3, 3, rng=1))
+    tied[2].weight = tied[0].weight
+    report = check_intermediates(tied, rng().standard_normal((2, 3)))
+    names = [r.name for r in report.rows]
+    assert names.count("0.weight") == 1 and "2.weight" not in names and report.passed
+
+
+def test_report_table_fits_long_shapes():
+    model = nn.Sequential(layers.Conv2D(128, 256, 3, rng=0))
+    model(rng().standard_normal((1, 128, 3, 3)).astype(np.float32))
+    model.backward(np.ones((1, 256, 1, 1), np.float32))
+    header, rule, weight, bias = str(gradient_report(model)).splitlines()[:4]
+    assert weight.index("(256, 128, 3, 3)") == header.index("shape")
+    norm = f"{np.linalg.norm(model[0].weight.grad):.3e}"
+    assert weight.index(norm) + len(norm) == header.index("|grad|") + len("|grad|")
 
 
 def test_stable_table_leaves_out_machine_dependent_digits():
@@ -732,6 +751,14 @@ def test_a_leaky_relus_dead_units_are_judged_by_its_input():
     assert w.stats["LeakyReLU"].dead_fraction == 1.0
 
 
+def test_watching_a_forward_called_with_its_input_by_keyword():
+    layer = layers.ReLU()
+    x = np.array([[-1.0, 2.0], [-3.0, 4.0]], np.float32)
+    with watch(layer) as w:
+        layer(x=x)                                  # hooks see no keyword input: judged by y
+    assert w.stats["ReLU"].dead_fraction == 0.5
+
+
 def test_a_refused_input_keeps_the_record_of_the_forward_that_stands():
     layer = layers.Dense(3, 2).record_intermediates()
     y = layer(np.ones((4, 3), np.float32))
@@ -741,6 +768,18 @@ def test_a_refused_input_keeps_the_record_of_the_forward_that_stands():
     np.testing.assert_array_equal(layer.intermediates["z"], z)
     layer.backward(np.ones_like(y))
     assert set(layer.intermediate_grads) == {"z"}
+
+
+def test_a_refused_backward_keeps_the_recorded_gradients():
+    lstm = layers.LSTM(2, 3, rng=0, dtype=np.float64).record_intermediates()
+    y = lstm(rng().standard_normal((2, 4, 2)))
+    lstm.backward(np.ones_like(y))
+    grads, order = dict(lstm.intermediate_grads), list(lstm.intermediate_grad_order)
+    with pytest.raises(ValueError, match="dstate"):
+        lstm.backward(np.ones_like(y), dstate=(np.zeros((1, 9, 3)), np.zeros((1, 9, 3))))
+    assert lstm.intermediate_grads.keys() == grads.keys() and lstm.intermediate_grad_order == order
+    for name, g in grads.items():
+        np.testing.assert_array_equal(lstm.intermediate_grads[name], g)
 
 
 @pytest.mark.parametrize("max_samples", [0, -1, 2.5, True])
