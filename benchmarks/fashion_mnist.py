@@ -13,7 +13,8 @@ Models (Adam, lr 1e-3, batch 64, cross-entropy):
 
 The two frameworks take turns, an epoch each, so that a change in the machine's load hits both
 alike, each on ``--threads`` threads (default 1). Prints, per epoch, seconds of training and
-test accuracy for both and the time ratio, as a markdown table, and writes JSON. The data come
+test accuracy for both and the time ratio, as a markdown table, and writes JSON (and, with
+matplotlib, a PNG of both per epoch beside it). The data come
 from ``datasets.load_fashion_mnist()``; ``--quick`` trains one step on a small synthetic set
 instead (a smoke test that needs no data files).
 """
@@ -29,6 +30,7 @@ import datasets
 import layers
 import nn
 import optim
+from benchmarks.cnn_vs_rnn import load_pyplot
 from benchmarks.harness import (check_writable, limit_threads, nonnegative_int, positive_int, result_name,
                                 thread_count, try_import_torch)
 
@@ -154,6 +156,32 @@ def table(results):
     return "\n".join(lines)
 
 
+def plot(results, path):
+    """Test accuracy and seconds per epoch of each framework, as ``path`` (a PNG); returns
+    ``[path]``, or ``[]`` without matplotlib."""
+    plt = load_pyplot()
+    if plt is None:
+        return []
+    fig, (acc, sec) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, label, color in (("handprop", "handprop", "tab:blue"), ("torch", "PyTorch", "tab:orange")):
+        if name in results:
+            epochs = np.arange(1, len(results[name]["seconds"]) + 1)
+            acc.plot(epochs, results[name]["test_accuracy"], "o-", label=label, color=color)
+            sec.plot(epochs, results[name]["seconds"], "o-", label=label, color=color)
+    acc.set_ylabel("test accuracy")
+    sec.set_ylabel("seconds per epoch")
+    sec.set_ylim(bottom=0)
+    for ax in (acc, sec):
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
+    fig.suptitle(f"Fashion-MNIST, {results['model'].upper()}, {results['train_size']} training images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fashion_mnist",
                                      description=__doc__.split("\n\n")[0])
@@ -200,7 +228,8 @@ def main(argv=None):
             run.epoch()
         path.write_text(json.dumps(results, indent=2))       # after every epoch: a long run can be stopped
     print(table(results))
-    print(f"wrote {path}")
+    for written in [path] + plot(results, path.with_suffix(".png")):
+        print(f"wrote {written}")
     return results
 
 

@@ -45,6 +45,14 @@ def test_fashion_mnist_quick(tmp_path):
     for framework in ("handprop", "torch") if "torch" in results else ("handprop",):
         assert len(results[framework]["seconds"]) == 1
         assert 0 <= results[framework]["test_accuracy"][0] <= 1
+    if fashion_mnist.load_pyplot() is not None:
+        assert path.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_fashion_mnist_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion_mnist, "load_pyplot", lambda: None)
+    results = {"model": "cnn", "train_size": 1, "handprop": {"seconds": [1.0], "test_accuracy": [0.5]}}
+    assert fashion_mnist.plot(results, tmp_path / "p.png") == [] and not (tmp_path / "p.png").exists()
 
 
 @pytest.mark.parametrize("model_name, shape", [("cnn", (3, 1, 28, 28)), ("lstm", (3, 28, 28))])
