@@ -521,7 +521,7 @@ def claim_rows(rows, sharing, timing, grads, long_memory, scaling):
     add("RNN weakness", "Plain RNNs struggle with long-term dependencies: the gradient vanishes "
         "as it goes back in time.",
         init_text + trained_text + _long_memory_text(long_memory, ("rnn",), 100),
-        "backed" if grads["rnn"] < 1e-3 and (trained.get("rnn") or 0) < 1e-3 else "not backed by this run")
+        _weakness_verdict(grads["rnn"], trained.get("rnn")))
     add("LSTM / GRU", "LSTM's gated cell state (and the GRU's gates) fix this.",
         _fix_text(grads, trained) + _long_memory_text(long_memory, ("lstm", "gru"), 100),
         _fix_verdict(grads, trained, long_memory))
@@ -536,6 +536,16 @@ def _trained_ratios(long_memory):
     if not long_memory:
         return {}
     return {c: g.get("ratio_trained") for c, g in long_memory.get("gradients", {}).items()}
+
+
+def _weakness_verdict(at_init, after_training):
+    """Whether the tanh RNN's gradient vanishes (ratio below 1e-3), at initialisation and, when
+    ``long_memory`` has run, after training."""
+    if at_init >= 1e-3 or (after_training is not None and after_training >= 1e-3):
+        return "not backed by this run"
+    if after_training is None:
+        return "backed at initialisation (run benchmarks.long_memory for after training)"
+    return "backed"
 
 
 def _fix_text(grads, trained):

@@ -228,3 +228,10 @@ def test_bad_arguments_are_refused_before_any_work(module, argv, message, capsys
     with pytest.raises(SystemExit) as exit:
         module.main(argv)
     assert message in capsys.readouterr().err + str(exit.value.code)
+
+
+@pytest.mark.parametrize("at_init, after_training, verdict", [
+    (1e-20, None, "backed at initialisation (run benchmarks.long_memory for after training)"),
+    (1e-20, 1e-25, "backed"), (1e-20, 0.5, "not backed by this run"), (0.5, None, "not backed by this run")])
+def test_the_vanishing_gradient_verdict_says_what_it_rests_on(at_init, after_training, verdict):
+    assert cnn_vs_rnn._weakness_verdict(at_init, after_training) == verdict
