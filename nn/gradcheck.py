@@ -28,6 +28,7 @@ class GradcheckResult:
     max_rel_error: float
     worst_index: tuple
     passed: bool
+    hint: str = ""          # for a failed tensor whose worst entry sits on a kink: see kink_hint
 
 
 @dataclass
@@ -54,6 +55,7 @@ class GradcheckReport:
         for r in self.results:
             rows.append(f"{r.name:<24} {str(r.shape):<18} {r.checked:>7} {r.max_abs_error:>12.3e} "
                         f"{r.max_rel_error:>12.3e} {str(r.worst_index):<16} {'ok' if r.passed else 'FAIL'}")
+        rows += [f"{r.name} at {r.worst_index}: {r.hint}" for r in self.results if r.hint]
         return "\n".join(rows)
 
     __repr__ = __str__
@@ -77,6 +79,25 @@ def numerical_gradient(f, array, indices, eps=1e-6):
         array[i] = old
         grads[k] = (plus - minus) / (2 * eps)
     return grads
+
+
+def kink_hint(loss_at, eps, analytic):
+    """Why a failed entry may be no bug: ``loss_at(h)`` is the scalar loss with the entry moved
+    by ``h``. Where its one-sided slopes differ, the loss has a kink at this point (a ReLU's
+    input at exactly 0, tied inputs of a max-pool): there is no derivative for a finite
+    difference to find, and backward's value is one valid choice when it lies between the two
+    slopes. Returns that explanation, or "" where the slopes agree."""
+    at = loss_at(0.0)
+    left, right = (at - loss_at(-eps)) / eps, (loss_at(eps) - at) / eps
+    scale = max(1.0, abs(left), abs(right))
+    if abs(left - right) <= 1e-3 * scale:
+        return ""
+    lo, hi = min(left, right), max(left, right)
+    verdict = ("lies between them: a valid choice" if lo - 1e-6 * scale <= analytic <= hi + 1e-6 * scale
+               else "lies outside them: wrong")
+    return (f"the loss has a kink here (left slope {left:.4g}, right slope {right:.4g}: e.g. a ReLU "
+            f"at 0 or a max-pool tie), so no central difference is its gradient; backward's "
+            f"{analytic:.4g} {verdict}")
 
 
 def input_gradient_rows(module, kwargs):
@@ -178,9 +199,23 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     for name, (array, grad) in analytic.items():
         idx = sample_indices(array.shape, max_samples, rng)
         numeric = numerical_gradient(loss, array, idx, eps)
-        report.results.append(_result_row(name, np.array([grad[i] for i in idx]), numeric, idx,
-                                      array.shape, atol, rtol))
+        result = _result_row(name, np.array([grad[i] for i in idx]), numeric, idx, array.shape, atol, rtol)
+        if not result.passed:
+            result.hint = kink_hint(_moved(loss, array, result.worst_index), eps, grad[result.worst_index])
+        report.results.append(result)
     return report
+
+
+def _moved(loss, array, i):
+    """``h -> loss()`` with ``array[i]`` moved by ``h`` (and put back)."""
+    def loss_at(h):
+        old = array[i]
+        array[i] = old + h
+        try:
+            return loss()
+        finally:
+            array[i] = old
+    return loss_at
 
 
 def float64_copy(module):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checks import check_size
-from .gradcheck import _rewinder, _to64, float64_copy, input_gradient_rows, sample_indices
+from .gradcheck import _rewinder, _to64, float64_copy, input_gradient_rows, kink_hint, sample_indices
 
 __all__ = [
     "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
@@ -153,6 +153,7 @@ class Row:
     note: str = ""
     per_step: bool = False
     wrong_steps: tuple = ()
+    hint: str = ""          # a failed row's worst entry on a kink (``nn.gradcheck.kink_hint``)
 
     @property
     def passed(self):
@@ -236,6 +237,7 @@ class IntermediateReport:
                 line += f"{r.max_abs_diff:>12.1e}  {str(r.worst_index):<14}"
             line += "ok" if r.passed else ("FAIL" + (f" ({r.note})" if r.note else ""))
             lines.append(line)
+        lines += [f"{r.name} at {r.worst_index}: {r.hint}" for r in self.rows if r.hint]
         if not self.passed:
             name, step = self._first_failure()
             where = f"{name!r}" + ("" if step is None else f" at step {step}")
@@ -384,8 +386,11 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
             continue
         numeric = _central_differences(run, G, nudge, idx, eps)
         analytic = np.array([grad[i] for i in idx], dtype=np.float64)
-        report.rows.append(_row(name, kind, shape, idx, analytic, numeric, atol, rtol, exact_tol,
-                                stepped))
+        row = _row(name, kind, shape, idx, analytic, numeric, atol, rtol, exact_tol, stepped)
+        if not row.approximate:
+            row.hint = kink_hint(_nudged_loss(run, G, nudge, row.worst_index), eps,
+                                 float(grad[row.worst_index]))
+        report.rows.append(row)
     model.record_intermediates(False)
     return report
 
@@ -423,6 +428,17 @@ def _central_differences(run, G, nudge, indices, eps):
         nudge(i, 0.0)
         grads[k] = np.sum((plus - minus) * G) / (2 * eps)
     return grads
+
+
+def _nudged_loss(run, G, nudge, i):
+    """``h -> sum(out * G)`` with entry ``i`` nudged by ``h`` (and put back)."""
+    def loss_at(h):
+        nudge(i, h)
+        try:
+            return float(np.sum(run() * G))
+        finally:
+            nudge(i, 0.0)
+    return loss_at
 
 
 def _row(name, kind, shape, indices, analytic, numeric, atol, rtol, exact_tol, per_step):

@@ -4,6 +4,7 @@ import pytest
 
 import layers
 import nn
+from nn.gradcheck import kink_hint
 
 
 class OffByTenPercent(layers.Dense):
@@ -99,3 +100,24 @@ def test_numerical_gradient_wants_float64():
                                2 * x, rtol=1e-8)
     with pytest.raises(TypeError, match="numerical_gradient: expected a float64 array .* got a float32 array"):
         nn.numerical_gradient(lambda: 0.0, x.astype(np.float32), [(0,)])
+
+
+def test_a_failure_on_a_kink_says_so():
+    """Tied max-pool inputs: no derivative there, and the report says why the check fails;
+    a smooth function's wrong gradient gets no such hint."""
+    x = np.zeros((1, 1, 2, 2))
+    x[0, 0, 0, 0] = x[0, 0, 0, 1] = 1.0
+    report = nn.gradcheck(layers.MaxPool2D(2), x)
+    assert not report.passed
+    assert "the loss has a kink here" in report["input"].hint and "a valid choice" in report["input"].hint
+    assert "input at (0, 0, 0, 1): the loss has a kink here" in str(report)
+
+    smooth = nn.gradcheck(WrongInputGrad(), np.random.default_rng(0).standard_normal((2, 3)))
+    assert not smooth.passed and smooth["input"].hint == ""
+
+
+def test_kink_hint_judges_the_analytic_value():
+    relu_at_zero = lambda h: max(h, 0.0) * 2.0       # slopes 0 (left) and 2 (right)
+    assert kink_hint(relu_at_zero, 1e-6, 0.0).endswith("a valid choice")
+    assert kink_hint(relu_at_zero, 1e-6, 3.0).endswith("lies outside them: wrong")
+    assert kink_hint(lambda h: 3.0 * h + h * h, 1e-6, 1.0) == ""

@@ -826,3 +826,11 @@ def test_report_says_when_no_gradient_has_been_computed():
     notes = gradient_report(model).notes
     assert not any("no backward has run" in n for n in notes)
     assert "no gradient (grad is None), shown as 0: 0.bias" in notes
+
+
+def test_check_intermediates_explains_a_failure_on_a_kink():
+    x = np.zeros((1, 1, 2, 2))
+    x[0, 0, 0, 0] = x[0, 0, 0, 1] = 1.0                  # tied max-pool inputs
+    report = check_intermediates(layers.MaxPool2D(2), x)
+    assert not report.passed and "a valid choice" in report["input"].hint
+    assert ": the loss has a kink here" in report.table()
