@@ -134,11 +134,11 @@ class _BatchNorm(Module):
         x3 = x.reshape(x.shape[0], self.num_features, math.prod(x.shape[2:]))     # (N, C, L)
         gamma, beta = self._gamma_beta(x.dtype)
         if self._batch_stats:
-            # Summed along L in x's dtype (pairwise or in SIMD lanes), then over the batch in
+            # Summed along L in x's dtype (NumPy's pairwise sum), then over the batch in
             # float64: one float32 running sum over millions of values loses digits.
             mean = (x3.sum(axis=2).sum(axis=0, dtype=np.float64) / m).astype(x.dtype)
             xhat = x3 - mean[:, None]
-            var = (np.einsum("ncl,ncl->nc", xhat, xhat).sum(axis=0, dtype=np.float64) / m).astype(x.dtype)
+            var = (np.square(xhat).sum(axis=2).sum(axis=0, dtype=np.float64) / m).astype(x.dtype)
             self._update_running(mean, var, m)
         else:
             mean, var = self.running_mean, self.running_var

@@ -157,12 +157,15 @@ class RecurrentBase(Module):
         self.input_size = check_size(name, "input_size", input_size)
         self.hidden_size = check_size(name, "hidden_size", hidden_size)
         self.num_layers = check_size(name, "num_layers", num_layers)
-        if (isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number))
-                or not 0.0 <= dropout < 1.0):
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number)):
+            raise TypeError(f"{name}: expected dropout to be a number in [0, 1), got {dropout!r}")
+        if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name}: expected dropout to be a number in [0, 1), got {dropout!r}")
         if dropout > 0 and self.num_layers == 1:
+            own_init = "__init__" in type(self).__dict__       # RNN's: one frame more to the caller
             warnings.warn(f"{name}: dropout={dropout} acts between stacked layers only, and "
-                          "num_layers=1 has none: it changes nothing", UserWarning, stacklevel=2)
+                          "num_layers=1 has none: it changes nothing", UserWarning,
+                          stacklevel=3 if own_init else 2)
         self.dropout = float(dropout)
         self.bias, self.bidirectional, self.return_sequences, self.stateful = (
             check_flag(name, flag, value) for flag, value in (
@@ -221,11 +224,14 @@ class RecurrentBase(Module):
 
     @property
     def carried_state(self):
-        """The state a ``stateful`` layer starts its next call from (``h``, or ``(h, c)`` for the
-        LSTM, as ``final_state``); None after ``reset_state()``. Assignable, e.g. to put back
+        """A copy of the state a ``stateful`` layer starts its next call from (``h``, or
+        ``(h, c)`` for the LSTM, as ``final_state``); None after ``reset_state()``. Assignable
+        (cast to the layer's dtype), e.g. to put back
         one read earlier (``nn.evaluate`` does, so evaluation never moves the state training
         carries)."""
-        return None if self._carried_state is None else self._public(self._carried_state)
+        if self._carried_state is None:
+            return None
+        return self._public(tuple(s.copy() for s in self._carried_state))
 
     @carried_state.setter
     def carried_state(self, state):
@@ -235,7 +241,10 @@ class RecurrentBase(Module):
         if state is None:
             self._carried_state = None
             return
-        h = state[0] if isinstance(state, (tuple, list)) and state else state
+        def cast(s):      # a state read before astype() comes back in the layer's dtype now
+            return s.astype(self.dtype) if isinstance(s, np.ndarray) and s.dtype.kind == "f" else s
+        state = tuple(map(cast, state)) if isinstance(state, (tuple, list)) else cast(state)
+        h = state[0] if isinstance(state, tuple) and state else state
         N = h.shape[1] if isinstance(h, np.ndarray) and h.ndim == 3 else None
         self._carried_state = tuple(s.copy() for s in self._check_state(state, N, "the state", name))
 
@@ -395,7 +404,8 @@ class RecurrentBase(Module):
         ``l``'s ``dx`` is the output gradient of layer ``l - 1``, times its dropout mask.
         """
         name = type(self).__name__
-        if dy is None and dstate is None:
+        if dy is None and (dstate is None or isinstance(dstate, (tuple, list))
+                           and all(g is None for g in dstate)):
             raise ValueError(f"{name}.backward: got neither dy nor dstate; pass at least one")
         T, N = self._runs[0]["x"].shape[:2]
         H, D, LD = self.hidden_size, self.num_directions, self.num_layers * self.num_directions

@@ -296,6 +296,8 @@ class Module:
             self._forget(name, keep=self._modules)
             self._modules[name] = value
         elif name in self._buffers:
+            if isinstance(value, np.generic):       # buf = buf + 1 on a 0-d buffer gives a scalar
+                value = np.asarray(value)
             _check_buffer(f"{type(self).__name__}.{name}", name, value)
             self._buffers[name] = value
         elif name in self._parameters or name in self._modules:
@@ -348,8 +350,9 @@ class Module:
         setattr(self, name, module)
 
     def _check_new_name(self, where, name):
-        """A registry name must be usable as an attribute and in a dotted ``state_dict`` key,
-        and must not hide what ``Module`` itself defines (``training``, ``forward``, ...)."""
+        """``register_buffer`` and ``add_module`` take a name usable as an attribute and in a
+        dotted ``state_dict`` key that does not hide what ``Module`` itself defines
+        (``training``, ``forward``, ...). (Plain assignment is not checked, as in PyTorch.)"""
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"{where}: expected a non-empty name without '.', got {name!r}")
         if hasattr(Module, name) or name in _PROTOCOL_ATTRIBUTES:

@@ -162,9 +162,10 @@ def test_float32_close_to_float64():
 
 
 @pytest.mark.parametrize("cls, shape", [(layers.BatchNorm1D, (200_000, 3)),
-                                        (layers.BatchNorm1D, (2000, 3, 100))])
+                                        (layers.BatchNorm1D, (2000, 3, 100)),
+                                        (layers.BatchNorm1D, (2, 1, 1_000_000))])
 def test_float32_batch_statistics_of_a_large_batch_keep_their_digits(cls, shape):
-    """Far from zero (mean 100, std 0.5) over 200,000 values a channel, the fast path's
+    """Far from zero (mean 100, std 0.5) over 200,000 or more values a channel, the fast path's
     float32 output and running variance stay within float32's reach of float64's."""
     x = np.random.default_rng(0).normal(100, 0.5, shape).astype(np.float32)
     layer, layer64 = cls(shape[1]), cls(shape[1], dtype=np.float64)

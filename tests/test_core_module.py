@@ -176,6 +176,8 @@ def test_a_buffer_is_a_numeric_array_or_none_and_none_stays_out_of_state():
         m.register_buffer("meta", np.array(None))
     with pytest.raises(TypeError, match="expected buffer 'count' to be a numeric numpy array or None, got list"):
         m.count = [1.0]
+    m.count = m.count[0] + 1                              # a NumPy scalar becomes a 0-d array
+    assert isinstance(m.count, np.ndarray) and m.count.shape == ()
     m.register_buffer("meta", None)                      # as PyTorch: registered, not in state
     assert "meta" not in m.state_dict()
     m.load_state_dict(m.state_dict())

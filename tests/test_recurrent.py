@@ -247,6 +247,8 @@ def test_an_lstm_state_gradient_may_leave_out_h_or_c(missing):
     partial[missing] = None
     dx_full = layer.backward(None, dstate=tuple(full))
     np.testing.assert_array_equal(layer.backward(None, dstate=tuple(partial)), dx_full)
+    with pytest.raises(ValueError, match="got neither dy nor dstate"):
+        layer.backward(None, dstate=(None, None))
 
 
 def test_last_output_reads_each_sequence_like_torch_packed():
@@ -321,6 +323,11 @@ def test_carried_state_reads_and_puts_back_the_state_of_the_next_call(cell):
             else np.zeros((2, 4, 3))
     with pytest.raises(ValueError, match=rf"{cell}.carried_state: only a layer built with stateful=True"):
         cls(2, 3).carried_state = held
+    as_tuple(layer.carried_state)[0][...] = 7.0         # a copy: the layer's state stays
+    assert not np.any(as_tuple(layer.carried_state)[0] == 7.0)
+    layer.astype(np.float32)
+    layer.carried_state = held                           # float64: cast to the layer's dtype
+    assert as_tuple(layer.carried_state)[0].dtype == np.float32
 
 
 # ------------------------------------------------------------------ vanishing gradients
@@ -422,6 +429,9 @@ def test_dropout_between_layers_only_in_training():
     np.testing.assert_array_equal(layer(x), plain(x))
     with pytest.warns(UserWarning, match="GRU: dropout=0.5 acts between stacked layers only"):
         one_layer = layers.GRU(3, 5, dropout=0.5, rng=1, dtype=np.float64)   # nothing to drop between
+    with pytest.warns(UserWarning, match="RNN: dropout") as caught:
+        layers.RNN(3, 5, dropout=0.5)
+    assert caught[0].filename == __file__                # the warning names the caller's line
     twin = layers.GRU(3, 5, rng=1, dtype=np.float64)
     np.testing.assert_array_equal(one_layer(x), twin(x))
 
@@ -513,8 +523,8 @@ BAD_CALLS = [
     (lambda: _gru()(X, state=H0.astype(np.float64)), TypeError, r"GRU: expected state h of dtype float32"),
     (lambda: layers.GRU(3, 0), ValueError, r"GRU: expected hidden_size to be a positive int, got 0"),
     (lambda: layers.LSTM(3, 4, dropout=1.0), ValueError, r"LSTM: expected dropout to be a number in \[0, 1\), got 1.0"),
-    (lambda: layers.RNN(3, 4, dropout="0.5"), ValueError, r"RNN: expected dropout to be a number in \[0, 1\), got '0.5'"),
-    (lambda: layers.GRU(3, 4, dropout=False), ValueError, r"GRU: expected dropout to be a number in \[0, 1\), got False"),
+    (lambda: layers.RNN(3, 4, dropout="0.5"), TypeError, r"RNN: expected dropout to be a number in \[0, 1\), got '0.5'"),
+    (lambda: layers.GRU(3, 4, dropout=False), TypeError, r"GRU: expected dropout to be a number in \[0, 1\), got False"),
     (lambda: layers.GRU(3, 4, bidirectional=True, stateful=True), ValueError,
      r"GRU: stateful=True carries .* a bidirectional layer cannot be stateful"),
     (lambda: layers.RNN(3, 4, nonlinearity="sigmoid"), ValueError,

@@ -158,3 +158,6 @@ def test_evaluate_neither_fails_on_nor_moves_the_state_training_carries():
     expected = nn.evaluate(fresh, loss_fn, (x[:5], y[:5]), batch_size=5)
     assert nn.evaluate(model, loss_fn, (x[:5], y[:5]), batch_size=5) == expected
     np.testing.assert_array_equal(model[0].carried_state, held)
+    model.astype(np.float64)                             # the carried state follows on its next use
+    nn.evaluate(model, loss_fn, (x[:5].astype(np.float64), y[:5]), batch_size=5)
+    np.testing.assert_array_equal(model[0].carried_state, held)
