@@ -226,9 +226,8 @@ class RecurrentBase(Module):
     def carried_state(self):
         """A copy of the state a ``stateful`` layer starts its next call from (``h``, or
         ``(h, c)`` for the LSTM, as ``final_state``); None after ``reset_state()``. Assignable
-        (cast to the layer's dtype), e.g. to put back
-        one read earlier (``nn.evaluate`` does, so evaluation never moves the state training
-        carries)."""
+        (cast to the layer's dtype), e.g. to put back one read earlier (``nn.evaluate`` does,
+        so evaluation never moves the state training carries)."""
         if self._carried_state is None:
             return None
         return self._public(tuple(s.copy() for s in self._carried_state))
