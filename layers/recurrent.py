@@ -241,7 +241,7 @@ class RecurrentBase(Module):
             self._carried_state = None
             return
         def cast(s):      # a state read before astype() comes back in the layer's dtype now
-            return s.astype(self.dtype) if isinstance(s, np.ndarray) and s.dtype.kind == "f" else s
+            return s.astype(self.dtype, copy=False) if isinstance(s, np.ndarray) and s.dtype.kind == "f" else s
         state = tuple(map(cast, state)) if isinstance(state, (tuple, list)) else cast(state)
         h = state[0] if isinstance(state, tuple) and state else state
         N = h.shape[1] if isinstance(h, np.ndarray) and h.ndim == 3 else None
@@ -403,8 +403,9 @@ class RecurrentBase(Module):
         ``l``'s ``dx`` is the output gradient of layer ``l - 1``, times its dropout mask.
         """
         name = type(self).__name__
-        if dy is None and (dstate is None or isinstance(dstate, (tuple, list))
-                           and all(g is None for g in dstate)):
+        if isinstance(dstate, (tuple, list)) and all(g is None for g in dstate):
+            dstate = None                                  # (None, None): no state gradient
+        if dy is None and dstate is None:
             raise ValueError(f"{name}.backward: got neither dy nor dstate; pass at least one")
         T, N = self._runs[0]["x"].shape[:2]
         H, D, LD = self.hidden_size, self.num_directions, self.num_layers * self.num_directions

@@ -71,13 +71,8 @@ def numerical_gradient(f, array, indices, eps=1e-6):
                         f"float32 are mostly rounding), got {got}; use array.astype(np.float64)")
     grads = np.empty(len(indices))
     for k, i in enumerate(indices):
-        old = array[i]
-        array[i] = old + eps
-        plus = f()
-        array[i] = old - eps
-        minus = f()
-        array[i] = old
-        grads[k] = (plus - minus) / (2 * eps)
+        f_at = _moved(f, array, i)
+        grads[k] = (f_at(eps) - f_at(-eps)) / (2 * eps)
     return grads
 
 

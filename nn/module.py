@@ -458,7 +458,7 @@ class Module:
             if key not in state_dict:
                 continue
             value = _to_numpy(state_dict[key], f"{owner}.load_state_dict: {key!r}")
-            current = module._parameters[name].data if name in module._parameters else np.asarray(module._buffers[name])
+            current = module._parameters[name].data if name in module._parameters else module._buffers[name]
             if value.shape != current.shape:
                 raise ValueError(f"{owner}.load_state_dict: {key!r} expected shape {current.shape}, got {value.shape}")
             if np.issubdtype(current.dtype, np.floating) != np.issubdtype(value.dtype, np.floating):
