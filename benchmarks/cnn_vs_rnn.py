@@ -6,6 +6,7 @@ Run right after install (the data ships with handprop)::
     python -m benchmarks.cnn_vs_rnn --quick        # every code path in under a minute
     python -m benchmarks.cnn_vs_rnn --seeds 3 --torch-full   # the accuracy claims, 3 seeds
     python -m benchmarks.cnn_vs_rnn --no-torch --out DIR
+    python -m benchmarks.cnn_vs_rnn --claims-only  # after rerunning long_memory or sequence_scaling
 
 What it measures
 ----------------
@@ -24,7 +25,9 @@ What it measures
 2. "The classic comparison, measured": one row per textbook claim about CNNs and RNNs (data
    type, processing style, parameter sharing, strengths, weaknesses) with the number from this
    run -- or from ``long_memory.json`` / ``sequence_scaling.json`` in the same output folder
-   when those benchmarks have been run -- that backs or refutes it.
+   when those benchmarks have been run -- that backs or refutes it. ``--claims-only`` trains
+   nothing: it rebuilds this table from the ``cnn_vs_rnn.json`` already in the folder and those
+   two files as they are now, so rerunning either benchmark does not cost a rerun of this one.
 
 Prints markdown, writes ``cnn_vs_rnn.json`` and ``cnn_vs_rnn.md`` and, with matplotlib,
 ``mnist1d_accuracy.png`` and ``mnist1d_time.png`` to ``--out`` (default
@@ -58,6 +61,8 @@ DEFAULT_OUT = Path(__file__).parent / "results"
 PROTOCOL = {"lr": 1e-2, "batch_size": 100, "steps": 8000, "eval_every": 250}
 QUICK_PROTOCOL = {"lr": 1e-2, "batch_size": 100, "steps": 20, "eval_every": 20}
 SHUFFLED_MODELS = ("mlp", "cnn", "gru")
+# The options that shape a training run, refused with --claims-only, which trains nothing.
+TRAINING_OPTIONS = ("seeds", "no_torch", "torch_full", "models", "threads")
 # PyTorch's recurrent twins are slow on CPU (its bidirectional GRU several times slower a step
 # than handprop's, see README): by default they are timed on a window of steps, in lockstep
 # like the others.
@@ -715,11 +720,22 @@ def parse_args(argv):
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     p.add_argument("--threads", type=thread_count, default=1,
                    help="threads for BLAS, numba and PyTorch (default 1)")
-    return parse_with_out(p, argv)
+    p.add_argument("--claims-only", action="store_true",
+                   help="train nothing: rebuild the classic comparison from the cnn_vs_rnn.json in "
+                        "--out and the long_memory.json / sequence_scaling.json there now")
+    args = parse_with_out(p, argv)
+    if args.claims_only:
+        training = [f"--{name.replace('_', '-')}" for name in TRAINING_OPTIONS
+                    if getattr(args, name) != p.get_default(name)]
+        if training:
+            p.error(f"--claims-only trains nothing: expected no training options, got {' '.join(training)}")
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.claims_only:
+        return rebuild_claims(args.out)
     started = time.perf_counter()
     threads = limit_threads(args.threads, torch=not args.no_torch)
     protocol = dict(QUICK_PROTOCOL if args.quick else PROTOCOL)
@@ -747,28 +763,67 @@ def main(argv=None):
     timing = step_timing(with_torch, repeats=3 if args.quick else 7)
     grads = gradient_ratios(args.quick)
     phases["claims_s"] = time.perf_counter() - t0
-    long_memory, scaling = load_sibling(args.out, "long_memory"), load_sibling(args.out, "sequence_scaling")
-    claims = claim_rows(rows, sharing, timing, grads, long_memory, scaling)
+    claims = claim_rows(rows, sharing, timing, grads, *load_siblings(args.out))
 
     phases["total_s"] = time.perf_counter() - started
     machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
-    markdown = "\n\n".join([
-        f"## MNIST-1D: the paper's models and protocol ({protocol['steps']} steps, "
-        f"{args.seeds} seed{'s' if args.seeds > 1 else ''})",
-        results_table(rows),
-        "## The classic comparison, measured",
-        claims_table(claims),
-        f"Total {phases['total_s']:.0f} s (training {phases['mnist1d_training_s']:.0f} s, claims "
-        f"{phases['claims_s']:.0f} s); {args.threads} thread(s); load average "
-        f"{machine['load_average']} at start, {machine['load_average_end']} at end."])
     result = {"config": {"protocol": protocol, "seeds": args.seeds, "quick": args.quick,
                          "jobs": [{"model": m, "shuffled": sh, "torch_steps": t} for m, sh, t in jobs],
                          "paper": PAPER, "paper_shuffled": PAPER_SHUFFLED, "threads": threads},
               "machine": machine, "phases": phases, "rows": rows, "runs": runs,
               "parameter_sharing": sharing, "timing": timing, "gradient_ratios": grads,
               "claims": claims}
-    save_report(args.out, "cnn_vs_rnn", result, markdown)
+    save_report(args.out, "cnn_vs_rnn", result, report_markdown(result))
     result["plots"] = plot(rows, args.out, protocol, args.threads) if rows else []
+    return result
+
+
+def report_markdown(result):
+    """The printed report of a run: the MNIST-1D table, the classic comparison, the run's cost."""
+    config, machine, phases = result["config"], result["machine"], result["phases"]
+    seeds = config["seeds"]
+    parts = [f"## MNIST-1D: the paper's models and protocol ({config['protocol']['steps']} steps, "
+             f"{seeds} seed{'s' if seeds > 1 else ''})",
+             results_table(result["rows"]),
+             "## The classic comparison, measured",
+             claims_table(result["claims"]),
+             f"Total {phases['total_s']:.0f} s (training {phases['mnist1d_training_s']:.0f} s, claims "
+             f"{phases['claims_s']:.0f} s); {config['threads']['threads']} thread(s); load average "
+             f"{machine['load_average']} at start, {machine['load_average_end']} at end."]
+    if "claims_rebuilt" in result:
+        rebuilt = result["claims_rebuilt"]
+        sources = ", ".join(f"{name}.json of {date}" if date else f"no {name}.json"
+                            for name, date in rebuilt["sources"].items())
+        parts.append(f"The classic comparison rebuilt on {rebuilt['date']} (`--claims-only`) from "
+                     f"this run's measurements and {sources}.")
+    return "\n\n".join(parts)
+
+
+def load_siblings(out):
+    """``long_memory.json`` and ``sequence_scaling.json`` from ``out`` (each None if absent)."""
+    return load_sibling(out, "long_memory"), load_sibling(out, "sequence_scaling")
+
+
+def rebuild_claims(out):
+    """``--claims-only``: the classic comparison of the ``cnn_vs_rnn.json`` in ``out`` rebuilt
+    with the sibling benchmarks' current results; rewrites its JSON and markdown."""
+    path = Path(out) / "cnn_vs_rnn.json"
+    result = load_sibling(out, "cnn_vs_rnn")
+    needed = ("config", "machine", "phases", "rows", "parameter_sharing", "timing", "gradient_ratios")
+    if not isinstance(result, dict) or not all(k in result for k in needed):
+        raise SystemExit(f"--claims-only: expected a cnn_vs_rnn.json written by a run of this script "
+                         f"at {path}, got " + ("no such file" if not path.exists() else
+                                               "a file without its measurements"))
+    # JSON turned the input lengths, the keys of each model's parameter counts, into strings.
+    sharing = {model: {int(length): counts for length, counts in by_length.items()}
+               for model, by_length in result["parameter_sharing"].items()}
+    long_memory, scaling = load_siblings(out)
+    result["claims"] = claim_rows(result["rows"], sharing, result["timing"],
+                                  result["gradient_ratios"], long_memory, scaling)
+    result["claims_rebuilt"] = {"date": time.strftime("%Y-%m-%d %H:%M"), "sources": {
+        name: (sibling or {}).get("machine", {}).get("date")
+        for name, sibling in (("long_memory", long_memory), ("sequence_scaling", scaling))}}
+    save_report(out, "cnn_vs_rnn", result, report_markdown(result))
     return result
 
 

@@ -82,6 +82,23 @@ def test_sequence_scaling_quick(tmp_path):
     assert _all_finite(data)
 
 
+def test_claims_only_rebuilds_the_classic_table_from_the_results_in_the_folder(tmp_path):
+    first = cnn_vs_rnn.main(["--quick", "--no-torch", "--models", "cnn,gru", "--out", str(tmp_path)])
+    slowness = first["claims"][-1]
+    assert "run benchmarks.sequence_scaling" in slowness["evidence"]       # not run yet
+    sequence_scaling.main(["--quick", "--no-torch", "--no-reference", "--out", str(tmp_path)])
+
+    rebuilt = cnn_vs_rnn.main(["--quick", "--claims-only", "--out", str(tmp_path)])
+    slowness = rebuilt["claims"][-1]
+    assert slowness["evidence"].startswith("forward+backward at T=100 relative to a Conv1D stack")
+    assert [c["evidence"] for c in rebuilt["claims"][:-1]] == [c["evidence"] for c in first["claims"][:-1]]
+    data = json.loads((tmp_path / "cnn_vs_rnn.json").read_text())
+    assert data["rows"] == json.loads(json.dumps(first["rows"])) and data["claims"] == rebuilt["claims"]
+    assert data["claims_rebuilt"]["sources"]["long_memory"] is None
+    assert data["claims_rebuilt"]["sources"]["sequence_scaling"] is not None
+    assert "rebuilt on" in (tmp_path / "cnn_vs_rnn.md").read_text()
+
+
 # ----------------------------------------------------------------------------- the models
 
 PAPER_PARAMS = {"logistic": 410, "mlp": 15210, "cnn": 5210, "gru": 5134, "lstm": 5242, "rnn": 4918}
@@ -221,6 +238,8 @@ def test_lockstep_warms_each_trainer_up_on_a_copy_before_timing():
     (cnn_vs_rnn, ["--models", ""], "--models '': expected one or more distinct names"),
     (cnn_vs_rnn, ["--models", "cnn,transformer"], "--models 'cnn,transformer': expected one or more"),
     (cnn_vs_rnn, ["--out", "/proc/no-such-folder/out"], "--out /proc/no-such-folder/out: cannot write there"),
+    (cnn_vs_rnn, ["--claims-only", "--seeds", "2", "--no-torch"],
+     "--claims-only trains nothing: expected no training options, got --seeds --no-torch"),
     (sequence_scaling, ["--out", "/proc/no-such-folder/out"], "cannot write there"),
     (sequence_scaling, ["--threads", "-1"], "argument --threads: expected an integer >= 1, got -1"),
 ])
@@ -228,6 +247,15 @@ def test_bad_arguments_are_refused_before_any_work(module, argv, message, capsys
     with pytest.raises(SystemExit) as exit:
         module.main(argv)
     assert message in capsys.readouterr().err + str(exit.value.code)
+
+
+def test_claims_only_without_a_run_in_the_folder_says_what_it_expected(tmp_path):
+    with pytest.raises(SystemExit, match="expected a cnn_vs_rnn.json written by a run of this "
+                                         "script at .*, got no such file"):
+        cnn_vs_rnn.main(["--claims-only", "--out", str(tmp_path)])
+    (tmp_path / "cnn_vs_rnn.json").write_text('{"rows": []}')
+    with pytest.raises(SystemExit, match="got a file without its measurements"):
+        cnn_vs_rnn.main(["--claims-only", "--out", str(tmp_path)])
 
 
 @pytest.mark.parametrize("at_init, after_training, verdict", [
