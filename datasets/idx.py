@@ -49,7 +49,7 @@ FASHION_MNIST_ENV = "HANDPROP_FASHION_MNIST"
 
 def _read_bytes(path):
     """The file's bytes, gunzipped when they start with the gzip magic."""
-    data = Path(path).read_bytes()
+    data = Path(path).expanduser().read_bytes()      # '~' as the loaders take it
     if data[:2] != _GZIP_MAGIC:
         return data
     try:
@@ -134,7 +134,7 @@ def write_idx(path, array):
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     payload = np.ascontiguousarray(array, dtype=IDX_TYPES[code]).tobytes()
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
+    with opener(Path(path).expanduser(), "wb") as f:
         f.write(header + payload)
     return path
 

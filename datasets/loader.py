@@ -74,7 +74,9 @@ class DataLoader:
         return np.arange(self.n_samples)
 
     def __iter__(self):
-        order = self._order()
+        return self._batches(self._order())       # the epoch's order drawn now, not at first next()
+
+    def _batches(self, order):
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.x[idx], self.y[idx]

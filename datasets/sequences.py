@@ -51,8 +51,8 @@ def adding_problem(n, T, seed=None):
     x : float32 ``(n, T, 2)``
     y : float32 ``(n, 1)``, equal to ``(x[:, :, 0] * x[:, :, 1]).sum(1, keepdims=True)``.
     """
-    check_int("adding_problem", "n", n, 1)
-    check_int("adding_problem", "T", T, 2)
+    n = check_int("adding_problem", "n", n, 1)
+    T = check_int("adding_problem", "T", T, 2)
     rng = rng_from_seed("adding_problem", seed)
     values = rng.random((n, T)).astype(np.float32)
     half = T // 2
@@ -94,10 +94,10 @@ def copy_task(n, T, n_symbols=8, seq_len=10, seed=None):
     x : float32 ``(n, T + 2 * seq_len, n_symbols + 2)``, the input classes one-hot.
     y : int64 ``(n, T + 2 * seq_len)``, the target classes (0..n_symbols).
     """
-    check_int("copy_task", "n", n, 1)
-    check_int("copy_task", "T", T, 1)
-    check_int("copy_task", "n_symbols", n_symbols, 1)
-    check_int("copy_task", "seq_len", seq_len, 1)
+    n = check_int("copy_task", "n", n, 1)
+    T = check_int("copy_task", "T", T, 1)
+    n_symbols = check_int("copy_task", "n_symbols", n_symbols, 1)
+    seq_len = check_int("copy_task", "seq_len", seq_len, 1)
     rng = rng_from_seed("copy_task", seed)
     length = T + 2 * seq_len
     symbols = rng.integers(1, n_symbols + 1, size=(n, seq_len))
@@ -120,7 +120,7 @@ def noisy_sine(n_steps, period=25.0, noise=0.1, seed=None):
     -------
     float32 ``(n_steps,)``
     """
-    check_int("noisy_sine", "n_steps", n_steps, 1)
+    n_steps = check_int("noisy_sine", "n_steps", n_steps, 1)
     _check_positive("noisy_sine", "period", period)
     _check_positive("noisy_sine", "noise", noise, allow_zero=True)
     rng = rng_from_seed("noisy_sine", seed)
@@ -143,8 +143,8 @@ def mackey_glass(n_steps, tau=17.0, beta=0.2, gamma=0.1, n=10, dt=0.1, washout=1
 
         dx/dt = beta * x(t - tau) / (1 + x(t - tau) ** n) - gamma * x(t)
 
-    Integrated by Euler steps of ``dt`` (which must divide 1 and ``tau``) and sampled once per
-    unit of time. The history on ``[-tau, 0]`` is ``1.2`` plus noise drawn uniformly from
+    Integrated by Euler steps of ``dt`` (which must divide 1 and ``tau``, with ``gamma * dt < 1``)
+    and sampled once per unit of time. The history on ``[-tau, 0]`` is ``1.2`` plus noise drawn uniformly from
     ``[-0.1, 0.1]`` at each step (the only use of ``seed``); the first ``washout`` time units
     are discarded so the series starts on the attractor.
 
@@ -153,14 +153,19 @@ def mackey_glass(n_steps, tau=17.0, beta=0.2, gamma=0.1, n=10, dt=0.1, washout=1
     float32 ``(n_steps,)``, values roughly in [0.2, 1.4].
     """
     func = "mackey_glass"
-    check_int(func, "n_steps", n_steps, 1)
+    n_steps = check_int(func, "n_steps", n_steps, 1)
     for name, value in (("tau", tau), ("beta", beta), ("gamma", gamma), ("n", n), ("dt", dt)):
         _check_positive(func, name, value)
-    check_int(func, "washout", washout, 0)
+    washout = check_int(func, "washout", washout, 0)
     per_unit, delay = _whole_steps(1.0, dt), _whole_steps(tau, dt)
     if per_unit is None or delay is None:
         raise ValueError(f"{func}: expected dt to divide both 1 and tau a whole number of times, "
                          f"got dt={dt}, tau={tau}")
+    if gamma * dt >= 1:
+        # Each Euler step keeps (1 - gamma dt) of x: at or past 1 it flips x's sign and the series
+        # diverges (and x ** n of a negative x is complex); below 1, x stays positive and bounded.
+        raise ValueError(f"{func}: expected gamma * dt < 1 for stable Euler steps, got "
+                         f"gamma * dt = {gamma * dt:g} (gamma={gamma}, dt={dt})")
     rng = rng_from_seed("mackey_glass", seed)
     x = list(1.2 + rng.uniform(-0.1, 0.1, size=delay + 1))
     for _ in range((washout + n_steps - 1) * per_unit):
@@ -195,8 +200,8 @@ def sliding_windows(series, window, horizon=1):
         raise ValueError(f"{func}: expected a 1-D series of shape (L,), got shape {series.shape}")
     if not (np.issubdtype(series.dtype, np.floating) or np.issubdtype(series.dtype, np.integer)):
         raise TypeError(f"{func}: expected a real-valued series, got dtype {series.dtype}")
-    check_int(func, "window", window, 1)
-    check_int(func, "horizon", horizon, 1)
+    window = check_int(func, "window", window, 1)
+    horizon = check_int(func, "horizon", horizon, 1)
     m = len(series) - window - horizon + 1
     if m < 1:
         raise ValueError(

@@ -277,6 +277,17 @@ def test_dataloader_epochs_differ_and_seeds_differ():
     assert not np.array_equal(epoch1, other)
 
 
+def test_dataloader_draws_each_epochs_order_when_iterated():
+    """``iter(loader)`` starts an epoch: two iterators read in reverse order keep their epochs."""
+    x, y = np.arange(50), np.arange(50)
+    reference = datasets.DataLoader(x, y, 50, shuffle=True, seed=4)
+    epochs = [collect(reference)[0][1], collect(reference)[0][1]]
+    loader = datasets.DataLoader(x, y, 50, shuffle=True, seed=4)
+    first, second = iter(loader), iter(loader)
+    np.testing.assert_array_equal(next(second)[1], epochs[1])
+    np.testing.assert_array_equal(next(first)[1], epochs[0])
+
+
 def test_dataloader_batches_are_copies():
     x, y = np.zeros((4, 2)), np.zeros(4)
     for xb, yb in datasets.DataLoader(x, y, 2):
@@ -539,6 +550,26 @@ def test_noisy_sine_and_mackey_glass_series():
     assert 0.2 < mg.min() and mg.max() < 1.5 and mg.std() > 0.1  # chaotic, bounded
     np.testing.assert_array_equal(mg, datasets.mackey_glass(500, seed=0))
     assert not np.allclose(mg, datasets.mackey_glass(500, seed=1))
+
+
+def test_mackey_glass_refuses_unstable_euler_steps():
+    with pytest.raises(ValueError, match=r"^mackey_glass: expected gamma \* dt < 1 for stable Euler "
+                                         r"steps, got gamma \* dt = 2.5 \(gamma=25.0, dt=0.1\)"):
+        datasets.mackey_glass(5, gamma=25.0, washout=10)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: datasets.mackey_glass(np.uint8(200), washout=np.uint8(100), seed=0), (200,)),
+    (lambda: datasets.copy_task(2, 5, seq_len=np.uint8(200), n_symbols=np.uint8(255), seed=0)[0],
+     (2, 405, 257)),
+    (lambda: datasets.adding_problem(np.int8(3), np.int8(127), seed=0)[0], (3, 127, 2)),
+    (lambda: datasets.noisy_sine(np.int16(3000), seed=0), (3000,)),
+])
+def test_generators_take_numpy_integers_as_the_ints_they_are(make, shape):
+    """Sizes given as small NumPy integers must not wrap around in the generators' arithmetic."""
+    with np.errstate(over="raise"):
+        data = make()
+    assert data.shape == shape and np.all(np.isfinite(data))
 
 
 def test_mackey_glass_matches_euler_reference():
