@@ -1,20 +1,33 @@
 """Gradient clipping: rescale all gradients to a maximum total norm, or clamp each entry.
 
-Both functions work in place on ``p.grad`` and are called between ``backward`` and
-``Optimizer.step``; parameters whose ``grad`` is None are ignored.
+Both functions work in place on ``p.grad`` (a writable floating-point array, every one checked
+before any changes) and are called between ``backward`` and ``Optimizer.step``; parameters
+whose ``grad`` is None are ignored.
 """
 import math
 
 import numpy as np
 
-from .optimizer import _collect_params, _nonneg
+from .optimizer import _collect_params, _flag, _label, _nonneg
 
 __all__ = ["clip_grad_norm", "clip_grad_value"]
 
 
 def _grads(params, owner):
-    return [p.grad for p in _collect_params(params, owner, allow_empty=True, allow_single=True)
-            if p.grad is not None]
+    """The gradients to clip in place, all checked first: none is changed unless all can be."""
+    params = _collect_params(params, owner, allow_empty=True, allow_single=True)
+    grads = []
+    for i, p in enumerate(params):
+        g = p.grad
+        if g is None:
+            continue
+        if type(g) is not np.ndarray or not np.issubdtype(g.dtype, np.floating) or not g.flags.writeable:
+            got = (type(g).__name__ if type(g) is not np.ndarray else
+                   f"dtype {g.dtype}" if not np.issubdtype(g.dtype, np.floating) else "a read-only array")
+            raise TypeError(f"{owner}: {_label(i, p)} needs a writable floating-point numpy.ndarray "
+                            f"gradient to scale in place, got {got}")
+        grads.append(g)
+    return grads
 
 
 def clip_grad_norm(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
@@ -49,6 +62,7 @@ def clip_grad_norm(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     owner = "clip_grad_norm"
     grads = _grads(params, owner)
     max_norm = _nonneg(owner, "max_norm", max_norm, allow_inf=True)
+    error_if_nonfinite = _flag(owner, "error_if_nonfinite", error_if_nonfinite)
     if isinstance(norm_type, str) and norm_type == "inf":     # PyTorch's spelling of math.inf
         norm_type = math.inf
     if isinstance(norm_type, (bool, np.bool_)) or not isinstance(norm_type, (int, float, np.number)):

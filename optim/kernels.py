@@ -24,6 +24,6 @@ def adam_update(x, g, m, v, v_max, amsgrad, decay, l2, one_minus_b1, b2, one_min
         m[k] += (gk - m[k]) * one_minus_b1
         v[k] = v[k] * b2 + gk * gk * one_minus_b2
         vk = v[k]
-        if amsgrad:
-            vk = v_max[k] = max(v_max[k], vk)
+        if amsgrad:          # np.maximum's max: a nan on either side stays nan (max() would drop it)
+            vk = v_max[k] = v_max[k] if v_max[k] >= vk or v_max[k] != v_max[k] else vk
         x[k] = xk - m[k] / (np.sqrt(vk) / sqrt_bc2 + eps) * step_size

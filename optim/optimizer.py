@@ -103,7 +103,7 @@ def _collect_params(params, owner, allow_empty=False, allow_single=False):
     except TypeError:
         raise TypeError(f"{owner}: params must be {expected}, got {type(params).__name__}") from None
 
-    by_param, by_data = {}, {}
+    by_param = {}
     for i, p in enumerate(items):
         if not isinstance(p, Parameter):
             hint = ""
@@ -116,12 +116,12 @@ def _collect_params(params, owner, allow_empty=False, allow_single=False):
             j = by_param[id(p)]
             raise ValueError(f"{owner}: params[{i}] is the same Parameter as params[{j}] ({p.name!r}); "
                              f"each parameter must be listed once")
-        if id(p.data) in by_data:
-            j = by_data[id(p.data)]
+        j = next((j for j, q in enumerate(items[:i]) if np.shares_memory(p.data, q.data)), None)
+        if j is not None:
             raise ValueError(f"{owner}: params[{i}] ({p.name!r}) and params[{j}] ({items[j].name!r}) hold "
-                             f"the same data array; it would be updated twice per step")
+                             f"the same memory (one array, or views of one); it would be updated "
+                             f"twice per step")
         by_param[id(p)] = i
-        by_data[id(p.data)] = i
     if not items and not allow_empty:
         raise ValueError(f"{owner}: params is empty; expected {expected} with at least one Parameter")
     return items
@@ -219,10 +219,12 @@ class Optimizer:
             g = p.grad
             if g is None:
                 continue
-            if not isinstance(g, np.ndarray) or g.shape != p.data.shape:
-                got = g.shape if isinstance(g, np.ndarray) else type(g).__name__
+            if type(g) is not np.ndarray:        # a subclass (np.matrix) would fail midway
+                raise TypeError(f"{owner}.step: {_label(i, p)} has a gradient of type "
+                                f"{type(g).__name__}; expected a numpy.ndarray")
+            if g.shape != p.data.shape:
                 raise ValueError(f"{owner}.step: {_label(i, p)} has data of shape {p.data.shape} "
-                                 f"but a gradient of shape {got}")
+                                 f"but a gradient of shape {g.shape}")
             if g.dtype != p.data.dtype:
                 raise TypeError(f"{owner}.step: {_label(i, p)} has data of dtype {p.data.dtype} "
                                 f"but a gradient of dtype {g.dtype}")

@@ -1,7 +1,7 @@
 """`RMSprop`: divide the gradient by a running root mean square of recent gradients."""
 import numpy as np
 
-from .optimizer import Optimizer, _flag, _nonneg
+from .optimizer import Optimizer, _flag, _nonneg, _unit
 
 __all__ = ["RMSprop"]
 
@@ -28,7 +28,7 @@ class RMSprop(Optimizer):
     lr : float
         Learning rate, >= 0.
     alpha : float
-        >= 0, smoothing constant of the running averages.
+        In [0, 1], smoothing constant of the running averages.
     eps : float
         >= 0, added to the denominator.
     momentum : float
@@ -46,7 +46,7 @@ class RMSprop(Optimizer):
     _hyper_names = ("alpha", "eps", "momentum", "weight_decay", "centered")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0, centered=False):
-        self.alpha = _nonneg("RMSprop", "alpha", alpha)
+        self.alpha = _unit("RMSprop", "alpha", alpha, closed=True)     # > 1 makes v negative
         self.eps = _nonneg("RMSprop", "eps", eps)
         self.momentum = _nonneg("RMSprop", "momentum", momentum)
         self.weight_decay = _nonneg("RMSprop", "weight_decay", weight_decay)

@@ -141,6 +141,20 @@ def test_adam_fused_kernel_equals_reference(name, kwargs, dtype):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_amsgrad_keeps_a_nan_in_its_running_maximum_on_both_paths():
+    states = []
+    for reference in (False, True):
+        p = Parameter(np.array([1.0, 2.0]))
+        opt = optim.Adam([p], lr=0.1, amsgrad=True)
+        for g in ([1.0, 1.0], [np.nan, 1.0], [1.0, 1.0]):
+            p.grad = np.array(g)
+            with nn.use_reference(reference):
+                opt.step()
+        states.append(opt.state[0]["max_exp_avg_sq"])
+    assert np.isnan(states[0][0]) and np.isnan(states[1][0])     # as np.maximum and torch.maximum
+    np.testing.assert_array_equal(states[0], states[1])
+
+
 @pytest.mark.parametrize("name,kwargs", [("Adam", {}), ("AdamW", {"weight_decay": 0.0})])
 def test_adam_without_decay_leaves_an_infinite_weight_infinite(name, kwargs):
     # Without weight decay the weight never multiplies anything: inf - finite step stays inf
@@ -344,6 +358,28 @@ def test_clip_hand_computed():
     assert a.grad[1] == 1.0
 
 
+@pytest.mark.parametrize("clip", [lambda ps: optim.clip_grad_norm(ps, 0.1),
+                                  lambda ps: optim.clip_grad_value(ps, 0.1)])
+@pytest.mark.parametrize("second_grad, got", [
+    (np.ones((2, 2), np.int64), "dtype int64"), ([[1.0, 1.0], [1.0, 1.0]], "list"),
+    (np.broadcast_to(np.ones(2), (2, 2)), "a read-only array")])
+def test_clipping_checks_every_gradient_before_changing_any(clip, second_grad, got):
+    a, b = Parameter(np.ones((2, 2))), Parameter(np.ones((2, 2)))
+    a.grad, b.grad = np.full((2, 2), 5.0), second_grad
+    with pytest.raises(TypeError, match=rf"parameter #1 needs a writable floating-point "
+                                        rf"numpy.ndarray gradient to scale in place, got {got}"):
+        clip([a, b])
+    np.testing.assert_array_equal(a.grad, 5.0)
+
+
+def test_clip_grad_norm_error_if_nonfinite_is_a_flag():
+    a = Parameter(np.ones(2))
+    a.grad = np.array([np.inf, 1.0])
+    with pytest.raises(TypeError, match="error_if_nonfinite must be True or False, got str 'no'"):
+        optim.clip_grad_norm([a], 1.0, error_if_nonfinite="no")
+    assert a.grad[1] == 1.0
+
+
 def test_a_schedule_step_to_a_negative_rate_changes_nothing():
     opt = optim.SGD(make_params(), lr=0.1)
     sched = optim.CosineAnnealingLR(opt, T_max=2, eta_min=0.05)
@@ -528,6 +564,12 @@ def test_step_checks_every_gradient_before_updating():
     params[2].grad = np.ones(params[2].shape, dtype=np.float32)
     with pytest.raises(TypeError, match="dtype"):
         opt.step()
+    for i, wrong in ((0, np.ma.masked_array(np.ones(params[0].shape))), (2, params[2].data.tolist())):
+        saved, params[i].grad = params[i].grad, wrong
+        with pytest.raises(TypeError, match=rf"parameter #{i} \('p{i}'\) has a gradient of type "
+                                            rf"{type(wrong).__name__}; expected a numpy.ndarray"):
+            opt.step()
+        params[i].grad = saved
     for p, s in zip(params, start):
         np.testing.assert_array_equal(p.data, s)
 
@@ -558,8 +600,11 @@ def test_params_argument_errors():
         optim.Adam([params[0], params[1], params[0]])
     twin = Parameter(np.zeros(2))
     twin.data = params[1].data
-    with pytest.raises(ValueError, match="same data array"):
+    with pytest.raises(ValueError, match="same memory"):
         optim.Adam([params[1], twin])
+    for view in (params[1].data.reshape(-1), params[1].data[:1]):     # views of one array
+        with pytest.raises(ValueError, match=r"params\[1\] \(''\) and params\[0\] \('p1'\) hold the same memory"):
+            optim.SGD([params[1], Parameter(view)], lr=0.1)
 
     opt = optim.Adam(p for p in params)          # a generator is consumed once into a list
     assert opt.params == params
@@ -583,6 +628,7 @@ def test_params_argument_errors():
     (lambda ps: optim.Adam(ps, weight_decay=-1), ValueError, "weight_decay"),
     (lambda ps: optim.Adam(ps, amsgrad="yes"), TypeError, "amsgrad"),
     (lambda ps: optim.RMSprop(ps, alpha=-0.1), ValueError, "alpha"),
+    (lambda ps: optim.RMSprop(ps, alpha=1.5), ValueError, r"alpha must be in \[0, 1\], got 1.5"),
     (lambda ps: optim.Adagrad(ps, lr_decay=-1), ValueError, "lr_decay"),
     (lambda ps: optim.StepLR(optim.SGD(ps, lr=0.1), step_size=0), ValueError, "step_size"),
     (lambda ps: optim.StepLR(optim.SGD(ps, lr=0.1), step_size=2.5), TypeError, "step_size"),
