@@ -2,7 +2,8 @@
 is installed, the same model from the same initial weights in PyTorch.
 
     python -m benchmarks.fashion_mnist [--model cnn|lstm] [--epochs N] [--threads N] [--quick]
-                                       [--no-torch] [--train-size N] [--json PATH]
+                                       [--no-torch] [--train-size N] [--seed N] [--data DIR]
+                                       [--json PATH]
 
 Models (Adam, lr 1e-3, batch 64, cross-entropy):
 
@@ -207,7 +208,8 @@ def main(argv=None):
     try:
         train, test = load_data(args.model, args.quick, args.train_size, args.seed, args.data)
     except FileNotFoundError as e:
-        raise SystemExit(f"--data {e}" if args.data else f"{e}\nHere: --data /that/folder.") from None
+        raise SystemExit(f"--data {e}\n{datasets.idx.FASHION_MNIST_HOWTO} and pass their folder."
+                         if args.data else f"{e}\nHere: --data /that/folder.") from None
     nn.seed(args.seed)
     model = build(args.model)
     runs = {"handprop": HandpropRun(model, train, test, args.seed)}

@@ -43,6 +43,12 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 #: Environment variable naming a folder that holds the Fashion-MNIST files.
 FASHION_MNIST_ENV = "HANDPROP_FASHION_MNIST"
+# How to get the files, for the errors of whoever looks for them.
+FASHION_MNIST_HOWTO = (
+    "To get it, either install the Debian/Ubuntu package: apt-get install dataset-fashion-mnist\n"
+    "or download the four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) from the Zalando Research "
+    "repository https://github.com/zalandoresearch/fashion-mnist (folder data/fashion)")
 
 
 # ----------------------------------------------------------------------------- reading and writing
@@ -247,9 +253,5 @@ def load_fashion_mnist(path=None):
         reason = "no such folder" if missing is None else "missing " + ", ".join(missing)
         searched.append(f"  - {folder} ({what}): {reason}")
     raise FileNotFoundError(
-        "Fashion-MNIST not found. Searched:\n" + "\n".join(searched) + "\n"
-        "To get it, either install the Debian/Ubuntu package: apt-get install dataset-fashion-mnist\n"
-        "or download the four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) from the Zalando Research "
-        "repository https://github.com/zalandoresearch/fashion-mnist (folder data/fashion) and "
-        f"pass their folder as path=... or set {FASHION_MNIST_ENV}=/that/folder.")
+        "Fashion-MNIST not found. Searched:\n" + "\n".join(searched) + "\n" + FASHION_MNIST_HOWTO
+        + f" and pass their folder as path=... or set {FASHION_MNIST_ENV}=/that/folder.")

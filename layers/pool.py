@@ -237,8 +237,8 @@ class _MaxPool(_Pool):
 
 
 class _AvgPool(_Pool):
-    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False,
-                 count_include_pad=True, divisor_override=None):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):     # PyTorch's positional order
         super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode)
         self.count_include_pad = check_flag(type(self).__name__, "count_include_pad", count_include_pad)
         self.divisor_override = (None if divisor_override is None else
@@ -295,7 +295,8 @@ class _AvgPool(_Pool):
 class MaxPool2D(_MaxPool):
     """2-D max pooling (PyTorch's ``MaxPool2d``).
 
-    ``MaxPool2D(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)``. Shapes:
+    ``MaxPool2D(kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False)``
+    (PyTorch's fifth positional argument, ``return_indices``, has no counterpart). Shapes:
     ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1``
     (rounded up with ``ceil_mode``, see ``output_size``); ``stride`` defaults to
     ``kernel_size``; ``padding`` (at most half the kernel) is -inf; ``dilation`` spaces the

@@ -113,6 +113,7 @@ def test_fashion_mnist_reads_the_folder_given_or_stops(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exit:
         fashion_mnist.main(["--no-torch", "--data", str(tmp_path / "typo"), "--json", str(tmp_path / "r.json")])
     assert str(exit.value.code).startswith(f"--data {tmp_path / 'typo'}: expected the four MNIST IDX files")
+    assert "apt-get install dataset-fashion-mnist" in exit.value.code      # and how to get them
 
 
 def test_threads_beyond_numbas_are_refused(capsys):

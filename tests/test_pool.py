@@ -258,3 +258,11 @@ def test_nan_propagates_and_routes_to_the_last_nan_as_torch():
         xt = torch.tensor(x, requires_grad=True)
         getattr(torch.nn.functional, torch_name)(xt, layer.kernel_size).sum().backward()
         np.testing.assert_array_equal(xt.grad.numpy(), expected)
+
+
+def test_avg_pool_takes_pytorchs_positional_order():
+    """``AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)``."""
+    pool = layers.AvgPool2D(3, 2, 1, True, False, 4)
+    assert (pool.ceil_mode, pool.count_include_pad, pool.divisor_override) == (True, False, 4)
+    with pytest.raises(TypeError):
+        layers.MaxPool2D(3, 2, 1, 1, True)         # PyTorch's fifth is return_indices: none here
