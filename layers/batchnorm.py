@@ -49,6 +49,8 @@ class _BatchNorm(Module):
         dtype = check_float_dtype(type(self).__name__, dtype)
         self.num_features = check_size(type(self).__name__, "num_features", num_features)
         self.eps = check_real(type(self).__name__, "eps", eps, low=0.0)
+        if self.eps == 0:            # as PyTorch: a constant channel would give 0 / 0
+            raise ValueError(f"{type(self).__name__}: expected eps > 0, got {eps!r}")
         # a Python float: a NumPy float64 momentum would promote float32 buffers to float64
         self.momentum = None if momentum is None else check_real(type(self).__name__, "momentum",
                                                                  momentum, 0.0, 1.0)
@@ -174,7 +176,9 @@ class _BatchNorm(Module):
         dxhat = self._tap_grad("xhat", dy * col(gamma))
         inv_std = 1 / np.sqrt(var + self.eps)
         xc = x - col(mean)
-        dvar = self._tap_grad("var", (dxhat * xc).sum(axis=axes) * -0.5 * inv_std ** 3)
+        # sum(dxhat (x - mean)) (var + eps)^(-3/2) taken as sum(dxhat xhat) / (var + eps): the
+        # same number, but inv_std ** 3 would fall below float32's range once std passes ~1e13.
+        dvar = self._tap_grad("var", (dxhat * xhat).sum(axis=axes) * -0.5 * inv_std ** 2)
         if not self._batch_stats:        # mean and var are constants: only the direct path
             self._tap_grad("mean", -dxhat.sum(axis=axes) * inv_std)
             return dxhat * col(inv_std)

@@ -27,6 +27,10 @@ class Embedding(Module):
         dW += onehot(idx).T @ dy          every row receives the sum of the gradients of the
                                           positions that looked it up
 
+    (The reference path computes these products as written, so a nan or inf anywhere in ``W``
+    or ``dy`` spreads to every output or row through ``0 * nan``; the fast path, a lookup and a
+    scatter-add, keeps it where it is, as PyTorch does.)
+
     ``padding_idx`` (negative values count from the end): that row starts at zero and never
     receives a gradient, so padding positions stay a zero vector. (Its reported gradient is
     zero by design, not the derivative: ``nn.gradcheck`` fails that row when the ids use it.)

@@ -161,6 +161,21 @@ def test_float32_close_to_float64():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
 
+@pytest.mark.parametrize("scale", [1e14, 1e16])
+def test_float32_reference_backward_of_a_huge_spread_keeps_its_variance_term(scale):
+    """With std ~1e14 and more, (var + eps)^(-3/2) is below float32's range; the reference
+    path still agrees with the fast path's closed form (and with float64)."""
+    x = (np.random.default_rng(0).normal(size=(16, 2)) * scale).astype(np.float32)
+    dy = np.random.default_rng(1).normal(size=(16, 2)).astype(np.float32)
+    layer, layer64 = layers.BatchNorm1D(2), layers.BatchNorm1D(2, dtype=np.float64)
+    with nn.use_reference():
+        layer(x)
+        dx = layer.backward(dy)
+    layer64(x.astype(np.float64))
+    exact = layer64.backward(dy.astype(np.float64))
+    np.testing.assert_allclose(dx, exact, rtol=1e-4, atol=1e-5 * np.abs(exact).max())
+
+
 @pytest.mark.parametrize("cls, shape", [(layers.BatchNorm1D, (200_000, 3)),
                                         (layers.BatchNorm1D, (2000, 3, 100)),
                                         (layers.BatchNorm1D, (2, 1, 1_000_000))])
@@ -222,6 +237,7 @@ def test_bad_num_features(num_features):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(eps=-1), ValueError, "BatchNorm1D: expected eps >= 0.0, got -1"),
+    (dict(eps=0), ValueError, "BatchNorm1D: expected eps > 0, got 0"),
     (dict(eps="a"), TypeError, "BatchNorm1D: expected eps to be a number, got 'a'"),
     (dict(momentum=5), ValueError, r"BatchNorm1D: expected momentum in \[0.0, 1.0\], got 5"),
     (dict(momentum=float("nan")), ValueError, "expected momentum in"),

@@ -72,6 +72,18 @@ def test_output_is_normalized_and_defaults_are_pytorch():
     np.testing.assert_allclose(y.var(-1), 1, atol=1e-3)
 
 
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_constant_row_normalizes_to_exactly_zero(dtype, reference):
+    """Even far from zero, where a running sum misses the mean by an ulp; with eps=0 it is 0/0,
+    nan, as in PyTorch."""
+    layer, bare = layers.LayerNorm(8, dtype=dtype), layers.LayerNorm(8, eps=0, dtype=dtype)
+    with nn.use_reference(reference):
+        assert np.array_equal(layer(np.full((2, 8), 1e4 + 0.3, dtype)), np.zeros((2, 8), dtype))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            assert np.isnan(bare(np.full((1, 8), 3.3, dtype))).all()
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda: layers.LayerNorm(4)(np.zeros((2, 5), np.float32)), ValueError,
      r"LayerNorm: expected input of shape \(\.\.\., 4\), got \(2, 5\)"),

@@ -13,13 +13,20 @@ JIT = dict(cache=True, error_model="numpy")
 @njit(**JIT)
 def layernorm_forward(x, weight, bias, eps, y, xhat, rstd):
     """For each row ``x[r] (M,)``: ``xhat = (x - mean) / sqrt(var + eps)``,
-    ``y = xhat * weight + bias`` (two passes: the mean, then the variance around it)."""
+    ``y = xhat * weight + bias`` (the mean, corrected by the mean of ``x - mean``, then the
+    variance around it)."""
     R, M = x.shape
     for r in range(R):
         total = 0.0
         for m in range(M):
             total += x[r, m]
         mean = total / M
+        # A plain running sum can miss the mean by an ulp of a large value, which (x - mean)
+        # then blows up when the spread is small: a constant row must normalize to exactly 0.
+        total = 0.0
+        for m in range(M):
+            total += x[r, m] - mean
+        mean += total / M
         total = 0.0
         for m in range(M):
             total += (x[r, m] - mean) ** 2
