@@ -416,9 +416,13 @@ class Module:
 
     @property
     def dtype(self):
-        """The dtype of the parameters (float32 by default); None for a parameterless module."""
+        """The dtype of the parameters (float32 by default) or, without any, of the
+        floating-point buffers (BatchNorm's running statistics); None when there are neither."""
         params = self.parameters()
-        return params[0].data.dtype if params else None
+        if params:
+            return params[0].data.dtype
+        floats = (b.dtype for _, b in self.named_buffers() if b is not None and b.dtype.kind == "f")
+        return next(floats, None)
 
     def state_dict(self):
         """An ordered dict of copies of every parameter and buffer, keyed by dotted name,
@@ -617,7 +621,11 @@ def _check_buffer(where, name, value):
 
 def _to_numpy(value, where):
     if hasattr(value, "detach"):                 # a PyTorch tensor, without importing torch
-        value = value.detach().cpu().numpy()
+        try:
+            value = value.detach().cpu().numpy()
+        except TypeError as e:                   # a dtype NumPy lacks, such as bfloat16
+            raise TypeError(f"{where} expected a tensor NumPy can hold (convert it first, e.g. "
+                            f".float()), got one of dtype {getattr(value, 'dtype', '?')} ({e})") from None
     if not isinstance(value, np.ndarray) and not np.isscalar(value):
         raise TypeError(f"{where} expected a numpy array, got {type(value).__name__}")
     return np.asarray(value)

@@ -19,11 +19,12 @@ def summary(model, input_shape, dtype=None, print_fn=print):
     """Print (and return) each leaf layer's output shape, parameter count and forward FLOPs.
 
     ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)`` for images or
-    ``(T, F)`` for sequences; one zero sample of the model's dtype (or ``dtype``: an integer
-    one for a model that starts with an ``Embedding``) is run through a copy of the model in
-    eval mode, without its hooks or a carried recurrent state, so the model itself -- its
-    caches, state and mode -- is left as it was. FLOPs count a multiply-add as two operations
-    and are per sample.
+    ``(T, F)`` for sequences; a batch of two zero samples of the model's dtype (or ``dtype``:
+    an integer one for a model that starts with an ``Embedding``) is run through a copy of the
+    model in eval mode, without its hooks or a carried recurrent state, so the model itself --
+    its caches, state and mode -- is left as it was. (Two samples, not one: a BatchNorm without
+    running statistics normalizes over the batch even in eval mode.) FLOPs count a
+    multiply-add as two operations and are per sample.
     """
     if not isinstance(input_shape, (tuple, list)) or not all(
             isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in input_shape):
@@ -38,15 +39,22 @@ def summary(model, input_shape, dtype=None, print_fn=print):
 
     def record(name):
         def hook(module, inputs, output):
-            in_shape = inputs[0].shape if inputs and isinstance(inputs[0], np.ndarray) else ()
-            out_shape = output.shape if isinstance(output, np.ndarray) else ()
+            # the shapes of one sample: flops() counts for the whole batch it is given
+            in_shape = (1,) + inputs[0].shape[1:] if inputs and isinstance(inputs[0], np.ndarray) else ()
+            out_shape = (1,) + output.shape[1:] if isinstance(output, np.ndarray) else ()
             params = sum(p.size for p in module.parameters())
             rows.append((name, type(module).__name__, out_shape, params, module.flops(in_shape, out_shape)))
         return hook
 
     for name, module in _leaves(model):
         module.register_forward_hook(record(name))
-    model(np.zeros((1,) + tuple(input_shape), dtype=dtype))
+    x = np.zeros((2,) + tuple(input_shape), dtype=dtype)
+    try:
+        model(x)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"summary: the model refused a batch of zeros of shape {x.shape} and dtype "
+                      f"{dtype} ({e}); give input_shape without the batch dimension, and dtype= "
+                      f"when the model takes another (integer ids for an Embedding)") from e
 
     header = f"{'Layer (type)':<32}{'Output Shape':<22}{'Param #':>12}{'FLOPs':>14}"
     lines = [header, "=" * len(header)]

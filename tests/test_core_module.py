@@ -193,6 +193,16 @@ def test_load_state_dict_names_the_key_of_a_value_that_is_not_an_array():
         layers.Dense(2, 1).load_state_dict({"weight": [[1.0, 2.0]], "bias": np.zeros(1, np.float32)})
 
 
+def test_load_state_dict_names_the_key_of_a_tensor_numpy_cannot_hold():
+    torch = pytest.importorskip("torch")
+    model = nn.Sequential(layers.Dense(3, 2))
+    before = model.state_dict()
+    with pytest.raises(TypeError, match=r"'0.weight' expected a tensor NumPy can hold \(convert it first, "
+                                        r"e.g. .float\(\)\), got one of dtype torch.bfloat16"):
+        model.load_state_dict(torch.nn.Sequential(torch.nn.Linear(3, 2)).bfloat16().state_dict())
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 def test_load_state_dict_round_trip_and_strict():
     a, b = Affine(), Affine()
     a.scale.data[:] = 3

@@ -70,6 +70,22 @@ def test_summary_leaves_the_model_as_it_was():
         nn.summary(layers.Dense(3, 2), 3)
 
 
+def test_summary_of_models_a_single_zero_sample_would_trip():
+    # a BatchNorm without running statistics needs two values a channel, even in eval mode
+    batch_stats = nn.Sequential(layers.Dense(3, 4), layers.BatchNorm1D(4, track_running_stats=False))
+    assert "Total params: 24" in nn.summary(batch_stats, (3,), print_fn=None)
+    # no parameters: the dtype of the running statistics
+    buffers_only = nn.Sequential(layers.BatchNorm1D(4, affine=False)).astype(np.float64)
+    assert buffers_only.dtype == np.float64 and nn.Sequential(layers.ReLU()).dtype is None
+    assert "Total params: 0" in nn.summary(buffers_only, (4,), print_fn=None)
+    ids = nn.Sequential(layers.Embedding(10, 4), layers.LSTM(4, 3))
+    with pytest.raises(TypeError, match=r"^summary: the model refused a batch of zeros of shape \(2, 5\) "
+                                        r"and dtype float32 \(Embedding: expected integer indices.*\(integer "
+                                        r"ids for an Embedding\)$"):
+        nn.summary(ids, (5,))
+    assert "(None, 5, 3)" in nn.summary(ids, (5,), dtype=np.int64, print_fn=None)
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda m, d: nn.fit(m, nn.MSELoss(), None, d, epochs=0), ValueError,
      "fit: expected epochs to be a positive int, got 0"),
