@@ -42,6 +42,12 @@ Two implementations of the time loop
   included as loops, since Python's per-step overhead would cost more than the arithmetic.
   Backward accumulates ``dW_ih``, ``dW_hh`` and ``dx`` as single products over all steps.
 
+  On several threads the batch is cut into blocks of samples, one per thread, and each
+  thread runs all of the above for its block on one core (``share_chunks``): the samples of
+  a batch never meet in the recurrence, so the blocks need no step-by-step synchronisation,
+  only their weight gradients summed at the end. (Splitting each step's small product
+  among the threads instead would wake them twice a step.)
+
 Truncated BPTT
 --------------
 With ``stateful=True`` each forward starts from the previous call's final state (when no
@@ -57,6 +63,7 @@ import math
 import warnings
 from collections import namedtuple
 
+import numba
 import numpy as np
 
 from nn import Module, Parameter
@@ -65,6 +72,7 @@ from nn.init import uniform
 from nn.random import get_rng
 
 from .dropout import dropout_scale
+from .kernels import share_chunks
 
 #: When one step's recurrent product ``h @ W_hh.T`` has at most this many multiply-adds
 #: (``N * G*H * H``), the whole sequence runs in one numba call with that product as loops;
@@ -74,6 +82,13 @@ from .dropout import dropout_scale
 #: H = 4..16; at a batch of 100 the two are within 10% up to H = 8, BLAS pulls ahead beyond.
 #: (The MNIST-1D GRU, H = 6 and a batch of 100, is 10.8k multiply-adds per step.)
 SEQUENCE_KERNEL_MAX_MACS = 16384
+
+#: On several threads a batch is shared out in blocks of at least this many samples (smaller
+#: ones make each step's product too small for BLAS to run at speed) and of at least this many
+#: multiply-adds in forward: waking a thread for a block costs ~0.3 ms here, what ~8M
+#: multiply-adds take; a bidirectional GRU with 6 units and a batch of 100 does 0.5M.
+MIN_BLOCK_SAMPLES = 16
+MIN_BLOCK_MACS = 2**23
 
 Weights = namedtuple("Weights", "W_ih W_hh b_ih b_hh")
 
@@ -371,6 +386,46 @@ class RecurrentBase(Module):
         return y, state, caches
 
     def _fast_forward(self, x, state, w, reverse):
+        """The batch's blocks of samples (one, or one per thread) each through
+        ``_fast_forward_block``; their outputs and final states put together."""
+        blocks = self._sample_blocks(x)
+        if len(blocks) == 1:
+            y, final, buffers = self._fast_forward_block(x, state, w, reverse, self._lengths)
+            return y, final, [(blocks[0], x, buffers)]
+        y = np.empty(x.shape[:2] + (self.hidden_size,), x.dtype)
+        final = tuple(np.empty_like(s) for s in state)
+
+        def forward_blocks(_, mine):
+            runs = []
+            for rows in mine:
+                x_b = np.ascontiguousarray(x[:, rows])
+                y_b, final_b, buffers = self._fast_forward_block(
+                    x_b, tuple(s[rows] for s in state), w, reverse, self._lengths[rows])
+                y[:, rows] = y_b
+                for whole, part in zip(final, final_b):
+                    whole[rows] = part
+                runs.append((rows, x_b, buffers))
+            return runs
+        return y, final, self._in_block_order(share_chunks(forward_blocks, blocks), len(blocks))
+
+    def _sample_blocks(self, x):
+        """Contiguous slices of the batch of ``x (T, N, I)``, one per numba thread (as
+        ``numba.set_num_threads`` sets for the calling thread) while each keeps at least
+        ``MIN_BLOCK_SAMPLES`` and ``MIN_BLOCK_MACS``; one slice of all on one thread."""
+        T, N, I = x.shape
+        macs = T * N * self.GATES * self.hidden_size * (I + self.hidden_size)
+        count = max(1, min(numba.get_num_threads(), N // MIN_BLOCK_SAMPLES, macs // MIN_BLOCK_MACS))
+        edges = [N * k // count for k in range(count + 1)]
+        return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+    @staticmethod
+    def _in_block_order(per_thread, count):
+        """``share_chunks`` hands thread ``t`` the blocks ``t, t + T, ...``; back in order."""
+        T = len(per_thread)
+        return [per_thread[k % T][k // T] for k in range(count)]
+
+    def _fast_forward_block(self, x, state, w, reverse, lengths):
+        """One direction of one layer for a block of samples, on the calling thread."""
         T, N, I = x.shape
         xproj = (x.reshape(T * N, I) @ w.W_ih.T).reshape(T, N, -1)
         xproj += w.b_ih
@@ -378,13 +433,13 @@ class RecurrentBase(Module):
         buffers = self._new_buffers(T, N, x.dtype)
         if self._whole_sequence_in_one_call(N):
             W_hh_T = np.ascontiguousarray(w.W_hh.T)
-            self._forward_sequence(reverse, xproj, W_hh_T, w.b_hh, self._lengths, state, buffers)
+            self._forward_sequence(reverse, xproj, W_hh_T, w.b_hh, lengths, state, buffers)
         else:
             gh = np.empty((N, w.W_hh.shape[0]), x.dtype)
             W_hh_T = w.W_hh.T
             for t in time_steps(T, reverse):
                 np.matmul(state[0], W_hh_T, out=gh)
-                self._forward_step(t, xproj, gh, w.b_hh, self._lengths, state, buffers)
+                self._forward_step(t, xproj, gh, w.b_hh, lengths, state, buffers)
         return buffers["y"], state, buffers
 
     # ------------------------------------------------------------------ backward
@@ -481,18 +536,45 @@ class RecurrentBase(Module):
         return dx, dstate, grads, sq
 
     def _fast_backward(self, run, dy, dstate):
-        x, w, buffers = run["x"], run["w"], run["cache"]
+        """``_fast_backward_block`` for each block of samples the forward ran (on the same
+        threads); the parameter gradients and BPTT norms summed over the blocks in order."""
+        w, reverse, blocks = run["w"], run["reverse"], run["cache"]
+        if len(blocks) == 1:
+            _, x, buffers = blocks[0]
+            return self._fast_backward_block(x, w, buffers, dy, dstate, reverse, self._lengths)
+        dx = np.empty(run["x"].shape, dy.dtype)
+        dstate0 = tuple(np.empty_like(g) for g in dstate)
+
+        def backward_blocks(_, mine):
+            sums = []
+            for rows, x_b, buffers in mine:
+                dx_b, d0, grads, sq = self._fast_backward_block(
+                    x_b, w, buffers, np.ascontiguousarray(dy[:, rows]), tuple(g[rows] for g in dstate),
+                    reverse, self._lengths[rows])
+                dx[:, rows] = dx_b
+                for whole, part in zip(dstate0, d0):
+                    whole[rows] = part
+                sums.append((grads, sq))
+            return sums
+        sums = self._in_block_order(share_chunks(backward_blocks, blocks), len(blocks))
+        grads = [sum(g) for g in zip(*(grads for grads, _ in sums))]
+        sq = {s: sum(block_sq[s] for _, block_sq in sums) for s in self.STATE}
+        return dx, dstate0, grads, sq
+
+    def _fast_backward_block(self, x, w, buffers, dy, dstate, reverse, lengths):
+        """BPTT through one direction of one layer for a block of samples: ``dx``, the
+        initial state's gradient, the parameter gradients and the squared BPTT norms."""
         T, N, I = x.shape
         H = self.hidden_size
         d = tuple(g.copy() for g in dstate)                # carried state gradient, in place
         dgates, dgates_h = self._gate_grad_buffers(T, N, x.dtype)
         seq = {s: np.empty((T, N, H), x.dtype) for s in self.STATE}
         if self._whole_sequence_in_one_call(N):
-            self._backward_sequence(run["reverse"], dy, w.W_hh, self._lengths, buffers, d, seq, dgates, dgates_h)
+            self._backward_sequence(reverse, dy, w.W_hh, lengths, buffers, d, seq, dgates, dgates_h)
         else:
             dh_rec = np.zeros((N, H), x.dtype)
-            for t in reversed(time_steps(T, run["reverse"])):
-                self._backward_step(t, dy, dh_rec, self._lengths, buffers, d, seq, dgates, dgates_h)
+            for t in reversed(time_steps(T, reverse)):
+                self._backward_step(t, dy, dh_rec, lengths, buffers, d, seq, dgates, dgates_h)
                 np.matmul(dgates_h[t], w.W_hh, out=dh_rec)
             d[0][...] += dh_rec
         g_x = dgates.reshape(T * N, -1)

@@ -3,6 +3,7 @@ sequences included), final-state gradients, truncated BPTT, vanishing gradients,
 reproducibility, bad input."""
 import copy
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -146,6 +147,48 @@ def test_fast_equals_reference_large_hidden(cell, time_loop):
     dy, dstate = upstream(layer, x, kwargs, np.random.default_rng(2))
     assert_runs_close(run(layer, x, kwargs, dy, dstate), run(layer, x, kwargs, dy, dstate, reference=True),
                       rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ blocks of the batch on threads
+
+@pytest.fixture
+def blocks(monkeypatch, numba_threads):
+    """Two threads, sharing out every batch in blocks of samples however small."""
+    numba_threads(2)
+    monkeypatch.setattr(recurrent, "MIN_BLOCK_SAMPLES", 1)
+    monkeypatch.setattr(recurrent, "MIN_BLOCK_MACS", 1)
+
+
+BLOCKS_CFG = dict(num_layers=2, bidirectional=True, bias=True, return_sequences=True, with_state=True,
+                  with_lengths=True, N=5, T=7, I=4, H=9, seed=4)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_blocks_of_the_batch_on_two_threads_equal_the_reference(cell, time_loop, blocks):
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-5)):
+        layer, x, kwargs = build(cell, BLOCKS_CFG, dtype)
+        assert layer._sample_blocks(x.transpose(1, 0, 2)) == [slice(0, 2), slice(2, 5)]
+        dy, dstate = upstream(layer, x, kwargs, np.random.default_rng(5))
+        fast = run(layer, x, kwargs, dy, dstate)
+        assert_runs_close(fast, run(layer, x, kwargs, dy, dstate, reference=True), rtol=tol, atol=tol)
+        assert_runs_close(fast, run(layer, x, kwargs, dy, dstate), rtol=0, atol=0)    # same bits twice
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradcheck_with_blocks_of_the_batch(cell, blocks):
+    layer, x, kwargs = build(cell, {**BLOCKS_CFG, "return_sequences": False})
+    report = nn.gradcheck(layer, x, forward_kwargs=kwargs, max_samples=30)
+    assert report.passed, report
+
+
+def test_a_batch_is_split_only_where_blocks_pay(numba_threads):
+    numba_threads(2)
+    lstm, gru = layers.LSTM(28, 128), layers.GRU(1, 6, bidirectional=True)
+    assert lstm._sample_blocks(np.empty((28, 64, 28))) == [slice(0, 32), slice(32, 64)]
+    assert lstm._sample_blocks(np.empty((28, 20, 28))) == [slice(0, 20)]      # blocks under 16
+    assert gru._sample_blocks(np.empty((40, 100, 1))) == [slice(0, 100)]      # 0.5M multiply-adds
+    numba.set_num_threads(1)
+    assert lstm._sample_blocks(np.empty((28, 64, 28))) == [slice(0, 64)]
 
 
 # ------------------------------------------------------------------ PyTorch

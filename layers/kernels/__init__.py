@@ -68,37 +68,44 @@ if hasattr(os, "register_at_fork"):          # not on Windows, which does not fo
 
 
 def _alone(work, t, part):
-    numba.set_num_threads(1)        # the threads are the parallelism: their kernels run serially
-    return work(t, part)
+    """``work(t, part)`` with numba on one thread: the threads are the parallelism, their
+    kernels run serially (numba's count is per thread: the caller gets its own back)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return work(t, part)
+    finally:
+        numba.set_num_threads(before)
 
 
 def share_chunks(work, chunks):
-    """``[work(t, chunks[t::T]) for t in range(T)]``, the ``T`` calls running at once on their
-    own threads, ``T`` being numba's thread count (at most one thread per chunk); with one
-    thread, a plain call on the calling thread. Inside the calls numba runs on one thread, and
-    BLAS too -- in the whole process, as threadpoolctl sets it: another Python thread's BLAS
-    products run on one thread meanwhile. Calls from several Python threads take turns. The
-    results come in order of ``t``, so a sum over them is the same bits from run to run (for
-    a given thread count)."""
+    """``[work(t, chunks[t::T]) for t in range(T)]``, the ``T`` calls running at once -- the
+    first on the calling thread, the others on threads of a pool -- ``T`` being numba's thread
+    count (at most one thread per chunk); with one thread, a plain call. Inside the calls
+    numba runs on one thread, and BLAS too -- in the whole process, as threadpoolctl sets it:
+    another Python thread's BLAS products run on one thread meanwhile. Calls from several
+    Python threads take turns. The results come in order of ``t``, so a sum over them is the
+    same bits from run to run (for a given thread count)."""
     global _executor, _blas, _blas_limit
     T = min(numba.get_num_threads(), len(chunks))
     if T <= 1:
         return [work(0, chunks)]
     with _share_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, "handprop")
+            _executor = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS - 1, "handprop")
             _blas = ThreadpoolController()
         with _blas.limit(limits=1, user_api="blas") as _blas_limit:
             futures = []
             try:
-                for t in range(T):
-                    futures.append(_executor.submit(_alone, work, t, chunks[t::T]))
-                wait(futures)
-            except RuntimeError:            # the interpreter is exiting: no new threads
-                pass
+                try:
+                    for t in range(1, T):   # (waking a pool thread costs ~0.4 ms here: one fewer)
+                        futures.append(_executor.submit(_alone, work, t, chunks[t::T]))
+                except RuntimeError:        # the interpreter is exiting: no new threads
+                    pass
+                first = _alone(work, 0, chunks[0::T])
             finally:
                 wait(futures)   # after Ctrl-C too, the calls end before BLAS and the lock are freed
                 _blas_limit = None
         # Parts no thread could take (at exit) run here, in order.
-        return ([future.result() for future in futures]
-                + [work(t, chunks[t::T]) for t in range(len(futures), T)])
+        return ([first] + [future.result() for future in futures]
+                + [work(t, chunks[t::T]) for t in range(len(futures) + 1, T)])

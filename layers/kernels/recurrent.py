@@ -25,10 +25,11 @@ seen by ``W_hh``, ``dgates_h``) so the caller can form ``dW = dgates2d.T @ input
 product over all steps. ``dh_seq`` (and ``dc_seq``) receive ``dL/dh_t`` (``dL/dc_t``), the
 total gradient reaching each step's state: it is what the BPTT norms are computed from.
 
-The kernels are serial: the products around them already run on BLAS's threads, and a
-second thread pool spinning between BLAS calls on the same cores costs far more than it
-saves. Every loop runs in a fixed order, so results are bit-for-bit reproducible (for a given
-number of BLAS threads, which may split the products' sums differently).
+The kernels are serial: on several threads, each thread runs them for its own block of the
+batch (``RecurrentBase._fast_forward``), with BLAS on one thread, so no pool wakes between
+one step's product and its kernel. Every loop runs in a fixed order, so results are
+bit-for-bit reproducible (for a given number of threads, which changes the blocks and so the
+order of the weight gradients' sums).
 """
 
 import numpy as np
@@ -39,7 +40,8 @@ from numba.extending import overload
 # fastmath "contract" only lets LLVM fuse a * b + c into one FMA instruction (~15% faster
 # gates; no reordering, so results stay reproducible). Constants are typed from the arrays
 # (``one = h.dtype.type(1)``): a bare ``1`` would promote float32 arithmetic to float64.
-JIT = dict(cache=True, error_model="numpy", fastmath={"contract"})
+# nogil: blocks of a batch run on several Python threads at once (``RecurrentBase``).
+JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
 # ---------------------------------------------------------------------------------------------
