@@ -143,10 +143,11 @@ def mackey_glass(n_steps, tau=17.0, beta=0.2, gamma=0.1, n=10, dt=0.1, washout=1
 
         dx/dt = beta * x(t - tau) / (1 + x(t - tau) ** n) - gamma * x(t)
 
-    Integrated by Euler steps of ``dt`` (which must divide 1 and ``tau``, with ``gamma * dt < 1``)
-    and sampled once per unit of time. The history on ``[-tau, 0]`` is ``1.2`` plus noise drawn uniformly from
-    ``[-0.1, 0.1]`` at each step (the only use of ``seed``); the first ``washout`` time units
-    are discarded so the series starts on the attractor.
+    Integrated by Euler steps of ``dt`` (which must divide 1 and ``tau``, with
+    ``gamma * dt < 1``) and sampled once per unit of time. The history on ``[-tau, 0]`` is
+    ``1.2`` plus noise drawn uniformly from ``[-0.1, 0.1]`` at each step (the only use of
+    ``seed``); the first ``washout`` time units are discarded so the series starts on the
+    attractor.
 
     Returns
     -------
