@@ -85,8 +85,8 @@ SEQUENCE_KERNEL_MAX_MACS = 16384
 
 #: On several threads a batch is shared out in blocks of at least this many samples (smaller
 #: ones make each step's product too small for BLAS to run at speed) and of at least this many
-#: multiply-adds in forward: waking a thread for a block costs ~0.3 ms here, what ~8M
-#: multiply-adds take; a bidirectional GRU with 6 units and a batch of 100 does 0.5M.
+#: multiply-adds in one direction's forward: waking a thread for a block costs 0.3-0.4 ms here,
+#: what ~8M multiply-adds take; a GRU with 6 units and a batch of 100 does 0.5M a direction.
 MIN_BLOCK_SAMPLES = 16
 MIN_BLOCK_MACS = 2**23
 
@@ -96,6 +96,13 @@ Weights = namedtuple("Weights", "W_ih W_hh b_ih b_hh")
 def time_steps(T, reverse):
     """The order in which a direction visits the steps."""
     return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def on_threads(work, items):
+    """``[work(item) for item in items]``, the items shared among numba's threads
+    (``share_chunks``: each thread runs its own with BLAS on one thread); in the items' order."""
+    done = share_chunks(lambda _, mine: [(k, work(item)) for k, item in mine], list(enumerate(items)))
+    return [result for _, result in sorted((pair for part in done for pair in part), key=lambda p: p[0])]
 
 
 def no_tap(name, value):
@@ -395,18 +402,15 @@ class RecurrentBase(Module):
         y = np.empty(x.shape[:2] + (self.hidden_size,), x.dtype)
         final = tuple(np.empty_like(s) for s in state)
 
-        def forward_blocks(_, mine):
-            runs = []
-            for rows in mine:
-                x_b = np.ascontiguousarray(x[:, rows])
-                y_b, final_b, buffers = self._fast_forward_block(
-                    x_b, tuple(s[rows] for s in state), w, reverse, self._lengths[rows])
-                y[:, rows] = y_b
-                for whole, part in zip(final, final_b):
-                    whole[rows] = part
-                runs.append((rows, x_b, buffers))
-            return runs
-        return y, final, self._in_block_order(share_chunks(forward_blocks, blocks), len(blocks))
+        def forward_block(rows):
+            x_b = np.ascontiguousarray(x[:, rows])
+            y_b, final_b, buffers = self._fast_forward_block(
+                x_b, tuple(s[rows] for s in state), w, reverse, self._lengths[rows])
+            y[:, rows] = y_b
+            for whole, part in zip(final, final_b):
+                whole[rows] = part
+            return rows, x_b, buffers
+        return y, final, on_threads(forward_block, blocks)
 
     def _sample_blocks(self, x):
         """Contiguous slices of the batch of ``x (T, N, I)``, one per numba thread (as
@@ -417,12 +421,6 @@ class RecurrentBase(Module):
         count = max(1, min(numba.get_num_threads(), N // MIN_BLOCK_SAMPLES, macs // MIN_BLOCK_MACS))
         edges = [N * k // count for k in range(count + 1)]
         return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-
-    @staticmethod
-    def _in_block_order(per_thread, count):
-        """``share_chunks`` hands thread ``t`` the blocks ``t, t + T, ...``; back in order."""
-        T = len(per_thread)
-        return [per_thread[k % T][k // T] for k in range(count)]
 
     def _fast_forward_block(self, x, state, w, reverse, lengths):
         """One direction of one layer for a block of samples, on the calling thread."""
@@ -536,8 +534,9 @@ class RecurrentBase(Module):
         return dx, dstate, grads, sq
 
     def _fast_backward(self, run, dy, dstate):
-        """``_fast_backward_block`` for each block of samples the forward ran (on the same
-        threads); the parameter gradients and BPTT norms summed over the blocks in order."""
+        """``_fast_backward_block`` for each block of samples the forward ran (shared among
+        the threads there are now); the parameter gradients and BPTT norms summed over the
+        blocks in order."""
         w, reverse, blocks = run["w"], run["reverse"], run["cache"]
         if len(blocks) == 1:
             _, x, buffers = blocks[0]
@@ -545,18 +544,16 @@ class RecurrentBase(Module):
         dx = np.empty(run["x"].shape, dy.dtype)
         dstate0 = tuple(np.empty_like(g) for g in dstate)
 
-        def backward_blocks(_, mine):
-            sums = []
-            for rows, x_b, buffers in mine:
-                dx_b, d0, grads, sq = self._fast_backward_block(
-                    x_b, w, buffers, np.ascontiguousarray(dy[:, rows]), tuple(g[rows] for g in dstate),
-                    reverse, self._lengths[rows])
-                dx[:, rows] = dx_b
-                for whole, part in zip(dstate0, d0):
-                    whole[rows] = part
-                sums.append((grads, sq))
-            return sums
-        sums = self._in_block_order(share_chunks(backward_blocks, blocks), len(blocks))
+        def backward_block(block):
+            rows, x_b, buffers = block
+            dx_b, d0, grads, sq = self._fast_backward_block(
+                x_b, w, buffers, np.ascontiguousarray(dy[:, rows]), tuple(g[rows] for g in dstate),
+                reverse, self._lengths[rows])
+            dx[:, rows] = dx_b
+            for whole, part in zip(dstate0, d0):
+                whole[rows] = part
+            return grads, sq
+        sums = on_threads(backward_block, blocks)
         grads = [sum(g) for g in zip(*(grads for grads, _ in sums))]
         sq = {s: sum(block_sq[s] for _, block_sq in sums) for s in self.STATE}
         return dx, dstate0, grads, sq

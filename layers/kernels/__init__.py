@@ -10,7 +10,8 @@ backward of the 5x5 convolution of ``benchmarks.kernels`` followed by a 2x2 max-
 on the OpenMP layer and 24 ms on ``workqueue``. The threads of numba's ``workqueue`` layer
 sleep when idle, so handprop picks that layer unless the program chose one first
 (``NUMBA_THREADING_LAYER``, or ``numba.config.THREADING_LAYER`` set before this import); the
-choice is fixed at numba's first parallel call. ``workqueue`` stops the process if two Python
+choice is fixed at numba's first parallel call or thread-count query (a recurrent layer's
+forward asks how many threads to share its batch among). ``workqueue`` stops the process if two Python
 threads are inside parallel kernels at once, so handprop's take turns (``parallel_kernel``).
 
 A convolution's matrix products, cut into chunks of the batch that fit in cache (32 by 400 by
@@ -94,18 +95,20 @@ def share_chunks(work, chunks):
         if _executor is None:
             _executor = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS - 1, "handprop")
             _blas = ThreadpoolController()
-        with _blas.limit(limits=1, user_api="blas") as _blas_limit:
-            futures = []
-            try:
+        futures = []
+        try:
+            with _blas.limit(limits=1, user_api="blas") as _blas_limit:
                 try:
-                    for t in range(1, T):   # (waking a pool thread costs ~0.4 ms here: one fewer)
+                    for t in range(1, T):   # (waking a pool thread costs 0.3-0.4 ms here: one fewer)
                         futures.append(_executor.submit(_alone, work, t, chunks[t::T]))
                 except RuntimeError:        # the interpreter is exiting: no new threads
                     pass
-                first = _alone(work, 0, chunks[0::T])
-            finally:
-                wait(futures)   # after Ctrl-C too, the calls end before BLAS and the lock are freed
-                _blas_limit = None
+                try:
+                    first = _alone(work, 0, chunks[0::T])
+                finally:
+                    wait(futures)   # after Ctrl-C too, the calls end before BLAS and the lock are freed
+        finally:
+            _blas_limit = None      # once BLAS is restored: a child forked before restores it itself
         # Parts no thread could take (at exit) run here, in order.
         return ([first] + [future.result() for future in futures]
                 + [work(t, chunks[t::T]) for t in range(len(futures) + 1, T)])
