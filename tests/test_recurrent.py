@@ -181,6 +181,15 @@ def test_gradcheck_with_blocks_of_the_batch(cell, blocks):
     assert report.passed, report
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_blocks_of_the_batch_match_torch_packed_sequences(cell, blocks):
+    torch = pytest.importorskip("torch")
+    layer, x, kwargs = build(cell, {**BLOCKS_CFG, "return_sequences": False})
+    twin = torch_twin(torch, cell, layer)
+    dy, dstate = upstream(layer, x, kwargs, np.random.default_rng(7))
+    assert_matches_torch(run(layer, x, kwargs, dy, dstate), torch_run(torch, twin, layer, x, kwargs, dy, dstate))
+
+
 def test_a_batch_is_split_only_where_blocks_pay(numba_threads):
     numba_threads(2)
     lstm, gru = layers.LSTM(28, 128), layers.GRU(1, 6, bidirectional=True)
