@@ -1,4 +1,5 @@
-"""Checkpoints: a module's ``state_dict`` as an ``.npz`` file, never pickled.
+"""Checkpoints: a module's (or an optimizer's) ``state_dict`` as an ``.npz`` file, never
+pickled.
 
 ``save`` writes atomically (a temporary file in the same folder, then ``os.replace``), so a
 crash never leaves a half-written checkpoint under the real name. ``load`` reads with
@@ -7,6 +8,7 @@ and shape before changing anything (``load_state_dict`` is strict).
 """
 import os
 import uuid
+import warnings
 import zipfile
 import zlib
 
@@ -17,21 +19,18 @@ _FORMAT_VERSION = 1
 _ZIP_MAGIC, _NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"
 
 
-def save(module, path):
-    """Write ``module.state_dict()`` to ``path`` (an ``.npz`` file) atomically."""
-    path = os.fspath(path)
-    state = module.state_dict()
+def save(obj, path):
+    """Write ``obj.state_dict()`` to ``path`` (an ``.npz`` file) atomically: a module's, or an
+    optimizer's (its numbers stored as 0-d arrays), to resume training from."""
+    path = os.path.expanduser(os.fspath(path))
+    state = _numeric_state(obj)
     if _MARKER in state:
         raise ValueError(f"save: {_MARKER!r} is reserved and cannot be a state_dict key")
-    for key, value in state.items():
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"save: state_dict entry {key!r} is a {value.dtype} array; a checkpoint "
-                            "holds numeric arrays only, never pickled objects")
+    if os.path.isdir(path) or not os.path.basename(path):
+        raise IsADirectoryError(f"save: {path!r} is a folder; expected a file name such as model.npz")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save: no folder {folder!r} to write {path!r} into")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"save: {path!r} is a folder; expected a file name such as model.npz")
     tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}.npz")   # open() applies the umask
     try:
         with open(tmp, "xb") as f:
@@ -43,6 +42,23 @@ def save(module, path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _numeric_state(obj):
+    """``obj.state_dict()`` as numeric arrays (numbers as 0-d arrays), or a clear error."""
+    if not callable(getattr(obj, "state_dict", None)) or not callable(getattr(obj, "load_state_dict", None)):
+        raise TypeError(f"save: expected an nn.Module or an optimizer (with state_dict() and "
+                        f"load_state_dict()), got {type(obj).__name__}")
+    state = {}
+    for key, value in obj.state_dict().items():
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
+            value = np.asarray(value)
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+            what = f"a {value.dtype} array" if isinstance(value, np.ndarray) else type(value).__name__
+            raise TypeError(f"save: state_dict entry {key!r} is {what}; a checkpoint holds numeric "
+                            "arrays only, never pickled objects")
+        state[key] = value
+    return state
 
 
 def _write_npz(f, arrays):
@@ -59,7 +75,7 @@ def read_checkpoint(path):
     """The ``{name: array}`` stored in a handprop checkpoint, with clear errors for a
     missing, empty, truncated, pickled or foreign file. Only a zip (``.npz``) is ever opened,
     and with ``allow_pickle=False``."""
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load: no checkpoint at {path!r}")
     with open(path, "rb") as f:
@@ -105,7 +121,24 @@ def _entry(data, key, path):
     return value
 
 
-def load(module, path, strict=True):
-    """Load a checkpoint written by ``save`` into ``module`` (in place); returns ``module``."""
-    module.load_state_dict(read_checkpoint(path), strict=strict)
-    return module
+def load(obj, path, strict=True):
+    """Load a checkpoint written by ``save`` into ``obj``, a module or an optimizer (in place);
+    returns ``obj``. With ``strict=False`` (modules only) keys may be missing or unexpected:
+    a warning lists them."""
+    from .module import Module
+    if not callable(getattr(obj, "load_state_dict", None)):
+        raise TypeError(f"load: expected an nn.Module or an optimizer (with load_state_dict()), "
+                        f"got {type(obj).__name__}")
+    state = read_checkpoint(path)
+    if not isinstance(obj, Module) and not strict:
+        raise ValueError(f"load: strict=False is for modules; an optimizer's state loads whole, "
+                         f"got a {type(obj).__name__}")
+    try:
+        result = obj.load_state_dict(state, strict=strict) if isinstance(obj, Module) else obj.load_state_dict(state)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"load: {os.fspath(path)!r}: {e}") from e
+    if not strict and (result[0] or result[1]):
+        warnings.warn(f"load: {os.fspath(path)!r} into {type(obj).__name__} (strict=False) left "
+                      f"{len(result[0])} keys missing {result[0][:8]} and {len(result[1])} unexpected "
+                      f"{result[1][:8]}", UserWarning, stacklevel=2)
+    return obj

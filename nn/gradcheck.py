@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import check_size
+from .checks import check_flag, check_int, check_real, check_size
 from .module import copy_without_hooks
 
 
@@ -50,11 +50,16 @@ class GradcheckReport:
         raise KeyError(f"no row {name!r}; the rows are {[r.name for r in self.results]}")
 
     def __str__(self):
-        header = f"{'tensor':<24} {'shape':<18} {'checked':>7} {'max abs err':>12} {'max rel err':>12} {'worst index':<16} result"
+        # columns as wide as their longest entry (a recurrent layer's names run long)
+        name_w = max([24] + [len(r.name) for r in self.results])
+        shape_w = max([18] + [len(str(r.shape)) for r in self.results])
+        index_w = max([16] + [len(str(r.worst_index)) for r in self.results])
+        header = (f"{'tensor':<{name_w}} {'shape':<{shape_w}} {'checked':>7} {'max abs err':>12} "
+                  f"{'max rel err':>12} {'worst index':<{index_w}} result")
         rows = [header, "-" * len(header)]
         for r in self.results:
-            rows.append(f"{r.name:<24} {str(r.shape):<18} {r.checked:>7} {r.max_abs_error:>12.3e} "
-                        f"{r.max_rel_error:>12.3e} {str(r.worst_index):<16} {'ok' if r.passed else 'FAIL'}")
+            rows.append(f"{r.name:<{name_w}} {str(r.shape):<{shape_w}} {r.checked:>7} {r.max_abs_error:>12.3e} "
+                        f"{r.max_rel_error:>12.3e} {str(r.worst_index):<{index_w}} {'ok' if r.passed else 'FAIL'}")
         rows += [f"{r.name} at {r.worst_index}: {r.hint}" for r in self.results if r.hint]
         return "\n".join(rows)
 
@@ -132,6 +137,25 @@ def _to64(value):
     return value
 
 
+def check_settings(owner, forward_kwargs, eps, atol, rtol, max_samples, seed, check_input):
+    """The arguments ``gradcheck`` and ``check_intermediates`` share, checked before any work;
+    returns the random generator ``seed`` makes."""
+    if forward_kwargs is not None and not isinstance(forward_kwargs, dict):
+        raise TypeError(f"{owner}: expected forward_kwargs to be a dict of keyword arguments or None, "
+                        f"got {type(forward_kwargs).__name__}")
+    check_real(owner, "eps", eps, low=0.0)
+    if eps == 0:
+        raise ValueError(f"{owner}: expected eps > 0 (the step of the central differences), got {eps!r}")
+    check_real(owner, "atol", atol, low=0.0)
+    check_real(owner, "rtol", rtol, low=0.0)
+    if max_samples is not None:                   # None: every entry
+        check_size(owner, "max_samples", max_samples)
+    check_flag(owner, "check_input", check_input)
+    if check_int(owner, "seed", seed) < 0:
+        raise ValueError(f"{owner}: expected seed >= 0, got {seed}")
+    return np.random.default_rng(seed)
+
+
 def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, max_samples=None,
               seed=0, check_input=True):
     """Check ``module.backward`` against central differences, in float64.
@@ -160,9 +184,7 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     GradcheckReport
         Per tensor: max abs error, max relative error, worst index, pass/fail.
     """
-    if max_samples is not None:                   # None: every entry
-        check_size("gradcheck", "max_samples", max_samples)
-    rng = np.random.default_rng(seed)
+    rng = check_settings("gradcheck", forward_kwargs, eps, atol, rtol, max_samples, seed, check_input)
     m = float64_copy(module)
     x = _to64(np.asarray(x))              # integer inputs (token ids) pass through unchanged
     check_input = check_input and np.issubdtype(x.dtype, np.floating)

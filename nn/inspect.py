@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import check_size
-from .gradcheck import _rewinder, _to64, float64_copy, input_gradient_rows, kink_hint, sample_indices
+from .gradcheck import (_rewinder, _to64, check_settings, float64_copy, input_gradient_rows, kink_hint,
+                        sample_indices)
 
 __all__ = [
     "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
@@ -308,9 +308,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         ``print(report)`` shows the table; ``report.passed``, ``report.failed`` and
         ``report.first_failure`` summarise it.
     """
-    if max_samples is not None:                   # None: every entry
-        check_size("check_intermediates", "max_samples", max_samples)
-    rng = np.random.default_rng(seed)
+    rng = check_settings("check_intermediates", forward_kwargs, eps, atol, rtol, max_samples, seed,
+                         check_input)
     model = float64_copy(layer)
     model.record_intermediates(True)
     x = np.asarray(x)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .checks import check_size
+from .checks import check_flag, check_size
 from .losses import CrossEntropyLoss
 from .module import eval_mode
 
@@ -77,13 +77,25 @@ def _is_array_pair(data, owner):
     return all(arrays)
 
 
-def _batches(data, batch_size, owner):
-    """Iterate ``data``: an ``(x, y)`` pair of arrays is cut into consecutive batches;
-    anything else (a ``DataLoader``, a list of pairs) is iterated as it is."""
+def _check_data(data, owner, name="data"):
+    """Refuse, before any work, data that cannot be batches: an ``(x, y)`` pair of arrays of
+    unequal lengths, or a list of arrays (``[x, y]``, which would be read as batches)."""
     if _is_array_pair(data, owner):
         x, y = data
         if len(x) != len(y):
-            raise ValueError(f"expected x and y with the same number of samples, got {len(x)} and {len(y)}")
+            raise ValueError(f"{owner}: expected {name} as x and y with the same number of samples, "
+                             f"got {len(x)} and {len(y)}")
+    elif isinstance(data, list) and data and all(isinstance(a, np.ndarray) for a in data):
+        raise TypeError(f"{owner}: expected {name} as an (x, y) tuple of arrays or an iterable of "
+                        f"(xb, yb) batches, got a list of {len(data)} arrays (pass tuple(...))")
+
+
+def _batches(data, batch_size, owner):
+    """Iterate ``data``: an ``(x, y)`` pair of arrays is cut into consecutive batches;
+    anything else (a ``DataLoader``, a list of pairs) is iterated as it is."""
+    _check_data(data, owner)
+    if _is_array_pair(data, owner):
+        x, y = data
         for start in range(0, len(x), batch_size):
             yield x[start:start + batch_size], y[start:start + batch_size]
     else:
@@ -151,6 +163,13 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     progress : bool
         Show a tqdm progress bar per epoch.
 
+    The model trains in training mode: a model in eval mode is switched for the run, while
+    submodules of a training model kept in eval (a frozen BatchNorm) stay so; afterwards every
+    module has its own mode back. Stateful recurrent layers start each epoch from zeros (the
+    data starts over) and carry their state from batch to batch, which needs batches of one
+    size. A loss that is not finite stops the run with a ``FloatingPointError`` before that
+    batch's step, so the parameters hold the last finite step's values.
+
     Returns
     -------
     dict of lists, one entry per epoch: ``loss``, ``accuracy`` (training, averaged over the
@@ -161,40 +180,83 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     from tqdm.auto import tqdm      # imported here: the rest of nn needs only numpy
     epochs = check_size("fit", "epochs", epochs)
     batch_size = check_size("fit", "batch_size", batch_size)
+    _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, batch_size, scheduler,
+                         before_step, progress)
     history = {"loss": [], "accuracy": [], "time": []}
     if val_data is not None:
         history.update(val_loss=[], val_accuracy=[])
-    for epoch in range(epochs):
+    modes = [(m, m.training) for m in model.modules()]
+    if not model.training:
         model.train()
-        tally = _Tally()
-        start = time.perf_counter()
-        bar = tqdm(_batches(train_data, batch_size, "fit"), total=_num_batches(train_data, batch_size),
-                   desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
-        for xb, yb in bar:
-            model.zero_grad()
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            model.backward(loss_fn.backward())
-            if before_step is not None:
-                before_step()
-            optimizer.step()
-            tally.add(loss_fn, loss, logits, yb)
-            bar.set_postfix(loss=f"{tally.loss:.4f}", refresh=False)
-        if tally.batches == 0:
-            raise ValueError(f"fit: epoch {epoch + 1} got no batches from train_data (with "
-                             "drop_last, a batch_size larger than the data gives none)")
-        history["time"].append(time.perf_counter() - start)
-        history["loss"].append(tally.loss)
-        history["accuracy"].append(tally.accuracy)
-        if scheduler is not None:
-            scheduler.step()
-        if val_data is not None:
-            val = evaluate(model, loss_fn, val_data, batch_size)
-            history["val_loss"].append(val["loss"])
-            history["val_accuracy"].append(val["accuracy"])
-        if progress:
-            tqdm.write(_epoch_line(epoch, epochs, history))
+    try:
+        for epoch in range(epochs):
+            for m in model.modules():
+                if getattr(m, "stateful", False):
+                    m.reset_state()
+            tally = _Tally()
+            start = time.perf_counter()
+            with tqdm(_batches(train_data, batch_size, "fit"), total=_num_batches(train_data, batch_size),
+                      desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress) as bar:
+                for batch, (xb, yb) in enumerate(bar):
+                    model.zero_grad()
+                    logits = model(xb)
+                    loss = loss_fn(logits, yb)
+                    if not np.all(np.isfinite(loss)):
+                        raise FloatingPointError(
+                            f"fit: the loss of epoch {epoch + 1}, batch {batch + 1} is {loss}; that "
+                            "batch took no step (the parameters hold the previous step's values)")
+                    model.backward(loss_fn.backward())
+                    if before_step is not None:
+                        before_step()
+                    optimizer.step()
+                    tally.add(loss_fn, loss, logits, yb)
+                    bar.set_postfix(loss=f"{tally.loss:.4f}", refresh=False)
+            if tally.batches == 0:
+                raise ValueError(f"fit: epoch {epoch + 1} got no batches from train_data (with "
+                                 "drop_last, a batch_size larger than the data gives none)")
+            history["time"].append(time.perf_counter() - start)
+            history["loss"].append(tally.loss)
+            history["accuracy"].append(tally.accuracy)
+            if scheduler is not None:
+                scheduler.step()
+            if val_data is not None:
+                val = evaluate(model, loss_fn, val_data, batch_size)
+                history["val_loss"].append(val["loss"])
+                history["val_accuracy"].append(val["accuracy"])
+            if progress:
+                tqdm.write(_epoch_line(epoch, epochs, history))
+    finally:
+        for m, training in modes:
+            m.__dict__["training"] = training
     return history
+
+
+def _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, batch_size, scheduler,
+                         before_step, progress):
+    """Everything ``fit`` can check before its first step, so that a mistake costs no training."""
+    from .module import Module
+    _check_data(train_data, "fit", "train_data")
+    if val_data is not None:
+        _check_data(val_data, "fit", "val_data")
+    if not isinstance(model, Module):
+        raise TypeError(f"fit: expected model to be an nn.Module, got {type(model).__name__}")
+
+    def needs(name, value, method, what):
+        if not callable(getattr(value, method, None)):
+            raise TypeError(f"fit: expected {name} to be {what} (with a {method}() method), "
+                            f"got {type(value).__name__}")
+    needs("loss_fn", loss_fn, "backward", "an nn loss")
+    needs("optimizer", optimizer, "step", "an optimizer")
+    if scheduler is not None:
+        needs("scheduler", scheduler, "step", "a scheduler")
+    if before_step is not None and not callable(before_step):
+        raise TypeError(f"fit: expected before_step to be callable or None, got {type(before_step).__name__}")
+    check_flag("fit", "progress", progress)
+    stateful = any(getattr(m, "stateful", False) for m in model.modules())
+    if stateful and _is_array_pair(train_data, "fit") and len(train_data[0]) % batch_size:
+        raise ValueError(f"fit: a stateful recurrent layer carries its state from batch to batch, "
+                         f"which needs batches of one size: expected the {len(train_data[0])} "
+                         f"samples of train_data to be a multiple of batch_size={batch_size}")
 
 
 def _epoch_line(epoch, epochs, history):

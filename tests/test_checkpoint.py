@@ -176,3 +176,58 @@ def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         nn.save(model(), path)
     assert path.read_bytes() == original and os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_an_optimizers_state_round_trips_and_training_resumes_the_same(tmp_path):
+    import optim
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal((8, 2)).astype(np.float32)
+
+    def steps(m, opt, n):
+        for _ in range(n):
+            m.zero_grad()
+            loss_fn = nn.MSELoss()
+            loss_fn(m(x), y)
+            m.backward(loss_fn.backward())
+            opt.step()
+
+    a = model()
+    opt_a = optim.Adam(a.parameters(), lr=0.01, amsgrad=True)
+    steps(a, opt_a, 3)
+    nn.save(a, tmp_path / "m.npz")
+    nn.save(opt_a, tmp_path / "opt.npz")
+    b = nn.load(model(), tmp_path / "m.npz")
+    opt_b = nn.load(optim.Adam(b.parameters(), lr=0.5, amsgrad=True), tmp_path / "opt.npz")
+    assert opt_b.lr == 0.01 and opt_b.state[0]["step"] == 3
+    steps(a, opt_a, 2)
+    steps(b, opt_b, 2)
+    for u, v in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(u.data, v.data)
+
+
+def test_what_is_not_a_module_or_optimizer_or_a_file_name_is_refused(tmp_path):
+    with pytest.raises(TypeError, match=r"save: expected an nn.Module or an optimizer .* got dict"):
+        nn.save({"w": np.zeros(2)}, tmp_path / "d.npz")
+    with pytest.raises(TypeError, match=r"load: expected an nn.Module or an optimizer .* got list"):
+        nn.load([], tmp_path / "d.npz")
+    for name in ("", str(tmp_path) + os.sep):
+        with pytest.raises(IsADirectoryError, match="is a folder; expected a file name"):
+            nn.save(model(), name)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    nn.save(model(), "~/m.npz")
+    assert os.listdir(tmp_path) == ["m.npz"]
+    nn.load(model(), "~/m.npz")
+
+
+def test_a_partial_load_warns_with_the_keys_and_errors_name_the_file(tmp_path):
+    path = tmp_path / "dense.npz"
+    nn.save(layers.Dense(3, 4), path)
+    with pytest.warns(UserWarning, match=r"strict=False\) left 4 keys missing \['0.weight', '0.bias', "
+                                         r"'2.weight', '2.bias'\] and 2 unexpected \['weight', 'bias'\]"):
+        nn.load(model(), path, strict=False)
+    with pytest.raises(ValueError, match=rf"^load: '{path}': .*missing"):
+        nn.load(model(), path)

@@ -121,3 +121,19 @@ def test_kink_hint_judges_the_analytic_value():
     assert kink_hint(relu_at_zero, 1e-6, 0.0).endswith("a valid choice")
     assert kink_hint(relu_at_zero, 1e-6, 3.0).endswith("lies outside them: wrong")
     assert kink_hint(lambda h: 3.0 * h + h * h, 1e-6, 1.0) == ""
+
+
+@pytest.mark.parametrize("check", [nn.gradcheck, nn.inspect.check_intermediates])
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(eps=0), ValueError, r"expected eps > 0 \(the step of the central differences\), got 0"),
+    (dict(atol=-1e-6), ValueError, r"expected atol >= 0.0, got -1e-06"),
+    (dict(rtol=float("nan")), ValueError, r"expected rtol >= 0.0, got nan"),
+    (dict(seed="a"), TypeError, r"expected seed to be an int, got 'a'"),
+    (dict(seed=-1), ValueError, r"expected seed >= 0, got -1"),
+    (dict(forward_kwargs=[1]), TypeError, r"expected forward_kwargs to be a dict .* got list"),
+    (dict(check_input="no"), TypeError, r"expected check_input to be True or False, got 'no'"),
+])
+def test_bad_settings_are_refused_before_any_work(check, kwargs, error, message):
+    name = check.__name__
+    with pytest.raises(error, match=f"^{name}: {message}"):
+        check(layers.Dense(2, 2), np.zeros((1, 2)), **kwargs)

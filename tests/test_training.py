@@ -108,6 +108,77 @@ def test_fit_and_evaluate_reject_bad_arguments(call, error, message):
     np.testing.assert_array_equal(model.weight.data, start)
 
 
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, d, epochs=1, val_data=(d[0][:3], d[1][:2])), ValueError,
+     "fit: expected val_data as x and y with the same number of samples, got 3 and 2"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, list(d), epochs=1), TypeError,
+     r"fit: expected train_data as an \(x, y\) tuple of arrays .* got a list of 2 arrays"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), None, d, epochs=1), TypeError,
+     r"fit: expected optimizer to be an optimizer \(with a step\(\) method\), got NoneType"),
+    (lambda m, o, d: nn.fit(m, o, nn.MSELoss(), d, epochs=1), TypeError,
+     "fit: expected loss_fn to be an nn loss"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, d, epochs=1, scheduler=object()), TypeError,
+     "fit: expected scheduler to be a scheduler"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, d, epochs=1, before_step=1), TypeError,
+     "fit: expected before_step to be callable or None, got int"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, d, epochs=1, progress="no"), TypeError,
+     "fit: expected progress to be True or False, got 'no'"),
+    (lambda m, o, d: nn.fit(o, nn.MSELoss(), o, d, epochs=1), TypeError,
+     "fit: expected model to be an nn.Module, got SGD"),
+])
+def test_fit_checks_its_arguments_before_the_first_step(call, error, message):
+    model = layers.Dense(1, 1)
+    data = (np.ones((4, 1), np.float32), np.ones((4, 1), np.float32))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    start = model.weight.data.copy()
+    with pytest.raises(error, match=message):
+        call(model, opt, data)
+    np.testing.assert_array_equal(model.weight.data, start)
+
+
+def test_fit_keeps_each_modules_mode_and_gives_it_back():
+    x, y = np.ones((8, 3), np.float32), np.zeros(8, np.int64)
+    model = nn.Sequential(layers.Dense(3, 4), layers.BatchNorm1D(4), layers.Dropout(0.5), layers.Dense(4, 2))
+    model[1].eval()                                          # a frozen BatchNorm
+    seen = []
+    model[2].register_forward_hook(lambda m, inputs, output: seen.append((m.training, model[1].training)))
+    fit = lambda: nn.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y),
+                         epochs=1, batch_size=4, val_data=(x, y), progress=False)
+    fit()
+    assert seen[:2] == [(True, False)] * 2                   # training, the BatchNorm kept frozen
+    assert [m.training for m in model] == [True, False, True, True]
+    model.eval()
+    seen.clear()
+    fit()                                                    # an eval model trains, then is eval again
+    assert seen[:2] == [(True, True)] * 2 and not any(m.training for m in model.modules())
+
+
+def test_fit_stops_before_the_step_of_a_batch_whose_loss_is_not_finite():
+    x, y = np.ones((6, 2), np.float32), np.ones((6, 1), np.float32)
+    x[4, 0] = np.nan                                          # in the third batch of 2
+    model = layers.Dense(2, 1)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    with pytest.raises(FloatingPointError, match=r"fit: the loss of epoch 1, batch 3 is nan; that batch took no step"):
+        nn.fit(model, nn.MSELoss(), opt, (x, y), epochs=1, batch_size=2, progress=False)
+    assert np.isfinite(model.weight.data).all() and opt.state[0]["step"] == 2
+
+
+def test_fit_starts_each_epoch_of_a_stateful_layer_from_zeros():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 5, 2)).astype(np.float32), rng.integers(0, 3, 4)
+    model = nn.Sequential(layers.GRU(2, 4, stateful=True, return_sequences=False, rng=0),
+                          layers.Dense(4, 3, rng=0))
+    starts = []
+    model[0].register_forward_hook(lambda m, inputs, output: starts.append(m._initial_state(None, 2)[0].copy()))
+    nn.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0), (x, y), epochs=2,
+           batch_size=2, progress=False)
+    # the hook runs after each forward: the state the next batch starts from
+    np.testing.assert_array_equal(starts[0], starts[2])      # epoch 2's second batch = epoch 1's
+    with pytest.raises(ValueError, match="expected the 4 samples of train_data to be a multiple of batch_size=3"):
+        nn.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0), (x, y), epochs=1,
+               batch_size=3, progress=False)
+
+
 def test_fit_rejects_an_epoch_without_batches():
     x, y = np.ones((3, 2), np.float32), np.array([0, 1, 0])
     model = layers.Dense(2, 2)
