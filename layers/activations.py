@@ -21,12 +21,13 @@ class ReLU(Activation):
     shape -> the same shape."""
 
     def forward(self, x):
-        self._positive = self._check(x) > 0
+        self._cut = self._check(x) <= 0
         return np.maximum(x, 0)        # like torch.relu, NaN stays NaN
 
     def backward(self, dy):
-        """``dx = dy * [x > 0]``"""
-        return dy * self._positive
+        """``dx = dy * [x > 0]``, written ``dy`` where not ``x <= 0``: as in PyTorch, a NaN
+        input passes its gradient on, so a NaN upstream is not hidden here."""
+        return np.where(self._cut, dy.dtype.type(0), dy)
 
 
 class LeakyReLU(Activation):

@@ -170,6 +170,7 @@ class RecurrentBase(Module):
     GATES = 1
     STATE = ("h",)
     CELL_FLOPS = 0          # elementwise flops per hidden unit per step, for flops()
+    _dy_optional = True     # backward(None, dstate): a gradient for the final state only
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, bidirectional=False,
                  dropout=0.0, return_sequences=True, stateful=False, rng=None, dtype=np.float32):

@@ -44,6 +44,9 @@ class Loss:
         if dloss is None:
             return np.full(expected, 1.0 if scale is None else scale, dtype=dtype)
         dloss = np.asarray(dloss)
+        if dloss.dtype.kind not in "biuf":
+            raise TypeError(f"{type(self).__name__}.backward: expected dloss to be a number or an "
+                            f"array of numbers, got {dloss.dtype}")
         if dloss.shape != expected:
             what = "per-element losses" if expected else f"the {self.reduction} (a scalar)"
             raise ValueError(f"{type(self).__name__}.backward: expected dloss of shape {expected}, "
@@ -117,6 +120,13 @@ class CrossEntropyLoss(Loss):
         return loss
 
     def _forward_probabilities(self, logits, target):
+        if target.shape == logits.shape[:-1]:
+            raise TypeError(f"CrossEntropyLoss: expected integer class labels for a target of shape "
+                            f"{target.shape} (or class probabilities of the logits' shape "
+                            f"{logits.shape}), got {target.dtype} labels; use target.astype(np.int64)")
+        if self.ignore_index != -100:           # PyTorch's default, which means "none"
+            raise ValueError(f"CrossEntropyLoss: ignore_index={self.ignore_index} applies to integer "
+                             "labels; class probabilities have no index to ignore")
         if target.dtype != logits.dtype:
             raise TypeError(f"CrossEntropyLoss: expected class probabilities of the logits' dtype "
                             f"{logits.dtype}, got {target.dtype}")
@@ -198,7 +208,8 @@ class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits, stable for large ``|x|``.
 
     With ``sigma`` the logistic function and ``w = 1 + (pos_weight - 1) y`` (``pos_weight``
-    of shape ``(C,)`` weighs positives of the last axis' classes, as in PyTorch)::
+    broadcasts against the logits as in PyTorch: one number for every output, ``(C,)`` for the
+    last axis' classes, ``(C, 1, 1)`` for the channels of ``(N, C, H, W)`` maps)::
 
         loss = (1 - y) x + w softplus(-x),   softplus(-x) = log1p(exp(-|x|)) + max(-x, 0)
         dloss/dx = (1 - y) - w sigma(-x)     (= sigma(x) - y when pos_weight is 1)
@@ -216,20 +227,25 @@ class BCEWithLogitsLoss(Loss):
         y = target.astype(logits.dtype, copy=False)
         w = 1.0
         if self.pos_weight is not None:
-            if self.pos_weight.shape != logits.shape[-1:]:
-                raise ValueError(f"BCEWithLogitsLoss: expected pos_weight of shape {logits.shape[-1:]}, "
-                                 f"got {self.pos_weight.shape}")
+            try:
+                fits = np.broadcast_shapes(self.pos_weight.shape, logits.shape) == logits.shape
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ValueError(f"BCEWithLogitsLoss: expected pos_weight broadcastable to the logits' "
+                                 f"shape {logits.shape} (e.g. {logits.shape[-1:]} for the last axis' "
+                                 f"classes, or one number), got {self.pos_weight.shape}")
             w = (1 + (self.pos_weight - 1) * y).astype(logits.dtype)
-        softplus_neg = np.log1p(np.exp(-np.abs(logits))) + np.maximum(-logits, 0)
+        e = np.exp(-np.abs(logits))
+        softplus_neg = np.log1p(e) + np.maximum(-logits, 0)
         per = (1 - y) * logits + w * softplus_neg
         loss, scale = self._reduce(per, per.size)
-        self._cache = {"x": logits, "y": y, "w": w, "scale": scale}
+        sigma_neg = np.where(logits >= 0, e / (1 + e), 1 / (1 + e))      # sigma(-x), stable
+        self._cache = {"dx": (1 - y) - w * sigma_neg, "scale": scale}
         return loss
 
     def backward(self, dloss=None):
         """``dx = ((1 - y) - w sigma(-x)) * g``, ``g`` as in ``MSELoss.backward``."""
         self._check_called()
-        x, y, w = self._cache["x"], self._cache["y"], self._cache["w"]
-        e = np.exp(-np.abs(x))
-        sigma_neg = np.where(x >= 0, e / (1 + e), 1 / (1 + e))      # sigma(-x), stable
-        return ((1 - y) - w * sigma_neg) * self._upstream(dloss, x.shape, x.dtype)
+        dx = self._cache["dx"]
+        return dx * self._upstream(dloss, dx.shape, dx.dtype)

@@ -35,12 +35,10 @@ from .parameter import Parameter
 class RemovableHandle:
     """Returned by ``register_*_hook``; ``remove()`` unregisters the hook."""
 
-    _next_id = 0
-
     def __init__(self, hooks):
         self._hooks = hooks
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
+        # a key equal to no other, in this process or from an unpickled module's hooks
+        self.id = object()
 
     def remove(self):
         self._hooks.pop(self.id, None)
@@ -188,7 +186,9 @@ def _wrap_backward(fn):
         name = type(self).__name__
         if self._output_meta is False:
             raise ValueError(f"{name}.backward called before forward (or after a forward that "
-                             "failed): run forward first, it caches what backward needs")
+                             "failed, or after astype): run forward first, it caches what backward needs")
+        if dy is None and not self._dy_optional:
+            raise TypeError(f"{name}.backward: expected dy to be a numpy array, got None")
         _check_single_use(self)
         if dy is not None and self._output_meta is not None:
             shape, dtype = self._output_meta
@@ -248,6 +248,10 @@ class Module:
         not need. ``intermediate_grad_order`` lists the ``(name, step)`` of each gradient in
         the order backward computed them.
     """
+
+    #: Whether ``backward(None, ...)`` is meaningful (a recurrent layer's gradient for its final
+    #: state alone); for every other module dy must be an array.
+    _dy_optional = False
 
     def __init__(self):
         d = self.__dict__
@@ -335,9 +339,8 @@ class Module:
         registered but is left out of ``state_dict``."""
         where = f"{type(self).__name__}.register_buffer"
         self._check_new_name(where, name)
-        if name in self._parameters or name in self._modules:
-            kind = "parameter" if name in self._parameters else "child module"
-            raise KeyError(f"{where}: {name!r} is already a {kind}; delete it first")
+        if name not in self._buffers:
+            self._check_free(where, name)
         _check_buffer(where, name, array)
         self.__dict__.pop(name, None)
         self._buffers[name] = array
@@ -347,7 +350,18 @@ class Module:
         self._check_new_name(where, name)
         if not isinstance(module, Module):
             raise TypeError(f"{where}: expected a Module, got {type(module).__name__}")
+        if name not in self._modules:
+            self._check_free(where, name)
         setattr(self, name, module)
+
+    def _check_free(self, where, name):
+        """A new registry entry must not replace a parameter, buffer, child or setting already
+        there under that name (as in PyTorch)."""
+        if hasattr(self, name):
+            kind = ("a parameter" if name in self._parameters else "a buffer" if name in self._buffers
+                    else "a child module" if name in self._modules else "an attribute")
+            raise KeyError(f"{where}: {name!r} is already {kind} of this {type(self).__name__}; "
+                           "delete it first")
 
     def _check_new_name(self, where, name):
         """``register_buffer`` and ``add_module`` take a name usable as an attribute and in a
@@ -412,6 +426,7 @@ class Module:
             for name, b in m._buffers.items():
                 if isinstance(b, np.ndarray) and np.issubdtype(b.dtype, np.floating):
                     m._buffers[name] = b.astype(dtype)
+            m._output_meta = False          # the last forward's caches are of the old dtype
         return self
 
     @property
@@ -448,6 +463,7 @@ class Module:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"{owner}.load_state_dict: expected a mapping of names to arrays, "
                             f"got {type(state_dict).__name__}")
+        strict = check_flag(f"{owner}.load_state_dict", "strict", strict)
         targets = OrderedDict()
         for mod_name, module in self.named_modules():
             buffers = [name for name, b in module._buffers.items() if b is not None]
@@ -465,7 +481,8 @@ class Module:
             current = module._parameters[name].data if name in module._parameters else module._buffers[name]
             if value.shape != current.shape:
                 raise ValueError(f"{owner}.load_state_dict: {key!r} expected shape {current.shape}, got {value.shape}")
-            if np.issubdtype(current.dtype, np.floating) != np.issubdtype(value.dtype, np.floating):
+            if (value.dtype.kind not in "biuf"
+                    or np.issubdtype(current.dtype, np.floating) != np.issubdtype(value.dtype, np.floating)):
                 raise TypeError(f"{owner}.load_state_dict: {key!r} expected dtype like {current.dtype}, got {value.dtype}")
             staged.append((module, name, value.astype(current.dtype, copy=True)))
         for module, name, value in staged:
@@ -481,6 +498,7 @@ class Module:
         positional arguments (keyword arguments, e.g. a recurrent layer's ``state``, are not
         passed). A non-None return value replaces the output for the caller; backward still
         differentiates the module's own function, as if the hook were the identity."""
+        _check_hook(f"{type(self).__name__}.register_forward_hook", hook)
         handle = RemovableHandle(self._forward_hooks)
         self._forward_hooks[handle.id] = hook
         return handle
@@ -490,6 +508,7 @@ class Module:
         ``grad_output`` = dL/dy that came in and ``grad_input`` = dL/dx going out (PyTorch's
         argument order). A non-None return value replaces dL/dx; it must have dL/dx's shape
         and dtype."""
+        _check_hook(f"{type(self).__name__}.register_backward_hook", hook)
         handle = RemovableHandle(self._backward_hooks)
         self._backward_hooks[handle.id] = hook
         return handle
@@ -610,6 +629,11 @@ def _store(store, name, value, step):
 
 #: The attributes every Module sets in ``__init__``: no registry entry may take their names.
 _PROTOCOL_ATTRIBUTES = frozenset(Module().__dict__)
+
+
+def _check_hook(where, hook):
+    if not callable(hook):
+        raise TypeError(f"{where}: expected a callable hook, got {type(hook).__name__}")
 
 
 def _check_buffer(where, name, value):

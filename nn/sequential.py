@@ -41,7 +41,11 @@ class Sequential(Module):
             for name, module in list(self._modules.items())[index]:
                 part.add_module(name, module)
             return part
-        return list(self._modules.values())[index]
+        modules = list(self._modules.values())
+        try:
+            return modules[index]
+        except IndexError:
+            raise IndexError(f"Sequential: index {index} is out of range for {len(modules)} modules") from None
 
     def __len__(self):
         return len(self._modules)

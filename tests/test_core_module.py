@@ -461,3 +461,62 @@ def test_a_container_whose_later_child_refused_its_input_refuses_backward():
         model(x, width=2)                                # first ran on x, second refused
     with pytest.raises(ValueError, match="Pair.backward called before forward .or after a forward that failed"):
         model.backward(np.ones((2, 2), np.float32))
+
+
+def test_backward_of_none_is_refused_except_by_recurrent_layers():
+    for module in (layers.Dense(2, 2), layers.ReLU(), nn.Sequential(layers.Dense(2, 2)), layers.Dropout(0.5).eval()):
+        module(np.ones((1, 2), np.float32))
+        with pytest.raises(TypeError, match=rf"^{type(module).__name__}.backward: expected dy to be a numpy array, got None"):
+            module.backward(None)
+    gru = layers.GRU(2, 3)
+    gru(np.ones((1, 4, 2), np.float32))
+    assert gru.backward(None, dstate=np.ones((1, 1, 3), np.float32)).shape == (1, 4, 2)
+
+
+def test_astype_between_forward_and_backward_asks_for_a_new_forward():
+    model = nn.Sequential(layers.Dense(2, 3), layers.Tanh(), layers.Dense(3, 1))
+    y = model(np.ones((2, 2), np.float32))
+    model.astype(np.float64)
+    with pytest.raises(ValueError, match="backward called before forward .*or after astype"):
+        model.backward(np.ones_like(y, dtype=np.float64))
+    assert all(not p.grad.any() for p in model.parameters())
+
+
+def test_add_module_and_register_buffer_do_not_replace_what_is_there():
+    dense, bn = layers.Dense(2, 2), layers.BatchNorm1D(3)
+    with pytest.raises(KeyError, match=r"Dense.add_module: 'bias' is already a parameter of this Dense"):
+        dense.add_module("bias", layers.ReLU())
+    with pytest.raises(KeyError, match=r"BatchNorm1D.register_buffer: 'num_features' is already an attribute"):
+        bn.register_buffer("num_features", np.zeros(1))
+    with pytest.raises(KeyError, match=r"'running_mean' is already a buffer"):
+        bn.add_module("running_mean", layers.ReLU())
+    assert dense.bias is not None and bn.num_features == 3
+    bn.register_buffer("running_mean", np.ones(3, np.float32))           # a buffer may be replaced
+    seq = nn.Sequential(layers.ReLU())
+    seq.add_module("0", layers.Tanh())                                    # and a child
+    assert isinstance(seq[0], layers.Tanh)
+
+
+def test_hooks_must_be_callable_and_have_distinct_keys():
+    dense = layers.Dense(2, 2)
+    with pytest.raises(TypeError, match="Dense.register_forward_hook: expected a callable hook, got int"):
+        dense.register_forward_hook(5)
+    with pytest.raises(TypeError, match="Dense.register_backward_hook: expected a callable hook, got NoneType"):
+        dense.register_backward_hook(None)
+    a, b = dense.register_forward_hook(print), dense.register_forward_hook(print)
+    assert a.id != b.id and len(dense._forward_hooks) == 2
+
+
+def test_load_state_dict_wants_a_strict_flag_and_numbers():
+    dense = layers.Dense(2, 1)
+    state = dense.state_dict()
+    with pytest.raises(TypeError, match="Dense.load_state_dict: expected strict to be True or False, got 'no'"):
+        dense.load_state_dict(state, strict="no")
+    bn = layers.BatchNorm1D(2)
+    with pytest.raises(TypeError, match=r"'num_batches_tracked' expected dtype like int64, got <U1"):
+        bn.load_state_dict({**bn.state_dict(), "num_batches_tracked": np.array("7")})
+
+
+def test_sequential_index_out_of_range_names_the_length():
+    with pytest.raises(IndexError, match="Sequential: index 5 is out of range for 2 modules"):
+        nn.Sequential(layers.ReLU(), layers.Tanh())[5]

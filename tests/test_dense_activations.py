@@ -137,3 +137,15 @@ def test_flatten_start_dim_out_of_range(start_dim):
     with pytest.raises(ValueError, match=rf"Flatten: expected start_dim={start_dim} to be an axis of the "
                                          rf"input, in \[-2, 1\], got input of shape \(2, 3\)"):
         layers.Flatten(start_dim)(np.ones((2, 3)))
+
+
+def test_relu_passes_the_gradient_of_a_nan_input_on_as_torch_does():
+    relu = layers.ReLU()
+    relu(np.array([np.nan, -1.0, 0.0, 2.0], np.float32))
+    dx = relu.backward(np.full(4, 3.0, np.float32))
+    np.testing.assert_array_equal(dx, [3.0, 0.0, 0.0, 3.0])
+    assert dx.dtype == np.float32
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor([np.nan, -1.0, 0.0, 2.0], requires_grad=True)
+    torch.relu(xt).backward(torch.full((4,), 3.0))
+    np.testing.assert_array_equal(dx, xt.grad.numpy())

@@ -147,6 +147,31 @@ def test_mse_bce_match_torch(reduction):
         np.testing.assert_allclose(ours.backward(), xt.grad.numpy(), rtol=1e-10, atol=1e-15)
 
 
+@pytest.mark.parametrize("shape, pw", [((6,), 3.0), ((6,), [3.0]), ((2, 3, 4, 4), np.array([[[0.5]], [[2.0]], [[4.0]]]))])
+def test_bce_pos_weight_broadcasts_as_in_torch(shape, pw):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    x, t = rng.standard_normal(shape) * 3, (rng.random(shape) > 0.5).astype(np.float64)
+    ours = nn.BCEWithLogitsLoss(pos_weight=pw)
+    xt = torch.tensor(x, requires_grad=True)
+    lt = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(np.asarray(pw, np.float64)))(xt, torch.tensor(t))
+    lt.backward()
+    np.testing.assert_allclose(ours(x, t), lt.item(), rtol=1e-12)
+    np.testing.assert_allclose(ours.backward(), xt.grad.numpy(), rtol=1e-10, atol=1e-15)
+    with pytest.raises(ValueError, match=r"expected pos_weight broadcastable to the logits' shape \(4, 3\) "
+                                         r"\(e.g. \(3,\) for the last axis' classes, or one number\), got \(2,\)"):
+        nn.BCEWithLogitsLoss(pos_weight=[1.0, 2.0])(np.zeros((4, 3)), np.zeros((4, 3)))
+
+
+def test_bce_gradient_is_of_the_logits_it_was_given():
+    x, y = np.array([2.0, -1.0]), np.array([1.0, 0.0])
+    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn(x, y)
+    expected = loss_fn.backward().copy()
+    x[:] = 100.0                                   # the caller reuses its array
+    np.testing.assert_array_equal(loss_fn.backward(), expected)
+
+
 def test_bad_input():
     ce = nn.CrossEntropyLoss()
     z = np.zeros((3, 4), np.float32)
@@ -154,8 +179,16 @@ def test_bad_input():
         ce(z, np.array([0, 4, 1]))
     with pytest.raises(ValueError, match=r"expected labels in \[0, 4\).*got -3"):
         ce(z, np.array([0, -3, 1]))
-    with pytest.raises(ValueError, match=r"expected class probabilities of the logits' shape \(3, 4\), got \(3,\)"):
+    with pytest.raises(TypeError, match=r"expected integer class labels for a target of shape \(3,\) \(or class "
+                                        r"probabilities of the logits' shape \(3, 4\)\), got float32 labels"):
         ce(z, np.array([0.0, 1.0, 1.0], np.float32))
+    with pytest.raises(ValueError, match=r"expected class probabilities of the logits' shape \(3, 4\), got \(3, 2\)"):
+        ce(z, np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"ignore_index=3 applies to integer labels; class probabilities have"):
+        nn.CrossEntropyLoss(ignore_index=3)(z, np.full((3, 4), 0.25, np.float32))
+    ce(z, np.array([0, 1, 1]))
+    with pytest.raises(TypeError, match=r"CrossEntropyLoss.backward: expected dloss to be a number or an array of numbers, got <U1"):
+        ce.backward("x")
     with pytest.raises(TypeError, match=r"expected class probabilities of the logits' dtype float32, got float64"):
         ce(z, np.zeros((3, 4)))
     with pytest.raises(TypeError, match="integer class labels or float class probabilities, got dtype bool"):
