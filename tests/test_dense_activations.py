@@ -132,6 +132,19 @@ def test_flatten_start_dim_as_torch(start_dim, shape):
     np.testing.assert_array_equal(layers.Flatten(start_dim)(x), expected)
 
 
+@pytest.mark.parametrize("start_dim, end_dim", [(1, 2), (0, -2), (2, 3), (-2, -1), (1, 1)])
+def test_flatten_start_and_end_dim_as_torch(start_dim, end_dim):
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
+    layer = layers.Flatten(start_dim, end_dim)
+    y = layer(x)
+    torch = pytest.importorskip("torch")
+    assert y.shape == tuple(torch.nn.Flatten(start_dim, end_dim)(torch.tensor(x)).shape)
+    np.testing.assert_array_equal(layer.backward(y), x)
+    with pytest.raises(ValueError, match=r"Flatten: expected start_dim=2 at or before end_dim=1"):
+        layers.Flatten(2, 1)(x)
+    assert repr(layers.Flatten(1, 2)) == "Flatten(start_dim=1, end_dim=2)" and repr(layers.Flatten()) == "Flatten()"
+
+
 @pytest.mark.parametrize("start_dim", [2, -3, -5])
 def test_flatten_start_dim_out_of_range(start_dim):
     with pytest.raises(ValueError, match=rf"Flatten: expected start_dim={start_dim} to be an axis of the "
