@@ -190,30 +190,9 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
         model.train()
     try:
         for epoch in range(epochs):
-            for m in model.modules():
-                if getattr(m, "stateful", False):
-                    m.reset_state()
-            tally = _Tally()
             start = time.perf_counter()
-            with tqdm(_batches(train_data, batch_size, "fit"), total=_num_batches(train_data, batch_size),
-                      desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress) as bar:
-                for batch, (xb, yb) in enumerate(bar):
-                    model.zero_grad()
-                    logits = model(xb)
-                    loss = loss_fn(logits, yb)
-                    if not np.all(np.isfinite(loss)):
-                        raise FloatingPointError(
-                            f"fit: the loss of epoch {epoch + 1}, batch {batch + 1} is {loss}; that "
-                            "batch took no step (the parameters hold the previous step's values)")
-                    model.backward(loss_fn.backward())
-                    if before_step is not None:
-                        before_step()
-                    optimizer.step()
-                    tally.add(loss_fn, loss, logits, yb)
-                    bar.set_postfix(loss=f"{tally.loss:.4f}", refresh=False)
-            if tally.batches == 0:
-                raise ValueError(f"fit: epoch {epoch + 1} got no batches from train_data (with "
-                                 "drop_last, a batch_size larger than the data gives none)")
+            tally = _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step,
+                                 epoch + 1, epochs, progress)
             history["time"].append(time.perf_counter() - start)
             history["loss"].append(tally.loss)
             history["accuracy"].append(tally.accuracy)
@@ -229,6 +208,37 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
         for m, training in modes:
             m.__dict__["training"] = training
     return history
+
+
+def _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step, epoch, epochs, progress):
+    """Epoch ``epoch`` (from 1): one pass over ``train_data``, one optimizer step per batch;
+    returns the epoch's tally."""
+    from tqdm.auto import tqdm
+    for m in model.modules():
+        if getattr(m, "stateful", False):           # the data starts over, so does the state
+            m.reset_state()
+    tally = _Tally()
+    with tqdm(_batches(train_data, batch_size, "fit"), total=_num_batches(train_data, batch_size),
+              desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress) as bar:
+        for batch, (xb, yb) in enumerate(bar):
+            model.zero_grad()
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            # (a batch whose every target is ignored has a NaN mean and zero gradients, as in PyTorch)
+            if not np.all(np.isfinite(loss)) and getattr(loss_fn, "count", None) != 0:
+                raise FloatingPointError(
+                    f"fit: the loss of epoch {epoch}, batch {batch + 1} is {loss}; that "
+                    "batch took no step (the parameters hold the previous step's values)")
+            model.backward(loss_fn.backward())
+            if before_step is not None:
+                before_step()
+            optimizer.step()
+            tally.add(loss_fn, loss, logits, yb)
+            bar.set_postfix(loss=f"{tally.loss:.4f}", refresh=False)
+    if tally.batches == 0:
+        raise ValueError(f"fit: epoch {epoch} got no batches from train_data (with "
+                         "drop_last, a batch_size larger than the data gives none)")
+    return tally
 
 
 def _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, batch_size, scheduler,

@@ -163,6 +163,14 @@ def test_fit_stops_before_the_step_of_a_batch_whose_loss_is_not_finite():
     assert np.isfinite(model.weight.data).all() and opt.state[0]["step"] == 2
 
 
+def test_fit_steps_over_a_batch_whose_every_target_is_ignored():
+    x, y = np.ones((4, 2), np.float32), np.array([-100, -100, 0, 1])     # batch 1 of 2: all ignored
+    model = layers.Dense(2, 2)
+    history = nn.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+                     batch_size=2, progress=False)
+    assert np.isfinite(history["loss"][0]) and np.isfinite(model.weight.data).all()
+
+
 def test_fit_starts_each_epoch_of_a_stateful_layer_from_zeros():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((4, 5, 2)).astype(np.float32), rng.integers(0, 3, 4)
