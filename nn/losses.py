@@ -82,12 +82,17 @@ class CrossEntropyLoss(Loss):
 
     ``'mean'`` divides by the number of counted targets (the non-ignored labels, or every
     position for probabilities), as PyTorch does.
+
+    ``weight`` (``(C,)``, optional, PyTorch's): class ``c``'s terms count ``w_c`` times, i.e.
+    ``q`` above becomes ``w * q`` (so ``dloss_n/dz = p * sum_c w_c q_c - w * q``); for labels
+    ``'mean'`` then divides by the summed weight of the counted labels, ``sum_n w_{y_n}``.
     """
 
-    def __init__(self, reduction="mean", ignore_index=-100, label_smoothing=0.0):
+    def __init__(self, reduction="mean", ignore_index=-100, label_smoothing=0.0, weight=None):
         super().__init__(reduction)
         self.ignore_index = check_int("CrossEntropyLoss", "ignore_index", ignore_index)
         self.label_smoothing = check_real("CrossEntropyLoss", "label_smoothing", label_smoothing, 0.0, 1.0)
+        self.weight = None if weight is None else _class_weights(weight)
 
     def forward(self, logits, target):
         check_float_array("CrossEntropyLoss", logits, "logits")
@@ -104,6 +109,7 @@ class CrossEntropyLoss(Loss):
             raise ValueError(f"CrossEntropyLoss: expected target of shape {logits.shape[:-1]} for logits "
                              f"{logits.shape}, got {target.shape}")
         C = logits.shape[-1]
+        w = self._weight_for(C, logits.dtype)
         valid = target != self.ignore_index
         bad = valid & ((target < 0) | (target >= C))
         if bad.any():
@@ -113,11 +119,26 @@ class CrossEntropyLoss(Loss):
         safe = np.where(valid, target, 0)
         nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
         eps = self.label_smoothing
-        per = (1 - eps) * nll - (eps / C) * logp.sum(axis=-1) if eps else nll
+        if w is None:
+            per = (1 - eps) * nll - (eps / C) * logp.sum(axis=-1) if eps else nll
+            count = int(valid.sum())
+        else:
+            w_y = w[safe]                                   # each label's weight
+            per = (1 - eps) * w_y * nll - (eps / C) * (logp * w).sum(axis=-1) if eps else w_y * nll
+            count = float(np.where(valid, w_y, 0).sum())
         per = np.where(valid, per, 0).astype(logits.dtype)
-        loss, scale = self._reduce(per, int(valid.sum()))
-        self._cache = {"logp": logp, "safe": safe, "valid": valid, "scale": scale}
+        loss, scale = self._reduce(per, count)
+        self._cache = {"logp": logp, "safe": safe, "valid": valid, "scale": scale, "w": w}
         return loss
+
+    def _weight_for(self, C, dtype):
+        """The class weights in the logits' dtype, or None; refused unless there is one per class."""
+        if self.weight is None:
+            return None
+        if self.weight.shape != (C,):
+            raise ValueError(f"CrossEntropyLoss: expected weight of shape ({C},), one per class of the "
+                             f"logits, got {self.weight.shape}")
+        return self.weight.astype(dtype)
 
     def _forward_probabilities(self, logits, target):
         if target.shape == logits.shape[:-1]:
@@ -135,6 +156,8 @@ class CrossEntropyLoss(Loss):
                              f"{logits.shape}, got {target.shape}")
         eps = self.label_smoothing
         q = (1 - eps) * target + eps / logits.shape[-1] if eps else target
+        w = self._weight_for(logits.shape[-1], logits.dtype)
+        q = q if w is None else q * w
         logp = log_softmax(logits)
         per = -(q * logp).sum(axis=-1)
         loss, scale = self._reduce(per, per.size)
@@ -151,16 +174,34 @@ class CrossEntropyLoss(Loss):
             logp, q = self._cache["logp"], self._cache["q"]
             g = self._upstream(dloss, logp.shape[:-1], logp.dtype)
             return (np.exp(logp) * q.sum(axis=-1, keepdims=True) - q) * g[..., None]
-        logp, safe, valid = self._cache["logp"], self._cache["safe"], self._cache["valid"]
+        logp, safe, valid, w = (self._cache[k] for k in ("logp", "safe", "valid", "w"))
         C = logp.shape[-1]
         eps = self.label_smoothing
         dz = np.exp(logp)                                   # p
-        dz -= eps / C
+        if w is None:                                       # p - q, q = (1 - eps) onehot(y) + eps / C
+            dz -= eps / C
+            at_y = 1 - eps
+        else:                                               # p sum_c w_c q_c - w q
+            w_y = w[safe]
+            dz *= ((1 - eps) * w_y + (eps / C) * w.sum())[..., None]
+            dz -= (eps / C) * w
+            at_y = ((1 - eps) * w_y)[..., None]
         np.put_along_axis(dz, safe[..., None],
-                          np.take_along_axis(dz, safe[..., None], axis=-1) - (1 - eps), axis=-1)
+                          np.take_along_axis(dz, safe[..., None], axis=-1) - at_y, axis=-1)
         g = self._upstream(dloss, valid.shape, logp.dtype)
         dz *= np.where(valid, g, 0)[..., None]       # ignored targets: 0, even when all are (g = nan)
         return dz
+
+
+def _class_weights(value):
+    """``CrossEntropyLoss``'s ``weight`` as a float64 ``(C,)`` array of finite numbers >= 0."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf" or array.ndim != 1:
+        raise TypeError(f"CrossEntropyLoss: expected weight to be a 1-D array of numbers, one per "
+                        f"class, got {type(value).__name__} of dtype {array.dtype} and shape {array.shape}")
+    if not (np.all(np.isfinite(array)) and np.all(array >= 0)):
+        raise ValueError(f"CrossEntropyLoss: expected finite class weights >= 0, got {array}")
+    return array.astype(np.float64)
 
 
 def _numeric_target(owner, target, shape, whose):

@@ -172,6 +172,64 @@ def test_bce_gradient_is_of_the_logits_it_was_given():
     np.testing.assert_array_equal(loss_fn.backward(), expected)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("target_kind", ["labels", "labels_3d", "probabilities"])
+def test_class_weights_match_torch(reduction, smoothing, target_kind):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    C = 4
+    w = np.array([0.5, 2.0, 0.0, 1.5])
+    shape = (5, 3, C) if target_kind == "labels_3d" else (6, C)
+    z = rng.standard_normal(shape) * 2
+    if target_kind == "probabilities":
+        y = rng.dirichlet(np.ones(C), size=shape[0])
+        kwargs = {}
+    else:
+        y = rng.integers(0, C, shape[:-1])
+        y.flat[1] = 7                                     # an ignored position
+        kwargs = {"ignore_index": 7}
+    ours = nn.CrossEntropyLoss(reduction, label_smoothing=smoothing, weight=w, **kwargs)
+    theirs = torch.nn.CrossEntropyLoss(weight=torch.tensor(w), reduction=reduction,
+                                       label_smoothing=smoothing, **kwargs)
+    zt = torch.tensor(z, requires_grad=True)
+    lt = theirs(zt.movedim(-1, 1) if target_kind == "labels_3d" else zt, torch.tensor(y))
+    upstream = rng.standard_normal(lt.shape)
+    lt.backward(torch.tensor(upstream))
+    loss = ours(z, y)
+    np.testing.assert_allclose(loss, lt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    dz = ours.backward(upstream if reduction == "none" else float(upstream))
+    np.testing.assert_allclose(dz, zt.grad.numpy(), rtol=1e-10, atol=1e-14)
+    assert gradcheck_loss(ours, z, y, upstream if reduction == "none" else float(upstream))
+
+
+def gradcheck_loss(loss_fn, z, y, upstream):
+    """Finite differences of sum(loss * upstream) in z agree with backward."""
+    analytic = (loss_fn(z, y), loss_fn.backward(upstream))[1]
+    idx = [(0,) * z.ndim, tuple(s - 1 for s in z.shape)]
+    for i in idx:
+        zp, zm = z.copy(), z.copy()
+        zp[i] += 1e-6
+        zm[i] -= 1e-6
+        numeric = (np.sum(loss_fn(zp, y) * upstream) - np.sum(loss_fn(zm, y) * upstream)) / 2e-6
+        if abs(numeric - analytic[i]) > 1e-6 * max(1.0, abs(numeric)):
+            return False
+    return True
+
+
+def test_class_weights_are_checked():
+    with pytest.raises(TypeError, match=r"expected weight to be a 1-D array of numbers, one per class, got list"):
+        nn.CrossEntropyLoss(weight=[[1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"expected finite class weights >= 0, got \[ 1. -1.\]"):
+        nn.CrossEntropyLoss(weight=[1.0, -1.0])
+    with pytest.raises(ValueError, match=r"expected weight of shape \(3,\), one per class of the logits, got \(2,\)"):
+        nn.CrossEntropyLoss(weight=[1.0, 2.0])(np.zeros((2, 3)), np.array([0, 1]))
+    loss_fn = nn.CrossEntropyLoss(weight=np.ones(3))
+    z = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    assert loss_fn(z, np.array([0, 1, 2, 1])) == pytest.approx(nn.CrossEntropyLoss()(z, np.array([0, 1, 2, 1])))
+    assert loss_fn.backward().dtype == np.float32
+
+
 def test_bad_input():
     ce = nn.CrossEntropyLoss()
     z = np.zeros((3, 4), np.float32)
