@@ -236,13 +236,27 @@ class MSELoss(Loss):
         return 2 * diff * self._upstream(dloss, diff.shape, diff.dtype)
 
 
-def _pos_weight(value):
-    """``pos_weight`` as a float64 array, refusing what is not an array of real numbers."""
+def _bce_weight(name, value):
+    """``pos_weight`` or ``weight`` as a float64 array, refusing what is not an array of real
+    numbers."""
     array = np.asarray(value)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"BCEWithLogitsLoss: expected pos_weight to be an array of numbers, got "
+        raise TypeError(f"BCEWithLogitsLoss: expected {name} to be an array of numbers, got "
                         f"{type(value).__name__} {value!r}")
     return array.astype(np.float64)
+
+
+def _broadcast_weight(name, weight, shape):
+    """``weight`` if it broadcasts to ``shape`` without changing it (as in PyTorch), else raise."""
+    try:
+        fits = np.broadcast_shapes(weight.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"BCEWithLogitsLoss: expected {name} broadcastable to the logits' shape "
+                         f"{shape} (e.g. {shape[-1:]} for the last axis' classes, or one number), "
+                         f"got {weight.shape}")
+    return weight
 
 
 class BCEWithLogitsLoss(Loss):
@@ -255,12 +269,14 @@ class BCEWithLogitsLoss(Loss):
         loss = (1 - y) x + w softplus(-x),   softplus(-x) = log1p(exp(-|x|)) + max(-x, 0)
         dloss/dx = (1 - y) - w sigma(-x)     (= sigma(x) - y when pos_weight is 1)
 
-    Written this way no ``exp`` of a large positive number is ever taken.
+    Written this way no ``exp`` of a large positive number is ever taken. ``weight`` (PyTorch's,
+    broadcast the same way) rescales each element's loss, and so its gradient.
     """
 
-    def __init__(self, reduction="mean", pos_weight=None):
+    def __init__(self, reduction="mean", pos_weight=None, weight=None):
         super().__init__(reduction)
-        self.pos_weight = None if pos_weight is None else _pos_weight(pos_weight)
+        self.pos_weight = None if pos_weight is None else _bce_weight("pos_weight", pos_weight)
+        self.weight = None if weight is None else _bce_weight("weight", weight)
 
     def forward(self, logits, target):
         check_float_array("BCEWithLogitsLoss", logits, "logits")
@@ -268,21 +284,18 @@ class BCEWithLogitsLoss(Loss):
         y = target.astype(logits.dtype, copy=False)
         w = 1.0
         if self.pos_weight is not None:
-            try:
-                fits = np.broadcast_shapes(self.pos_weight.shape, logits.shape) == logits.shape
-            except ValueError:
-                fits = False
-            if not fits:
-                raise ValueError(f"BCEWithLogitsLoss: expected pos_weight broadcastable to the logits' "
-                                 f"shape {logits.shape} (e.g. {logits.shape[-1:]} for the last axis' "
-                                 f"classes, or one number), got {self.pos_weight.shape}")
-            w = (1 + (self.pos_weight - 1) * y).astype(logits.dtype)
+            pos_weight = _broadcast_weight("pos_weight", self.pos_weight, logits.shape)
+            w = (1 + (pos_weight - 1) * y).astype(logits.dtype)
         e = np.exp(-np.abs(logits))
         softplus_neg = np.log1p(e) + np.maximum(-logits, 0)
         per = (1 - y) * logits + w * softplus_neg
-        loss, scale = self._reduce(per, per.size)
         sigma_neg = np.where(logits >= 0, e / (1 + e), 1 / (1 + e))      # sigma(-x), stable
-        self._cache = {"dx": (1 - y) - w * sigma_neg, "scale": scale}
+        dx = (1 - y) - w * sigma_neg
+        if self.weight is not None:
+            scale_each = _broadcast_weight("weight", self.weight, logits.shape).astype(logits.dtype)
+            per, dx = per * scale_each, dx * scale_each
+        loss, scale = self._reduce(per, per.size)
+        self._cache = {"dx": dx, "scale": scale}
         return loss
 
     def backward(self, dloss=None):

@@ -163,6 +163,27 @@ def test_bce_pos_weight_broadcasts_as_in_torch(shape, pw):
         nn.BCEWithLogitsLoss(pos_weight=[1.0, 2.0])(np.zeros((4, 3)), np.zeros((4, 3)))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_weight_rescales_each_element_as_in_torch(reduction):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    x, t = rng.standard_normal((5, 3)) * 3, (rng.random((5, 3)) > 0.5).astype(np.float64)
+    weight, pw = np.array([0.2, 1.0, 3.0]), np.array([2.0, 1.0, 0.5])
+    ours = nn.BCEWithLogitsLoss(reduction, pos_weight=pw, weight=weight)
+    xt = torch.tensor(x, requires_grad=True)
+    lt = torch.nn.BCEWithLogitsLoss(weight=torch.tensor(weight), pos_weight=torch.tensor(pw),
+                                    reduction=reduction)(xt, torch.tensor(t))
+    upstream = rng.standard_normal(lt.shape)
+    lt.backward(torch.tensor(upstream))
+    np.testing.assert_allclose(ours(x, t), lt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours.backward(upstream if reduction == "none" else float(upstream)),
+                               xt.grad.numpy(), rtol=1e-10, atol=1e-15)
+    with pytest.raises(ValueError, match=r"expected weight broadcastable to the logits' shape \(5, 3\)"):
+        nn.BCEWithLogitsLoss(weight=np.ones(5))(x, t)
+    with pytest.raises(TypeError, match="expected weight to be an array of numbers, got str"):
+        nn.BCEWithLogitsLoss(weight="heavy")
+
+
 def test_bce_gradient_is_of_the_logits_it_was_given():
     x, y = np.array([2.0, -1.0]), np.array([1.0, 0.0])
     loss_fn = nn.BCEWithLogitsLoss()
