@@ -169,6 +169,8 @@ def _wrap_forward(fn):
             _release(self)
         self.__dict__["_finished_at"] = next(_ticks)
         self._stack_steps(self.intermediates)
+        if isinstance(out, np.generic):          # NumPy turns a 0-d result into a scalar: an array again
+            out = np.asarray(out)
         self._output_meta = (out.shape, out.dtype) if isinstance(out, np.ndarray) else None
         for hook in list(self._forward_hooks.values()):
             result = hook(self, args, out)
@@ -222,6 +224,8 @@ def _wrap_backward(fn):
             _release(self)
         self.__dict__["_backward_tick"] = next(_ticks)     # its parameters' gradients are done
         self._stack_steps(self.intermediate_grads)
+        if isinstance(dx, np.generic):
+            dx = np.asarray(dx)
         for hook in list(self._backward_hooks.values()):
             result = hook(self, dx, dy)
             if result is not None:

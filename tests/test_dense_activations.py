@@ -162,3 +162,11 @@ def test_relu_passes_the_gradient_of_a_nan_input_on_as_torch_does():
     xt = torch.tensor([np.nan, -1.0, 0.0, 2.0], requires_grad=True)
     torch.relu(xt).backward(torch.full((4,), 3.0))
     np.testing.assert_array_equal(dx, xt.grad.numpy())
+
+
+def test_a_zero_dimensional_input_stays_an_array_through_a_model():
+    model = nn.Sequential(layers.ReLU(), layers.Tanh(), layers.Dropout(0.5))
+    y = model(np.array(1.5, np.float32))
+    assert isinstance(y, np.ndarray) and y.shape == () and y.dtype == np.float32
+    dx = model.backward(np.ones_like(y))
+    assert isinstance(dx, np.ndarray) and dx.shape == ()
