@@ -13,7 +13,8 @@ class Parameter:
         The value, updated in place by optimizers: a writeable, C-contiguous float array (one
         that is not contiguous is copied; a read-only one is refused).
     grad : np.ndarray or None
-        dL/d(data), same shape and dtype as ``data``. Layers' ``backward`` ADDS into it
+        dL/d(data), same shape and dtype as ``data`` (assigning anything else is refused; a new
+        ``data`` of another shape or dtype sets it to None). Layers' ``backward`` ADDS into it
         (weight sharing and recurrence rely on that); ``zero_grad`` clears it. Set to None it
         means "no gradient" (as in PyTorch): optimizers skip the parameter, and the next
         ``backward`` or ``zero_grad`` starts it again from zeros.
@@ -21,10 +22,11 @@ class Parameter:
         The name under which the owning module registered it (e.g. ``"weight"``).
     """
 
-    __slots__ = ("_data", "grad", "name")
+    __slots__ = ("_data", "_grad", "name")
 
     def __init__(self, data, name=""):
         self.name = name
+        self._grad = None
         self.data = data
         self.grad = np.zeros_like(self.data)
 
@@ -41,6 +43,25 @@ class Parameter:
             raise ValueError(f"{owner}: expected a writeable array (optimizers update it in "
                              f"place), got a read-only one of shape {value.shape}; pass a copy")
         self._data = value if value.flags.c_contiguous else value.copy(order="C")
+        grad = self._grad
+        if grad is not None and (grad.shape != value.shape or grad.dtype != value.dtype):
+            self._grad = None           # a gradient of the old value's shape or dtype: none now
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            owner = f"Parameter {self.name!r}"
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"{owner}: expected grad to be a numpy array or None, got "
+                                f"{type(value).__name__}")
+            if value.shape != self._data.shape or value.dtype != self._data.dtype:
+                raise ValueError(f"{owner}: expected grad of the data's shape {self._data.shape} and "
+                                 f"dtype {self._data.dtype}, got {value.shape} {value.dtype}")
+        self._grad = value
 
     @property
     def shape(self):
@@ -63,9 +84,10 @@ class Parameter:
     def astype(self, dtype):
         """Convert value and gradient to ``dtype`` in place (keeps the Parameter object)."""
         check_float_dtype(f"Parameter {self.name!r}.astype", dtype)
+        grad = self.grad
         self.data = self.data.astype(dtype)
-        if self.grad is not None:
-            self.grad = self.grad.astype(dtype)
+        if grad is not None:
+            self.grad = grad.astype(dtype)
         return self
 
     def __repr__(self):

@@ -520,3 +520,19 @@ def test_load_state_dict_wants_a_strict_flag_and_numbers():
 def test_sequential_index_out_of_range_names_the_length():
     with pytest.raises(IndexError, match="Sequential: index 5 is out of range for 2 modules"):
         nn.Sequential(layers.ReLU(), layers.Tanh())[5]
+
+
+def test_a_parameters_grad_keeps_its_datas_shape_and_dtype():
+    p = nn.Parameter(np.ones((4, 3), np.float32), name="weight")
+    with pytest.raises(ValueError, match=r"Parameter 'weight': expected grad of the data's shape \(4, 3\) "
+                                         r"and dtype float32, got \(4, 3\) float64"):
+        p.grad = np.zeros((4, 3))
+    with pytest.raises(TypeError, match="Parameter 'weight': expected grad to be a numpy array or None, got list"):
+        p.grad = [[0.0] * 3] * 4
+    p.grad += 2.0                                          # in place, as backward adds
+    p.astype(np.float64)                                   # the gradient converts with the value
+    assert p.grad.dtype == np.float64 and p.grad[0, 0] == 2.0
+    p.data = np.zeros((2, 2))                              # another shape: the old gradient is gone
+    assert p.grad is None
+    p.zero_grad()
+    assert p.grad.shape == (2, 2)
