@@ -142,6 +142,10 @@ def test_flatten_start_and_end_dim_as_torch(start_dim, end_dim):
     np.testing.assert_array_equal(layer.backward(y), x)
     with pytest.raises(ValueError, match=r"Flatten: expected start_dim=2 at or before end_dim=1"):
         layers.Flatten(2, 1)(x)
+    with pytest.raises(TypeError, match="Flatten: expected end_dim to be an int, got 1.5"):
+        layers.Flatten(1, 1.5)
+    with pytest.raises(ValueError, match=r"Flatten: expected end_dim=4 to be an axis of the input"):
+        layers.Flatten(1, 4)(x)
     assert repr(layers.Flatten(1, 2)) == "Flatten(start_dim=1, end_dim=2)" and repr(layers.Flatten()) == "Flatten()"
 
 

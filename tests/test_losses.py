@@ -178,6 +178,7 @@ def test_bce_weight_rescales_each_element_as_in_torch(reduction):
     np.testing.assert_allclose(ours(x, t), lt.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(ours.backward(upstream if reduction == "none" else float(upstream)),
                                xt.grad.numpy(), rtol=1e-10, atol=1e-15)
+    assert gradcheck_loss(ours, x, t, upstream if reduction == "none" else float(upstream))
     with pytest.raises(ValueError, match=r"expected weight broadcastable to the logits' shape \(5, 3\)"):
         nn.BCEWithLogitsLoss(weight=np.ones(5))(x, t)
     with pytest.raises(TypeError, match="expected weight to be an array of numbers, got str"):
