@@ -612,16 +612,22 @@ def copy_without_hooks(module):
 
 
 @contextmanager
-def eval_mode(model):
-    """Run the block with ``model`` in evaluation mode; afterwards every module gets back its
-    own mode (a submodule kept in eval inside a training model stays so)."""
+def modes_restored(model):
+    """Run the block; afterwards every module of ``model`` gets back the mode it had."""
     modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     try:
         yield model
     finally:
         for m, training in modes:
             m.__dict__["training"] = training
+
+
+@contextmanager
+def eval_mode(model):
+    """Run the block with ``model`` in evaluation mode; afterwards every module gets back its
+    own mode (a submodule kept in eval inside a training model stays so)."""
+    with modes_restored(model):
+        yield model.eval()
 
 
 def _store(store, name, value, step):

@@ -16,7 +16,7 @@ import numpy as np
 
 from .checks import check_flag, check_size
 from .losses import CrossEntropyLoss
-from .module import eval_mode
+from .module import eval_mode, modes_restored
 
 
 def _accuracy_counts(loss_fn, logits, y):
@@ -108,11 +108,16 @@ def _num_batches(data, batch_size):
     return len(data) if hasattr(data, "__len__") else None
 
 
+def _stateful_layers(model):
+    """The recurrent layers of ``model`` that carry their state from call to call."""
+    return [m for m in model.modules() if getattr(m, "stateful", False)]
+
+
 @contextmanager
 def _fresh_carried_states(model):
     """Stateful recurrent layers start from zeros inside, and carry on afterwards from the
     state they held before."""
-    stateful = [m for m in model.modules() if getattr(m, "stateful", False)]
+    stateful = _stateful_layers(model)
     held = [m.carried_state for m in stateful]
     for m in stateful:
         m.reset_state()
@@ -185,10 +190,9 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     history = {"loss": [], "accuracy": [], "time": []}
     if val_data is not None:
         history.update(val_loss=[], val_accuracy=[])
-    modes = [(m, m.training) for m in model.modules()]
-    if not model.training:
-        model.train()
-    try:
+    with modes_restored(model):
+        if not model.training:
+            model.train()
         for epoch in range(epochs):
             start = time.perf_counter()
             tally = _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step,
@@ -204,9 +208,6 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
                 history["val_accuracy"].append(val["accuracy"])
             if progress:
                 tqdm.write(_epoch_line(epoch, epochs, history))
-    finally:
-        for m, training in modes:
-            m.__dict__["training"] = training
     return history
 
 
@@ -214,9 +215,8 @@ def _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step,
     """Epoch ``epoch`` (from 1): one pass over ``train_data``, one optimizer step per batch;
     returns the epoch's tally."""
     from tqdm.auto import tqdm
-    for m in model.modules():
-        if getattr(m, "stateful", False):           # the data starts over, so does the state
-            m.reset_state()
+    for m in _stateful_layers(model):               # the data starts over, so does the state
+        m.reset_state()
     tally = _Tally()
     with tqdm(_batches(train_data, batch_size, "fit"), total=_num_batches(train_data, batch_size),
               desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress) as bar:
@@ -262,8 +262,7 @@ def _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, batch_
     if before_step is not None and not callable(before_step):
         raise TypeError(f"fit: expected before_step to be callable or None, got {type(before_step).__name__}")
     check_flag("fit", "progress", progress)
-    stateful = any(getattr(m, "stateful", False) for m in model.modules())
-    if stateful and _is_array_pair(train_data, "fit") and len(train_data[0]) % batch_size:
+    if _stateful_layers(model) and _is_array_pair(train_data, "fit") and len(train_data[0]) % batch_size:
         raise ValueError(f"fit: a stateful recurrent layer carries its state from batch to batch, "
                          f"which needs batches of one size: expected the {len(train_data[0])} "
                          f"samples of train_data to be a multiple of batch_size={batch_size}")

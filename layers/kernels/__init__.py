@@ -11,8 +11,9 @@ on the OpenMP layer and 24 ms on ``workqueue``. The threads of numba's ``workque
 sleep when idle, so handprop picks that layer unless the program chose one first
 (``NUMBA_THREADING_LAYER``, or ``numba.config.THREADING_LAYER`` set before this import); the
 choice is fixed at numba's first parallel call or thread-count query (a recurrent layer's
-forward asks how many threads to share its batch among). ``workqueue`` stops the process if two Python
-threads are inside parallel kernels at once, so handprop's take turns (``parallel_kernel``).
+forward asks how many threads to share its batch among). ``workqueue`` stops the process if
+two Python threads are inside parallel kernels at once, so handprop's take turns
+(``parallel_kernel``).
 
 A convolution's matrix products, cut into chunks of the batch that fit in cache (32 by 400 by
 768 for the 5x5 convolution of ``benchmarks.kernels``), are too small for OpenBLAS to split
