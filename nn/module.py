@@ -377,10 +377,20 @@ class Module:
             raise KeyError(f"{where}: {name!r} is an attribute every Module has; choose another name")
 
     def named_modules(self, prefix=""):
-        """Yield ``(dotted_name, module)`` for this module and all descendants, pre-order."""
+        """Yield ``(dotted_name, module)`` for this module and all descendants, pre-order, each
+        module once (under its first name) even when it sits in the tree twice, as PyTorch's."""
+        seen = set()
+        for name, module in self._module_paths(prefix):
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
+
+    def _module_paths(self, prefix=""):
+        """Every ``(dotted_name, module)`` path of the tree, a shared module under each of its
+        names: ``state_dict`` keys a shared module's arrays under every name, as PyTorch does."""
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child._module_paths(f"{prefix}.{name}" if prefix else name)
 
     def modules(self):
         return [m for _, m in self.named_modules()]
@@ -447,7 +457,7 @@ class Module:
         """An ordered dict of copies of every parameter and buffer, keyed by dotted name,
         with the keys and shapes of the equivalent PyTorch model."""
         out = OrderedDict()
-        for mod_name, module in self.named_modules():
+        for mod_name, module in self._module_paths():
             for name, p in module._parameters.items():
                 out[f"{mod_name}.{name}" if mod_name else name] = p.data.copy()
             for name, b in module._buffers.items():
@@ -469,7 +479,7 @@ class Module:
                             f"got {type(state_dict).__name__}")
         strict = check_flag(f"{owner}.load_state_dict", "strict", strict)
         targets = OrderedDict()
-        for mod_name, module in self.named_modules():
+        for mod_name, module in self._module_paths():
             buffers = [name for name, b in module._buffers.items() if b is not None]
             for name in list(module._parameters) + buffers:
                 targets[f"{mod_name}.{name}" if mod_name else name] = (module, name)

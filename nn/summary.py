@@ -7,12 +7,7 @@ from .module import copy_without_hooks
 def _leaves(model):
     """``(name, module)`` of every leaf module, once each (a module used twice keeps its first
     name, so its hook records each call once)."""
-    seen, leaves = set(), []
-    for name, m in model.named_modules():
-        if not m._modules and id(m) not in seen:
-            seen.add(id(m))
-            leaves.append((name, m))
-    return leaves
+    return [(name, m) for name, m in model.named_modules() if not m._modules]
 
 
 def summary(model, input_shape, dtype=None, print_fn=print):

@@ -520,6 +520,61 @@ def test_load_state_dict_wants_a_strict_flag_and_numbers():
 def test_sequential_index_out_of_range_names_the_length():
     with pytest.raises(IndexError, match="Sequential: index 5 is out of range for 2 modules"):
         nn.Sequential(layers.ReLU(), layers.Tanh())[5]
+    with pytest.raises(TypeError, match="expected an integer index or a slice, got '1'"):
+        nn.Sequential(layers.ReLU())["1"]
+
+
+def _edit_like_a_list(model, dense, activation):
+    model.insert(1, activation())
+    model.insert(-1, dense(4, 4))
+    del model[0]
+    model.append(activation())
+    model[0] = activation()
+    model.extend([dense(2, 3)])
+    del model[1:2]
+    popped = model.pop(0)
+    return model, popped
+
+
+def test_sequential_edits_like_a_list_with_torchs_names():
+    torch = pytest.importorskip("torch")
+    model, popped = _edit_like_a_list(nn.Sequential(layers.Dense(3, 4), layers.Dense(4, 2)),
+                                      layers.Dense, layers.Tanh)
+    reference, _ = _edit_like_a_list(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)),
+                                     torch.nn.Linear, torch.nn.Tanh)
+    assert isinstance(popped, layers.Tanh)
+    assert [type(m).__name__ for m in model] == ["Dense", "Tanh", "Dense"]
+    assert {k: v.shape for k, v in model.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    model.load_state_dict(reference.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(model(x), reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_edits_check_everything_first():
+    model = nn.Sequential(layers.ReLU(), layers.Tanh())
+    with pytest.raises(TypeError, match="expected Module instances, got int"):
+        model.extend([layers.Sigmoid(), 3])
+    with pytest.raises(IndexError, match=r"Sequential.insert: expected an index in \[-2, 2\], got 3"):
+        model.insert(3, layers.Sigmoid())
+    with pytest.raises(IndexError, match="index -3 is out of range for 2 modules"):
+        del model[-3]
+    with pytest.raises(TypeError, match="expected Module instances, got ufunc"):
+        model[0] = np.tanh
+    assert [type(m).__name__ for m in model] == ["ReLU", "Tanh"]
+
+
+def test_a_shared_module_is_one_module_but_keyed_under_each_name():
+    torch = pytest.importorskip("torch")
+    d = layers.Dense(3, 3)
+    model = nn.Sequential(d, layers.Tanh(), d)
+    assert [name for name, _ in model.named_modules()] == ["", "0", "1"]
+    linear = torch.nn.Linear(3, 3)
+    reference = torch.nn.Sequential(linear, torch.nn.Tanh(), linear)
+    assert [name for name, _ in reference.named_modules()] == ["", "0", "1"]
+    assert list(model.state_dict()) == list(reference.state_dict())
+    model.load_state_dict(reference.state_dict())
+    np.testing.assert_array_equal(d.weight.data, linear.weight.detach().numpy())
 
 
 def test_a_parameters_grad_keeps_its_datas_shape_and_dtype():
