@@ -84,7 +84,7 @@ def copy_task(n, T, n_symbols=8, seq_len=10, seed=None):
     Parameters
     ----------
     n : int >= 1, number of sequences.
-    T : int >= 1, the delay between the last symbol and the delimiter's step, plus one.
+    T : int >= 1, the delay in steps from the last symbol to the delimiter.
     n_symbols : int >= 1.
     seq_len : int >= 1, number of symbols to copy.
     seed : int, np.random.Generator or None.

@@ -10,7 +10,7 @@ from nn.random import get_rng
 class Dense(Module):
     """``z = x @ W.T + b``.
 
-    Shapes: ``x (..., in_features)`` -> ``z (..., out_features)`` (any leading dimensions, so
+    Shapes: ``x (..., in_features)`` -> ``z (..., out_features)`` (one or more leading dimensions, so
     it also maps every step of a ``(N, T, F)`` sequence); ``weight W (out_features,
     in_features)``, ``bias b (out_features,)`` -- PyTorch's ``Linear`` layout and default
     initialisation U(-1/sqrt(in), 1/sqrt(in)).

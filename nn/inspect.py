@@ -482,7 +482,7 @@ class ActivationStats:
         otherwise.
     saturated_fraction : float or None
         Tanh: fraction of activations with ``|y| > 0.97``; Sigmoid: with ``y`` outside
-        ``[0.03, 0.97]`` (there the local derivative is below ~0.06 and gradients fade).
+        ``[0.03, 0.97]`` (there the local derivative ``y (1 - y)`` is below 0.03 and gradients fade).
         None for ReLU-like layers.
     mean, std : float
         Of all the batch's activations.
@@ -578,7 +578,7 @@ def watch(model):
     """Start gathering activation statistics on ``model``; returns a ``Watch``.
 
     >>> with watch(model):
-    ...     logits = model(xb)            # hooks record dead / saturated fractions
+    ...     loss = loss_fn(model(xb), yb)     # hooks record dead / saturated fractions
     >>> model.backward(loss_fn.backward()); opt.step()
     >>> print(gradient_report(model, opt))
     """

@@ -3,9 +3,9 @@
 Each loss caches what its gradient needs during the call. ``reduction`` is ``'mean'``
 (default), ``'sum'`` or ``'none'`` (per-element losses). ``backward(dloss)`` takes the
 gradient of what the call returned -- a scalar, or with ``'none'`` one per element -- and
-defaults to ones. After a call, ``count`` is how many per-element losses it covered
-(``'mean'`` divides their sum by it), so that a mean over several batches weighs each batch
-by its ``count``.
+defaults to ones. After a call, ``count`` is the weight of the per-element losses it covered
+-- how many there were, or with class weights the sum of their weights (``'mean'`` divides
+their sum by it) -- so that a mean over several batches weighs each batch by its ``count``.
 """
 import numpy as np
 
@@ -167,7 +167,8 @@ class CrossEntropyLoss(Loss):
     def backward(self, dloss=None):
         """``dlogits = (p * sum_c q_c - q) * g`` -- ``(p - q) * g`` for labels, or class
         probabilities that sum to 1 -- with ``g`` the gradient reaching each target's loss:
-        ``dloss/n_valid`` for ``'mean'``, ``dloss`` for ``'sum'`` and ``'none'`` (``dloss``
+        ``dloss/n_valid`` for ``'mean'`` (with class weights ``w``: ``w_y * dloss / sum of w_y``
+        over the valid targets), ``dloss`` for ``'sum'`` and ``'none'`` (times ``w_y``) (``dloss``
         ones by default); zero for ignored targets."""
         self._check_called()
         if "q" in self._cache:

@@ -242,7 +242,8 @@ class Optimizer:
                 self.update_ratios[id(self.params[i])] = change / norm if norm else float("inf") if change else 0.0
 
     def zero_grad(self):
-        """Set every parameter's gradient to zero (in place; the arrays are kept)."""
+        """Set every parameter's gradient to zero (in place; the arrays are kept). A gradient
+        that is None stays None: the next backward starts it from zeros."""
         for p in self.params:
             if p.grad is not None:
                 p.grad.fill(0)
