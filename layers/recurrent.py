@@ -253,7 +253,7 @@ class RecurrentBase(Module):
         so evaluation never moves the state training carries)."""
         if self._carried_state is None:
             return None
-        return self._public(tuple(s.copy() for s in self._carried_state))
+        return self._public(tuple(s.astype(self.dtype) for s in self._carried_state))   # a copy
 
     @carried_state.setter
     def carried_state(self, state):
@@ -277,19 +277,20 @@ class RecurrentBase(Module):
     def _check_state(self, state, N, what, name=None):
         name = name or type(self).__name__
         expected = (self.num_layers * self.num_directions, N, self.hidden_size)
+        shown = f"({expected[0]}, {'N' if N is None else N}, {expected[2]})"
         if len(self.STATE) == 2:
             if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise TypeError(f"{name}: expected {what} to be a pair (h, c) of arrays of shape {expected}, "
+                raise TypeError(f"{name}: expected {what} to be a pair (h, c) of arrays of shape {shown}, "
                                 f"got {_describe(state)}")
             parts = tuple(state)
         else:
             if not isinstance(state, np.ndarray):
-                raise TypeError(f"{name}: expected {what} to be an array h of shape {expected}, got {_describe(state)}")
+                raise TypeError(f"{name}: expected {what} to be an array h of shape {shown}, got {_describe(state)}")
             parts = (state,)
         for label, s in zip(self.STATE, parts):
             check_float_array(name, s, f"{what} {label}", dtype=self.dtype)
             if s.shape != expected:
-                raise ValueError(f"{name}: expected {what} {label} of shape {expected} "
+                raise ValueError(f"{name}: expected {what} {label} of shape {shown} "
                                  f"(num_layers*num_directions, N, hidden_size), got {s.shape}")
         return parts
 

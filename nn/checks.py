@@ -54,12 +54,13 @@ def check_float_array(owner, x, what="input", dtype=None):
     """Return ``x`` if it is a float32 or float64 ndarray (of ``dtype`` when given), else raise."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{owner}: expected {what} to be a numpy array, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{owner}: expected {what} of dtype float32 or float64, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:
+        layer = f" or the layer with .astype(np.{x.dtype})" if x.dtype in FLOAT_DTYPES else ""
         raise TypeError(
             f"{owner}: expected {what} of dtype {np.dtype(dtype)} (the layer's dtype), got {x.dtype}; "
-            f"convert the array with .astype(np.{np.dtype(dtype)}) or the layer with .astype(np.{x.dtype})")
+            f"convert the array with .astype(np.{np.dtype(dtype)}){layer}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{owner}: expected {what} of dtype float32 or float64, got {x.dtype}")
     return x
 
 

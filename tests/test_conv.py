@@ -298,7 +298,7 @@ def test_astype_float64():
     (lambda: layers.Conv2D(3, 4, 3), np.zeros((2, 3, 5, 5)), TypeError,
      r"Conv2D: expected input of dtype float32 \(the layer's dtype\), got float64"),
     (lambda: layers.Conv2D(3, 4, 3), np.zeros((2, 3, 5, 5), np.int64), TypeError,
-     r"Conv2D: expected input of dtype float32 or float64, got int64"),
+     r"Conv2D: expected input of dtype float32 \(the layer's dtype\), got int64"),
 ])
 def test_bad_input(make, x, error, message):
     with pytest.raises(error, match=message):

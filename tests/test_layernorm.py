@@ -91,7 +91,7 @@ def test_a_constant_row_normalizes_to_exactly_zero(dtype, reference):
      r"LayerNorm: expected input of shape \(\.\.\., 2, 3\), got \(3,\)"),
     (lambda: layers.LayerNorm(4)(np.zeros((2, 4))), TypeError, r"LayerNorm: expected input of dtype float32"),
     (lambda: layers.LayerNorm(4)(np.zeros((2, 4), np.int32)), TypeError,
-     r"LayerNorm: expected input of dtype float32 or float64"),
+     r"LayerNorm: expected input of dtype float32 \(the layer.s dtype\), got int32"),
     (lambda: layers.LayerNorm(0), ValueError, r"LayerNorm: expected normalized_shape to be a positive int"),
     (lambda: layers.LayerNorm(4, eps="a"), TypeError, r"LayerNorm: expected eps to be a number, got 'a'"),
     (lambda: layers.LayerNorm(4, eps=-1e-5), ValueError, r"LayerNorm: expected eps >= 0.0, got -1e-05"),

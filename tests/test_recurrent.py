@@ -377,7 +377,11 @@ def test_carried_state_reads_and_puts_back_the_state_of_the_next_call(cell):
         cls(2, 3).carried_state = held
     as_tuple(layer.carried_state)[0][...] = 7.0         # a copy: the layer's state stays
     assert not np.any(as_tuple(layer.carried_state)[0] == 7.0)
+    with pytest.raises(ValueError, match=rf"{cell}.carried_state: expected the state h of shape \(1, N, 3\)"):
+        layer.carried_state = tuple(np.zeros((4, 3)) for _ in as_tuple(held)) if cell == "LSTM" \
+            else np.zeros((4, 3))
     layer.astype(np.float32)
+    assert all(s.dtype == np.float32 for s in as_tuple(layer.carried_state))   # carried from before astype
     layer.carried_state = held                           # float64: cast to the layer's dtype
     assert as_tuple(layer.carried_state)[0].dtype == np.float32
 
@@ -555,7 +559,7 @@ BAD_CALLS = [
      r"LSTM: expected input of shape \(N, T, 3\), got \(5, 3\)"),
     (lambda: _lstm()(X.astype(np.float64)), TypeError,
      r"LSTM: expected input of dtype float32 .*got float64"),
-    (lambda: _gru()(X.astype(np.int64)), TypeError, r"GRU: expected input of dtype float32 or float64, got int64"),
+    (lambda: _gru()(X.astype(np.int64)), TypeError, r"GRU: expected input of dtype float32 \(the layer's dtype\), got int64"),
     (lambda: _gru()(np.zeros((2, 0, 3), np.float32)), ValueError,
      r"GRU: expected at least one sequence and one step"),
     (lambda: _gru()(X, lengths=np.array([5, 0])), ValueError,
