@@ -97,7 +97,9 @@ class Softmax(Activation):
         self.axis = int(axis)
 
     def forward(self, x):
-        if not -self._check(x).ndim <= self.axis < x.ndim or x.shape[self.axis] == 0:
+        if not -self._check(x).ndim <= self.axis < x.ndim:
+            raise ValueError(f"Softmax: expected an input with an axis {self.axis}, got shape {x.shape}")
+        if x.shape[self.axis] == 0:
             raise ValueError(f"Softmax: expected an input with a non-empty axis {self.axis}, got shape {x.shape}")
         e = np.exp(x - x.max(axis=self.axis, keepdims=True))
         self._y = e / e.sum(axis=self.axis, keepdims=True)

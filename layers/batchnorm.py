@@ -48,8 +48,8 @@ class _BatchNorm(Module):
         super().__init__()
         dtype = check_float_dtype(type(self).__name__, dtype)
         self.num_features = check_size(type(self).__name__, "num_features", num_features)
-        self.eps = check_real(type(self).__name__, "eps", eps, low=0.0)
-        if self.eps == 0:            # as PyTorch: a constant channel would give 0 / 0
+        self.eps = check_real(type(self).__name__, "eps", eps)
+        if self.eps <= 0:            # a constant channel would give 0 / 0
             raise ValueError(f"{type(self).__name__}: expected eps > 0, got {eps!r}")
         # a Python float: a NumPy float64 momentum would promote float32 buffers to float64
         self.momentum = None if momentum is None else check_real(type(self).__name__, "momentum",

@@ -163,7 +163,7 @@ class _Conv(Module):
 
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         bound = fan_in_bound(int(np.prod(shape[1:])))
-        rng = get_rng(rng)             # one stream for weight and bias (an int seed makes a new one)
+        rng = get_rng(rng, type(self).__name__)             # one stream for weight and bias (an int seed makes a new one)
         self.weight = Parameter(uniform(shape, bound, rng, dtype))
         self.bias = Parameter(uniform((self.out_channels,), bound, rng, dtype)) if bias else None
         self._scratch_buffers = {}
@@ -175,6 +175,8 @@ class _Conv(Module):
         spatial = ("H", "W") if self.spatial == 2 else ("L",)
         check_shape(name, x, ("N", self.in_channels) + spatial)
         x4 = x if self.spatial == 2 else x[:, :, None, :]
+        if min(x4.shape[2:]) == 0:                      # padding alone would make an output
+            raise ValueError(f"{name}: expected an input with a non-empty spatial size, got {x.shape}")
         OH, OW = self.geometry.output_size(*x4.shape[2:])
         if OH < 1 or OW < 1:
             (kh, kw), (dh, dw), (ph, pw) = self.geometry.kernel, self.geometry.dilation, self.geometry.pad

@@ -25,7 +25,7 @@ class Dense(Module):
         self.out_features = check_size("Dense", "out_features", out_features)
         bias = check_flag("Dense", "bias", bias)
         bound = fan_in_bound(self.in_features)
-        rng = get_rng(rng)             # one stream for weight and bias (an int seed makes a new one)
+        rng = get_rng(rng, type(self).__name__)             # one stream for weight and bias (an int seed makes a new one)
         self.weight = Parameter(uniform((self.out_features, self.in_features), bound, rng, dtype))
         self.bias = Parameter(uniform((self.out_features,), bound, rng, dtype)) if bias else None
         self._x = None

@@ -17,6 +17,8 @@ class Flatten(Module):
 
     def forward(self, x):
         check_float_array("Flatten", x)
+        if x.ndim == 0:
+            raise ValueError("Flatten: expected an input with at least one axis, got a 0-d array")
         for name, axis in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
             if not -x.ndim <= axis < x.ndim:
                 raise ValueError(f"Flatten: expected {name}={axis} to be an axis of the input, "

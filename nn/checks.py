@@ -8,11 +8,16 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_float_dtype(owner, dtype, what="dtype"):
-    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise."""
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{owner}: expected {what} float32 or float64, got {dtype}")
-    return dtype
+    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise (None too: NumPy
+    would read it as float64)."""
+    try:
+        resolved = np.dtype(dtype) if dtype is not None else None
+    except TypeError:
+        resolved = None
+    # not ``resolved in FLOAT_DTYPES`` alone: NumPy's dtype == None is True for float64
+    if resolved is None or resolved not in FLOAT_DTYPES:
+        raise TypeError(f"{owner}: expected {what} float32 or float64, got {repr(dtype) if resolved is None else resolved}")
+    return resolved
 
 
 def check_size(owner, name, value):
@@ -52,7 +57,8 @@ def check_real(owner, name, value, low=-np.inf, high=np.inf):
 
 def check_float_array(owner, x, what="input", dtype=None):
     """Return ``x`` if it is a float32 or float64 ndarray (of ``dtype`` when given), else raise."""
-    if not isinstance(x, np.ndarray):
+    if not isinstance(x, np.ndarray) or isinstance(x, (np.matrix, np.ma.MaskedArray)):
+        # np.matrix's * is a matrix product; a masked array's mask would be ignored
         raise TypeError(f"{owner}: expected {what} to be a numpy array, got {type(x).__name__}")
     if dtype is not None and x.dtype != dtype:
         layer = f" or the layer with .astype(np.{x.dtype})" if x.dtype in FLOAT_DTYPES else ""

@@ -18,12 +18,15 @@ def seed(value):
     return _global_rng
 
 
-def get_rng(rng=None):
-    """``rng`` if given (a Generator, or an int seed), else the global generator."""
+def get_rng(rng=None, owner="get_rng"):
+    """``rng`` if given (a Generator, or a non-negative int seed), else the global generator.
+    A bool is refused: ``Dropout(0.5, True)``, PyTorch's ``inplace`` in that place, would
+    otherwise seed every such layer alike."""
     if rng is None:
         return _global_rng
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)):
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)) and rng >= 0:
         return np.random.default_rng(int(rng))
-    raise TypeError(f"expected rng to be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+    raise TypeError(f"{owner}: expected rng to be a numpy Generator, a non-negative int seed or "
+                    f"None, got {rng!r}")

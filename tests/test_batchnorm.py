@@ -236,7 +236,7 @@ def test_bad_num_features(num_features):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(eps=-1), ValueError, "BatchNorm1D: expected eps >= 0.0, got -1"),
+    (dict(eps=-1), ValueError, "BatchNorm1D: expected eps > 0, got -1"),
     (dict(eps=0), ValueError, "BatchNorm1D: expected eps > 0, got 0"),
     (dict(eps="a"), TypeError, "BatchNorm1D: expected eps to be a number, got 'a'"),
     (dict(momentum=5), ValueError, r"BatchNorm1D: expected momentum in \[0.0, 1.0\], got 5"),

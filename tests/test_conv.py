@@ -299,6 +299,10 @@ def test_astype_float64():
      r"Conv2D: expected input of dtype float32 \(the layer's dtype\), got float64"),
     (lambda: layers.Conv2D(3, 4, 3), np.zeros((2, 3, 5, 5), np.int64), TypeError,
      r"Conv2D: expected input of dtype float32 \(the layer's dtype\), got int64"),
+    (lambda: layers.Conv1D(2, 3, 3, padding=2), np.zeros((4, 2, 0), np.float32), ValueError,
+     r"Conv1D: expected an input with a non-empty spatial size, got \(4, 2, 0\)"),   # padding alone would fit
+    (lambda: layers.Conv2D(2, 3, 1, padding=1), np.zeros((1, 2, 5, 0), np.float32), ValueError,
+     r"Conv2D: expected an input with a non-empty spatial size, got \(1, 2, 5, 0\)"),
 ])
 def test_bad_input(make, x, error, message):
     with pytest.raises(error, match=message):

@@ -116,8 +116,24 @@ def test_dense_bad_input():
         nn.seed(1.5)
     with pytest.raises(TypeError, match="Softmax: expected axis to be an int, got 1.0"):
         layers.Softmax(axis=1.0)
-    with pytest.raises(ValueError, match=r"Softmax: expected an input with a non-empty axis 2, got shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"Softmax: expected an input with an axis 2, got shape \(3, 4\)"):
         layers.Softmax(axis=2)(np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="Flatten: expected an input with at least one axis, got a 0-d array"):
+        layers.Flatten(0, -1)(np.array(1.0))
+    for rng in (True, -1):                  # Dropout(0.5, True): PyTorch's inplace, not a seed
+        with pytest.raises(TypeError, match=f"Dropout: expected rng to be a numpy Generator, a "
+                                            f"non-negative int seed or None, got {rng!r}"):
+            layers.Dropout(0.5, rng)
+    for dtype in (None, False, np.int32):   # NumPy reads None as float64
+        with pytest.raises(TypeError, match="Dense: expected dtype float32 or float64, got"):
+            layers.Dense(2, 2, dtype=dtype)
+    with pytest.raises(TypeError, match="Dense.astype: expected dtype float32 or float64, got None"):
+        layers.Dense(2, 2).astype(None)
+    with pytest.warns(PendingDeprecationWarning):
+        matrix = np.matrix(np.ones((2, 2), np.float32))
+    for array in (matrix, np.ma.masked_array(np.ones((2, 2), np.float32))):
+        with pytest.raises(TypeError, match=f"Tanh: expected input to be a numpy array, got {type(array).__name__}"):
+            layers.Tanh()(array)                     # np.matrix's * would be a matrix product
     for sizes, message in [((-1, 3), "in_features to be a positive int, got -1"),
                            ((3.7, 3), "in_features to be a positive int, got 3.7"),
                            ((3, 0), "out_features to be a positive int, got 0")]:
