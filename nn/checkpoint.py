@@ -21,8 +21,11 @@ _ZIP_MAGIC, _NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"
 
 def save(obj, path):
     """Write ``obj.state_dict()`` to ``path`` (an ``.npz`` file) atomically: a module's, or an
-    optimizer's (its numbers stored as 0-d arrays), to resume training from."""
-    path = os.path.expanduser(os.fspath(path))
+    optimizer's (its numbers stored as 0-d arrays), to resume training from. A symbolic link
+    is written through: its target gets the checkpoint."""
+    path = _as_path(path, "save")
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     state = _numeric_state(obj)
     if _MARKER in state:
         raise ValueError(f"save: {_MARKER!r} is reserved and cannot be a state_dict key")
@@ -42,6 +45,14 @@ def save(obj, path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _as_path(path, owner):
+    """``path`` (a str or an ``os.PathLike``, ``~`` expanded) as a str, or a clear error."""
+    try:
+        return os.path.expanduser(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"{owner}: expected path to be a str or os.PathLike, got {type(path).__name__}") from None
 
 
 def _numeric_state(obj):
@@ -75,7 +86,7 @@ def read_checkpoint(path):
     """The ``{name: array}`` stored in a handprop checkpoint, with clear errors for a
     missing, empty, truncated, pickled or foreign file. Only a zip (``.npz``) is ever opened,
     and with ``allow_pickle=False``."""
-    path = os.path.expanduser(os.fspath(path))
+    path = _as_path(path, "load")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load: no checkpoint at {path!r}")
     with open(path, "rb") as f:
@@ -129,6 +140,7 @@ def load(obj, path, strict=True):
     if not callable(getattr(obj, "load_state_dict", None)):
         raise TypeError(f"load: expected an nn.Module or an optimizer (with load_state_dict()), "
                         f"got {type(obj).__name__}")
+    path = _as_path(path, "load")
     state = read_checkpoint(path)
     if not isinstance(obj, Module) and not strict:
         raise ValueError(f"load: strict=False is for modules; an optimizer's state loads whole, "
@@ -136,9 +148,9 @@ def load(obj, path, strict=True):
     try:
         result = obj.load_state_dict(state, strict=strict) if isinstance(obj, Module) else obj.load_state_dict(state)
     except (ValueError, TypeError) as e:
-        raise type(e)(f"load: {os.fspath(path)!r}: {e}") from e
+        raise type(e)(f"load: {path!r}: {e}") from e
     if not strict and (result[0] or result[1]):
-        warnings.warn(f"load: {os.fspath(path)!r} into {type(obj).__name__} (strict=False) left "
+        warnings.warn(f"load: {path!r} into {type(obj).__name__} (strict=False) left "
                       f"{len(result[0])} keys missing {result[0][:8]} and {len(result[1])} unexpected "
                       f"{result[1][:8]}", UserWarning, stacklevel=2)
     return obj

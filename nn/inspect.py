@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gradcheck import (_rewinder, _to64, check_settings, float64_copy, input_gradient_rows, kink_hint,
-                        sample_indices)
+from .gradcheck import (_rewinder, _to64, check_settings, float64_copy, gradient_problem,
+                        input_gradient_rows, kink_hint, nothing_to_check, sample_indices)
+from .module import expect_module
 
 __all__ = [
     "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
@@ -308,7 +309,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         ``print(report)`` shows the table; ``report.passed``, ``report.failed`` and
         ``report.first_failure`` summarise it.
     """
-    rng = check_settings("check_intermediates", forward_kwargs, eps, atol, rtol, max_samples, seed,
+    rng = check_settings("check_intermediates", layer, forward_kwargs, eps, atol, rtol, max_samples, seed,
                          check_input)
     model = float64_copy(layer)
     model.record_intermediates(True)
@@ -338,7 +339,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         inputs.append(("input", x, dx))
     inputs += input_gradient_rows(model, kwargs)   # e.g. a recurrent layer's initial state
     for name, array, grad in inputs:
-        targets.append((name, "input", array.shape, grad, _array_nudger(array), "", False))
+        note = gradient_problem(grad, array)
+        targets.append((name, "input", array.shape, None if note else grad, _array_nudger(array), note, False))
     shared = {id(p): name for name, p in model.named_parameters()}     # a shared one once
     for mod_name, mod in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
@@ -366,6 +368,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     events.sort(key=lambda e: e[0])            # when backward computed them (stable: params in order)
     backward_order = [(name, t) for _, name, t in events] + [(name, None) for name, _, _ in inputs]
 
+    if not targets:
+        nothing_to_check("check_intermediates", layer)
     if names is not None:
         wanted = {names} if isinstance(names, str) else set(names)
         unknown = wanted - {t[0] for t in targets}
@@ -535,6 +539,7 @@ class Watch:
     """
 
     def __init__(self, model):
+        expect_module("watch", model)
         self.stats = {}
         self._handles = []
         for name, module in model.named_modules():
@@ -744,6 +749,7 @@ def gradient_report(model, optimizer=None, watcher=None):
     -------
     GradientReport
     """
+    expect_module("gradient_report", model)
     report = GradientReport()
     owners = {}
     for mod in model.modules():

@@ -92,13 +92,15 @@ def _check_single_use(module):
                 "own module (to share weights, give both the same Parameter: b.weight = a.weight)")
 
 
-def _check_replacement(name, hook, dx, result):
-    """A backward hook's replacement for ``dx`` must be an array of its shape and dtype."""
-    if isinstance(dx, np.ndarray) and not (isinstance(result, np.ndarray) and
-                                           result.shape == dx.shape and result.dtype == dx.dtype):
+def _check_replacement(where, hook, what, value, result):
+    """A hook's replacement for ``value`` (forward's output, backward's dx) must be an array
+    of its shape and dtype: backward differentiates the module's own function, as if the hook
+    were the identity."""
+    if isinstance(value, np.ndarray) and not (isinstance(result, np.ndarray) and
+                                              result.shape == value.shape and result.dtype == value.dtype):
         got = f"{result.dtype} {result.shape}" if isinstance(result, np.ndarray) else type(result).__name__
-        raise ValueError(f"{name}.backward: the backward hook {getattr(hook, '__name__', hook)!r} "
-                         f"returned {got} to replace dx, which is {dx.dtype} {dx.shape}")
+        raise ValueError(f"{where}: the {where.rsplit('.', 1)[1]} hook {getattr(hook, '__name__', hook)!r} "
+                         f"returned {got} to replace {what}, which is {value.dtype} {value.shape}")
 
 
 _claims = threading.Lock()
@@ -175,6 +177,7 @@ def _wrap_forward(fn):
         for hook in list(self._forward_hooks.values()):
             result = hook(self, args, out)
             if result is not None:
+                _check_replacement(f"{type(self).__name__}.forward", hook, "the output", out, result)
                 out = result
         return out
     return forward
@@ -229,7 +232,7 @@ def _wrap_backward(fn):
         for hook in list(self._backward_hooks.values()):
             result = hook(self, dx, dy)
             if result is not None:
-                _check_replacement(name, hook, dx, result)
+                _check_replacement(f"{name}.backward", hook, "dx", dx, result)
                 dx = result
         return dx
     return backward
@@ -510,8 +513,9 @@ class Module:
     def register_forward_hook(self, hook):
         """``hook(module, inputs, output)`` runs after every forward; ``inputs`` is the tuple of
         positional arguments (keyword arguments, e.g. a recurrent layer's ``state``, are not
-        passed). A non-None return value replaces the output for the caller; backward still
-        differentiates the module's own function, as if the hook were the identity."""
+        passed). A non-None return value, an array of the output's shape and dtype, replaces
+        the output for the caller; backward still differentiates the module's own function,
+        as if the hook were the identity."""
         _check_hook(f"{type(self).__name__}.register_forward_hook", hook)
         handle = RemovableHandle(self._forward_hooks)
         self._forward_hooks[handle.id] = hook
@@ -608,6 +612,12 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+def expect_module(owner, model, name="model"):
+    """Raise unless ``model`` is a ``Module`` (the tools that walk a model name themselves)."""
+    if not isinstance(model, Module):
+        raise TypeError(f"{owner}: expected {name} to be an nn.Module, got {type(model).__name__}")
 
 
 def copy_without_hooks(module):

@@ -1,17 +1,20 @@
 """`summary`: a Keras-style table of a model's layers, output shapes, parameters and FLOPs."""
 import numpy as np
 
-from .module import copy_without_hooks
+from .module import copy_without_hooks, expect_module
 
 
-def _leaves(model):
-    """``(name, module)`` of every leaf module, once each (a module used twice keeps its first
-    name, so its hook records each call once)."""
-    return [(name, m) for name, m in model.named_modules() if not m._modules]
+def _shown(model):
+    """``(name, module)`` of every module that gets a row -- each leaf, and each container
+    with parameters of its own -- once each (a module used twice keeps its first name, so its
+    hook records each call once)."""
+    return [(name, m) for name, m in model.named_modules() if not m._modules or m._parameters]
 
 
 def summary(model, input_shape, dtype=None, print_fn=print):
-    """Print (and return) each leaf layer's output shape, parameter count and forward FLOPs.
+    """Print (and return) each leaf layer's output shape, parameter count and forward FLOPs
+    (and a row for each container with parameters of its own, after its children's: its
+    output, its own parameters).
 
     ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)`` for images or
     ``(T, F)`` for sequences; a batch of two zero samples of the model's dtype (or ``dtype``:
@@ -21,6 +24,7 @@ def summary(model, input_shape, dtype=None, print_fn=print):
     running statistics normalizes over the batch even in eval mode.) FLOPs count a
     multiply-add as two operations and are per sample.
     """
+    expect_module("summary", model)
     if not isinstance(input_shape, (tuple, list)) or not all(
             isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in input_shape):
         raise TypeError(f"summary: expected input_shape to be a tuple of sizes without the batch "
@@ -37,11 +41,11 @@ def summary(model, input_shape, dtype=None, print_fn=print):
             # the shapes of one sample: flops() counts for the whole batch it is given
             in_shape = (1,) + inputs[0].shape[1:] if inputs and isinstance(inputs[0], np.ndarray) else ()
             out_shape = (1,) + output.shape[1:] if isinstance(output, np.ndarray) else ()
-            params = sum(p.size for p in module.parameters())
+            params = sum(p.size for p in module._parameters.values() if p is not None)
             rows.append((name, type(module).__name__, out_shape, params, module.flops(in_shape, out_shape)))
         return hook
 
-    for name, module in _leaves(model):
+    for name, module in _shown(model):
         module.register_forward_hook(record(name))
     x = np.zeros((2,) + tuple(input_shape), dtype=dtype)
     try:

@@ -10,13 +10,14 @@
             optimizer.step()
 """
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
 from .checks import check_flag, check_size
 from .losses import CrossEntropyLoss
-from .module import eval_mode, modes_restored
+from .module import eval_mode, expect_module, modes_restored
 
 
 def _accuracy_counts(loss_fn, logits, y):
@@ -77,23 +78,61 @@ def _is_array_pair(data, owner):
     return all(arrays)
 
 
-def _check_data(data, owner, name="data"):
+def _check_data(data, owner, name="data", passes=1):
     """Refuse, before any work, data that cannot be batches: an ``(x, y)`` pair of arrays of
-    unequal lengths, or a list of arrays (``[x, y]``, which would be read as batches)."""
+    unequal lengths, a list of arrays (``[x, y]``, which would be read as batches), an array
+    or anything else not iterable, and -- when it is read ``passes`` > 1 times -- an iterator
+    (a generator), which the first pass would use up."""
+    expected = f"{owner}: expected {name} as an (x, y) tuple of arrays or an iterable of (xb, yb) batches"
     if _is_array_pair(data, owner):
         x, y = data
         if len(x) != len(y):
             raise ValueError(f"{owner}: expected {name} as x and y with the same number of samples, "
                              f"got {len(x)} and {len(y)}")
     elif isinstance(data, list) and data and all(isinstance(a, np.ndarray) for a in data):
-        raise TypeError(f"{owner}: expected {name} as an (x, y) tuple of arrays or an iterable of "
-                        f"(xb, yb) batches, got a list of {len(data)} arrays (pass tuple(...))")
+        raise TypeError(f"{expected}, got a list of {len(data)} arrays (pass tuple(...))")
+    elif isinstance(data, np.ndarray) or not isinstance(data, Iterable):
+        raise TypeError(f"{expected}, got {type(data).__name__}")
+    elif passes > 1 and isinstance(data, Iterator):
+        raise TypeError(f"{expected} that can be read {passes} times (a list, a DataLoader), got "
+                        f"{type(data).__name__}, which one pass uses up")
+
+
+def _check_equal_batches(model, data, batch_size, owner, name="data"):
+    """A stateful recurrent layer carries its state from batch to batch, which needs batches
+    of one size: refuse, before any work, data whose last batch would be shorter than the
+    ones before it."""
+    if not _stateful_layers(model):
+        return
+    if _is_array_pair(data, owner):
+        n, size, where = len(data[0]), batch_size, f"batch_size={batch_size}"
+    elif hasattr(data, "n_samples") and not getattr(data, "drop_last", True):    # a DataLoader
+        n, size, where = data.n_samples, data.batch_size, f"its batch_size={data.batch_size} (or drop_last=True)"
+    else:
+        return
+    if n > size and n % size:
+        raise ValueError(f"{owner}: a stateful recurrent layer carries its state from batch to batch, "
+                         f"which needs batches of one size: expected the {n} samples of {name} to "
+                         f"be a multiple of {where}")
+
+
+def _check_model_and_loss(owner, model, loss_fn):
+    expect_module(owner, model)
+    _needs(owner, "loss_fn", loss_fn, "backward", "an nn loss")
+
+
+def _needs(owner, name, value, method, what):
+    if isinstance(value, type):
+        raise TypeError(f"{owner}: expected {name} to be {what}, got the class {value.__name__}; "
+                        f"pass an instance, {value.__name__}(...)")
+    if not callable(getattr(value, method, None)):
+        raise TypeError(f"{owner}: expected {name} to be {what} (with a {method}() method), "
+                        f"got {type(value).__name__}")
 
 
 def _batches(data, batch_size, owner):
     """Iterate ``data``: an ``(x, y)`` pair of arrays is cut into consecutive batches;
     anything else (a ``DataLoader``, a list of pairs) is iterated as it is."""
-    _check_data(data, owner)
     if _is_array_pair(data, owner):
         x, y = data
         for start in range(0, len(x), batch_size):
@@ -138,6 +177,9 @@ def evaluate(model, loss_fn, data, batch_size=256):
     sequences), then puts back the one training had reached. Returns
     ``{"loss": float, "accuracy": float|None}``."""
     batch_size = check_size("evaluate", "batch_size", batch_size)
+    _check_model_and_loss("evaluate", model, loss_fn)
+    _check_data(data, "evaluate")
+    _check_equal_batches(model, data, batch_size, "evaluate")
     tally = _Tally()
     with eval_mode(model), _fresh_carried_states(model):
         for xb, yb in _batches(data, batch_size, "evaluate"):
@@ -185,8 +227,8 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     from tqdm.auto import tqdm      # imported here: the rest of nn needs only numpy
     epochs = check_size("fit", "epochs", epochs)
     batch_size = check_size("fit", "batch_size", batch_size)
-    _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, batch_size, scheduler,
-                         before_step, progress)
+    _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, epochs, batch_size,
+                         scheduler, before_step, progress)
     history = {"loss": [], "accuracy": [], "time": []}
     if val_data is not None:
         history.update(val_loss=[], val_accuracy=[])
@@ -241,31 +283,22 @@ def _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step,
     return tally
 
 
-def _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, batch_size, scheduler,
-                         before_step, progress):
+def _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, epochs, batch_size,
+                         scheduler, before_step, progress):
     """Everything ``fit`` can check before its first step, so that a mistake costs no training."""
-    from .module import Module
-    _check_data(train_data, "fit", "train_data")
-    if val_data is not None:
-        _check_data(val_data, "fit", "val_data")
-    if not isinstance(model, Module):
-        raise TypeError(f"fit: expected model to be an nn.Module, got {type(model).__name__}")
-
-    def needs(name, value, method, what):
-        if not callable(getattr(value, method, None)):
-            raise TypeError(f"fit: expected {name} to be {what} (with a {method}() method), "
-                            f"got {type(value).__name__}")
-    needs("loss_fn", loss_fn, "backward", "an nn loss")
-    needs("optimizer", optimizer, "step", "an optimizer")
+    for name, data in (("train_data", train_data), ("val_data", val_data)):
+        if data is not None or name == "train_data":
+            _check_data(data, "fit", name, passes=epochs)
+    _check_model_and_loss("fit", model, loss_fn)
+    _needs("fit", "optimizer", optimizer, "step", "an optimizer")
     if scheduler is not None:
-        needs("scheduler", scheduler, "step", "a scheduler")
+        _needs("fit", "scheduler", scheduler, "step", "a scheduler")
     if before_step is not None and not callable(before_step):
         raise TypeError(f"fit: expected before_step to be callable or None, got {type(before_step).__name__}")
     check_flag("fit", "progress", progress)
-    if _stateful_layers(model) and _is_array_pair(train_data, "fit") and len(train_data[0]) % batch_size:
-        raise ValueError(f"fit: a stateful recurrent layer carries its state from batch to batch, "
-                         f"which needs batches of one size: expected the {len(train_data[0])} "
-                         f"samples of train_data to be a multiple of batch_size={batch_size}")
+    for name, data in (("train_data", train_data), ("val_data", val_data)):
+        if data is not None:
+            _check_equal_batches(model, data, batch_size, "fit", name)
 
 
 def _epoch_line(epoch, epochs, history):

@@ -213,7 +213,20 @@ def test_what_is_not_a_module_or_optimizer_or_a_file_name_is_refused(tmp_path):
     for name in ("", str(tmp_path) + os.sep):
         with pytest.raises(IsADirectoryError, match="is a folder; expected a file name"):
             nn.save(model(), name)
+    with pytest.raises(TypeError, match="save: expected path to be a str or os.PathLike, got NoneType"):
+        nn.save(model(), None)
+    with pytest.raises(TypeError, match="load: expected path to be a str or os.PathLike, got int"):
+        nn.load(model(), 3)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_symbolic_link_is_written_through(tmp_path):
+    (tmp_path / "runs").mkdir()
+    target, link = tmp_path / "runs" / "m.npz", tmp_path / "latest.npz"
+    link.symlink_to(target)
+    nn.save(model(), link)
+    assert link.is_symlink() and target.is_file()
+    nn.load(model(), link)
 
 
 def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):

@@ -286,6 +286,23 @@ def test_summary_lists_a_shared_module_once_per_call():
     assert "Forward FLOPs per sample: 68" in text                 # 32 + 4 + 32, not 32 counted four times
 
 
+class _ScaledDense(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(np.ones(3, np.float32))
+        self.inner = layers.Dense(3, 3)
+
+    def forward(self, x):
+        return self.inner(x) * self.scale.data
+
+
+def test_summary_rows_add_up_to_the_total_with_a_containers_own_parameters():
+    text = nn.summary(nn.Sequential(_ScaledDense(), layers.ReLU()), (3,), print_fn=None)
+    rows = [line.split() for line in text.splitlines() if "(None," in line]
+    assert [r[1] for r in rows] == ["(Dense)", "(_ScaledDense)", "(ReLU)"]    # children first
+    assert [int(r[-2]) for r in rows] == [12, 3, 0] and "Total params: 15" in text
+
+
 def test_seed_reproducible_init():
     nn.seed(123)
     a = layers.Dense(5, 4)

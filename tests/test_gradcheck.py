@@ -1,4 +1,6 @@
 """nn.gradcheck must pass correct backwards and catch wrong ones."""
+import re
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,44 @@ def test_catches_one_element_off_by_ten_percent():
 def test_catches_wrong_input_gradient():
     report = nn.gradcheck(WrongInputGrad(), np.random.default_rng(3).standard_normal((3, 3)))
     assert not report["input"].passed and report["input"].worst_index == (0, 0)
+
+
+class TransposedInputGrad(layers.Dense):
+    def backward(self, dz):
+        return super().backward(dz).T.copy()
+
+
+class NoInputGrad(layers.Dense):
+    def backward(self, dz):
+        super().backward(dz)
+
+
+@pytest.mark.parametrize("layer, message", [
+    (TransposedInputGrad(3, 2), r"input: backward gave a gradient of shape \(3, 2\), expected \(2, 3\)"),
+    (NoInputGrad(3, 2), r"input: backward gave NoneType, not an array of shape \(2, 3\)"),
+])
+def test_a_backward_returning_a_wrong_shape_fails_its_row(layer, message):
+    x = np.ones((2, 3))
+    report = nn.gradcheck(layer, x)
+    assert not report["input"].passed and report["weight"].passed
+    assert re.search(message, str(report))
+    row = nn.check_intermediates(layer, x).rows[0]
+    assert row.name == "input" and not row.approximate and re.search(message.split(": ", 1)[1], row.note)
+
+
+@pytest.mark.parametrize("tool", [
+    lambda m: nn.gradcheck(m, np.ones(2)), lambda m: nn.check_intermediates(m, np.ones(2)),
+    lambda m: nn.watch(m), lambda m: nn.gradient_report(m), lambda m: nn.summary(m, (2,)),
+])
+def test_the_tools_name_themselves_when_given_no_module(tool):
+    with pytest.raises(TypeError, match=r"^\w+: expected (the module|model) to be an nn.Module, got NoneType$"):
+        tool(None)
+
+
+def test_a_check_of_nothing_is_refused():
+    for check in (nn.gradcheck, nn.check_intermediates):
+        with pytest.raises(ValueError, match=f"{check.__name__}: nothing to check -- ReLU has no parameters"):
+            check(layers.ReLU(), np.ones(3), check_input=False)
 
 
 def test_sampled_mode_checks_a_subset():

@@ -127,6 +127,21 @@ def test_a_backward_hooks_replacement_must_look_like_dx(replacement, got):
         model.backward(np.ones(y.shape))
 
 
+@pytest.mark.parametrize("replacement, got", [(lambda y: y[:, :1], "float64 (5, 1)"),
+                                              (lambda y: y.astype(np.float32), "float32"),
+                                              (lambda y: y.tolist(), "list")])
+def test_a_forward_hooks_replacement_must_look_like_the_output(replacement, got):
+    model = make_model()
+
+    def bad(module, inputs, output):
+        return replacement(output)
+
+    model[1].register_forward_hook(bad)
+    with pytest.raises(ValueError, match=rf"ReLU.forward: the forward hook 'bad' returned {re.escape(got)}.* "
+                                         r"to replace the output, which is float64 \(5, "):
+        model(batch())
+
+
 def test_hooks_stop_after_remove():
     model = make_model()
     fired = []

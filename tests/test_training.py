@@ -125,6 +125,18 @@ def test_fit_and_evaluate_reject_bad_arguments(call, error, message):
      "fit: expected progress to be True or False, got 'no'"),
     (lambda m, o, d: nn.fit(o, nn.MSELoss(), o, d, epochs=1), TypeError,
      "fit: expected model to be an nn.Module, got SGD"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss, o, d, epochs=1), TypeError,
+     r"fit: expected loss_fn to be an nn loss, got the class MSELoss; pass an instance, MSELoss\(...\)"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, d[0], epochs=1), TypeError,
+     r"fit: expected train_data as an \(x, y\) tuple of arrays or an iterable of \(xb, yb\) batches, got ndarray"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, iter([d]), epochs=2), TypeError,
+     r"fit: expected train_data .* that can be read 2 times \(a list, a DataLoader\), got list_iterator"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, d, epochs=2, val_data=(b for b in [d])), TypeError,
+     r"fit: expected val_data .* read 2 times .* got generator, which one pass uses up"),
+    (lambda m, o, d: nn.evaluate(None, nn.MSELoss(), d), TypeError,
+     "evaluate: expected model to be an nn.Module, got NoneType"),
+    (lambda m, o, d: nn.evaluate(m, nn.MSELoss(), None), TypeError,
+     r"evaluate: expected data as an \(x, y\) tuple .* got NoneType"),
 ])
 def test_fit_checks_its_arguments_before_the_first_step(call, error, message):
     model = layers.Dense(1, 1)
@@ -185,6 +197,28 @@ def test_fit_starts_each_epoch_of_a_stateful_layer_from_zeros():
     with pytest.raises(ValueError, match="expected the 4 samples of train_data to be a multiple of batch_size=3"):
         nn.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0), (x, y), epochs=1,
                batch_size=3, progress=False)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, o, x, y: nn.fit(m, nn.CrossEntropyLoss(), o, (x, y), epochs=1, batch_size=2,
+                               val_data=(x[:3], y[:3]), progress=False),
+     "fit: .* expected the 3 samples of val_data to be a multiple of batch_size=2"),
+    (lambda m, o, x, y: nn.fit(m, nn.CrossEntropyLoss(), o, datasets.DataLoader(x[:3], y[:3], 2), epochs=1,
+                               progress=False),
+     r"fit: .* expected the 3 samples of train_data to be a multiple of its batch_size=2 \(or drop_last=True\)"),
+    (lambda m, o, x, y: nn.evaluate(m, nn.CrossEntropyLoss(), (x[:3], y[:3]), batch_size=2),
+     "evaluate: .* expected the 3 samples of data to be a multiple of batch_size=2"),
+])
+def test_a_stateful_layer_refuses_a_shorter_last_batch_before_any_step(call, message):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 5, 2)).astype(np.float32), rng.integers(0, 3, 4)
+    model = nn.Sequential(layers.GRU(2, 4, stateful=True, return_sequences=False, rng=0),
+                          layers.Dense(4, 3, rng=0))
+    start = model[1].weight.data.copy()
+    with pytest.raises(ValueError, match=message):
+        call(model, optim.SGD(model.parameters(), lr=0.1), x, y)
+    np.testing.assert_array_equal(model[1].weight.data, start)
+    assert model[0].carried_state is None
 
 
 def test_fit_rejects_an_epoch_without_batches():
