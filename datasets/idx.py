@@ -136,6 +136,9 @@ def write_idx(path, array):
         raise TypeError(f"write_idx: expected an array of dtype {names}; got {array.dtype}")
     if array.ndim < 1 or array.ndim > 255:
         raise ValueError(f"write_idx: expected an array of 1 to 255 dimensions, got {array.ndim}")
+    if max(array.shape) >= 2 ** 32:
+        raise ValueError(f"write_idx: expected every dimension below 2**32 (the format stores "
+                         f"each in 32 bits), got shape {array.shape}")
     code = codes[native]
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     payload = np.ascontiguousarray(array, dtype=IDX_TYPES[code]).tobytes()

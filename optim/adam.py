@@ -103,8 +103,8 @@ class Adam(Optimizer):
         tmp *= 1 - b1
         m += tmp
         v *= b2                                             # v <- b2 v + (1 - b2) g^2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - b2
+        np.multiply(g, 1 - b2, out=tmp)                     # ((1 - b2) g) g: g*g overflows float32 sooner
+        tmp *= g
         v += tmp
         if self.amsgrad:
             v = np.maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])

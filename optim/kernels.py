@@ -22,7 +22,7 @@ def adam_update(x, g, m, v, v_max, amsgrad, decay, l2, one_minus_b1, b2, one_min
         xk = x[k] * decay
         gk = g[k] + xk * l2 if l2 != 0 else g[k]    # inf * 0 would turn an inf weight into nan
         m[k] += (gk - m[k]) * one_minus_b1
-        v[k] = v[k] * b2 + gk * gk * one_minus_b2
+        v[k] = v[k] * b2 + one_minus_b2 * gk * gk      # scaled first: g*g overflows float32 sooner
         vk = v[k]
         if amsgrad:          # np.maximum's max: a nan on either side stays nan (max() would drop it)
             vk = v_max[k] = v_max[k] if v_max[k] >= vk or v_max[k] != v_max[k] else vk

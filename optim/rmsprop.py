@@ -69,8 +69,8 @@ class RMSprop(Optimizer):
         d = self._scratch(i, 1)
 
         v *= alpha                                          # v <- alpha v + (1 - alpha) g^2
-        np.multiply(g, g, out=d)
-        d *= 1 - alpha
+        np.multiply(g, 1 - alpha, out=d)                    # ((1 - alpha) g) g: g*g overflows float32 sooner
+        d *= g
         v += d
         if self.centered:
             gm = st["grad_avg"]                             # gm <- gm + (1 - alpha) (g - gm)

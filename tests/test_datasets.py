@@ -81,6 +81,10 @@ def test_write_idx_round_trip(tmp_path, name, dtype):
 def test_write_idx_rejects_unknown_dtype(tmp_path):
     with pytest.raises(TypeError, match="uint8"):
         datasets.write_idx(tmp_path / "x", np.zeros(3, dtype=np.int64))
+    huge = np.broadcast_to(np.uint8(0), (2 ** 32,))         # a view: no memory behind it
+    with pytest.raises(ValueError, match=r"write_idx: expected every dimension below 2\*\*32 .* got shape \(4294967296,\)"):
+        datasets.write_idx(tmp_path / "x", huge)
+    assert not (tmp_path / "x").exists()
 
 
 GOOD = idx_bytes(np.arange(12, dtype=np.int16).reshape(3, 4))

@@ -173,6 +173,23 @@ def test_adam_without_decay_leaves_an_infinite_weight_infinite(name, kwargs):
     assert fast[3] == np.inf and np.isfinite(np.delete(fast, 3)).all()
 
 
+@pytest.mark.parametrize("name,kwargs", [("Adam", {}), ("AdamW", {}), ("RMSprop", {"centered": True, "momentum": 0.5})])
+@pytest.mark.parametrize("reference", [False, True])
+def test_a_huge_float32_gradient_does_not_freeze_the_weight(name, kwargs, reference):
+    """(1 - b2) g^2 is representable for |g| up to about 5.8e20 in float32, g^2 only up to
+    1.8e19: an infinite second moment would make every later step zero."""
+    torch = pytest.importorskip("torch")
+    p, t = nn.Parameter(np.array([1.0], np.float32)), torch.nn.Parameter(torch.tensor([1.0]))
+    opt, topt = getattr(optim, name)([p], lr=0.1, **kwargs), getattr(torch.optim, name)([t], lr=0.1, **kwargs)
+    for g in [3e19] + [1.0] * 20:
+        p.grad, t.grad = np.array([g], np.float32), torch.tensor([g])
+        with nn.use_reference(reference):
+            opt.step()
+        topt.step()
+    assert np.isfinite(p.data).all() and p.data[0] != 1.0
+    np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-5)
+
+
 def test_adam_non_contiguous_gradient_takes_the_reference_path():
     # A gradient assigned by hand may be a strided view; the flat kernel cannot take it.
     p, twin = make_params(shapes=[(4, 3)]), make_params(shapes=[(4, 3)])
