@@ -565,7 +565,8 @@ def _fix_verdict(grads, trained, long_memory):
     runs = {(r["cell"], r["T"]): r for r in (long_memory or {}).get("runs", [])}
     lstm, rnn = runs.get(("lstm", 100)), runs.get(("rnn", 100))
     caveat = ("; but only after training: at initialisation (forget-gate biases drawn around 0 "
-              "like every bias, PyTorch's default, without the +1 some add) the LSTM's gradient vanishes too -- it learns to open its forget gates")
+              "like every bias, PyTorch's default, without the +1 some add) the LSTM's gradient "
+              "vanishes too -- it learns to open its forget gates")
     if lstm and rnn:
         solved = lstm["steps_to_threshold"] is not None and rnn["steps_to_threshold"] is None
         return ("backed" if solved else "not backed by this run") + (

@@ -15,9 +15,9 @@ Models (Adam, lr 1e-3, batch 64, cross-entropy):
 The two frameworks take turns, an epoch each, so that a change in the machine's load hits both
 alike, each on ``--threads`` threads (default 1). Prints, per epoch, seconds of training and
 test accuracy for both and the time ratio, as a markdown table, and writes JSON (and, with
-matplotlib, a PNG of both per epoch beside it). The data come
-from ``datasets.load_fashion_mnist()`` (with ``--data DIR`` from that folder only); ``--quick`` trains one step on a small synthetic set
-instead (a smoke test that needs no data files).
+matplotlib, a PNG of both per epoch beside it). The data come from
+``datasets.load_fashion_mnist()`` (with ``--data DIR`` from that folder only); ``--quick``
+trains one step on a small synthetic set instead (a smoke test that needs no data files).
 """
 import argparse
 import json

@@ -163,7 +163,7 @@ class _Conv(Module):
 
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         bound = fan_in_bound(int(np.prod(shape[1:])))
-        rng = get_rng(rng, type(self).__name__)             # one stream for weight and bias (an int seed makes a new one)
+        rng = get_rng(rng, type(self).__name__)    # one stream for weight and bias
         self.weight = Parameter(uniform(shape, bound, rng, dtype))
         self.bias = Parameter(uniform((self.out_channels,), bound, rng, dtype)) if bias else None
         self._scratch_buffers = {}

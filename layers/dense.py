@@ -10,9 +10,9 @@ from nn.random import get_rng
 class Dense(Module):
     """``z = x @ W.T + b``.
 
-    Shapes: ``x (..., in_features)`` -> ``z (..., out_features)`` (one or more leading dimensions, so
-    it also maps every step of a ``(N, T, F)`` sequence); ``weight W (out_features,
-    in_features)``, ``bias b (out_features,)`` -- PyTorch's ``Linear`` layout and default
+    Shapes: ``x (..., in_features)`` -> ``z (..., out_features)`` (one or more leading
+    dimensions, so it also maps every step of a ``(N, T, F)`` sequence); ``weight W
+    (out_features, in_features)``, ``bias b (out_features,)`` -- PyTorch's ``Linear`` layout and default
     initialisation U(-1/sqrt(in), 1/sqrt(in)).
 
     Intermediates (when recording): ``z``.
@@ -25,7 +25,7 @@ class Dense(Module):
         self.out_features = check_size("Dense", "out_features", out_features)
         bias = check_flag("Dense", "bias", bias)
         bound = fan_in_bound(self.in_features)
-        rng = get_rng(rng, type(self).__name__)             # one stream for weight and bias (an int seed makes a new one)
+        rng = get_rng(rng, type(self).__name__)    # one stream for weight and bias
         self.weight = Parameter(uniform((self.out_features, self.in_features), bound, rng, dtype))
         self.bias = Parameter(uniform((self.out_features,), bound, rng, dtype)) if bias else None
         self._x = None

@@ -26,7 +26,8 @@ class Dropout(Module):
         if isinstance(p, bool) or not isinstance(p, (int, float, np.number)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: expected p in [0, 1], got {p!r}")
         self.p = float(p)
-        self._rng = None if rng is None else get_rng(rng, type(self).__name__)   # None: the global generator at each call
+        # None: the global generator at each call
+        self._rng = None if rng is None else get_rng(rng, type(self).__name__)
         self._scale = None
 
     def forward(self, x):

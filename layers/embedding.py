@@ -52,7 +52,8 @@ class Embedding(Module):
                                  f"got {padding_idx!r}")
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
-        weight = get_rng(rng, type(self).__name__).standard_normal((self.num_embeddings, self.embedding_dim)).astype(dtype)
+        rng = get_rng(rng, type(self).__name__)
+        weight = rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(dtype)
         if padding_idx is not None:
             weight[padding_idx] = 0
         self.weight = Parameter(weight)

@@ -199,7 +199,7 @@ class RecurrentBase(Module):
                              "chunk, which only the forward direction reads in order; a "
                              "bidirectional layer cannot be stateful")
         self.num_directions = 2 if self.bidirectional else 1
-        self._rng = None if rng is None else get_rng(rng, type(self).__name__)   # None: the global generator
+        self._rng = None if rng is None else get_rng(rng, type(self).__name__)   # None: the global one
         self._make_parameters(np.dtype(dtype))
         self.final_state = self.initial_state_grad = self.grad_norms = None
         self._carried_state = None

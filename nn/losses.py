@@ -167,9 +167,10 @@ class CrossEntropyLoss(Loss):
     def backward(self, dloss=None):
         """``dlogits = (p * sum_c q_c - q) * g`` -- ``(p - q) * g`` for labels, or class
         probabilities that sum to 1 -- with ``g`` the gradient reaching each target's loss:
-        ``dloss/n_valid`` for ``'mean'`` (with class weights ``w``: ``w_y * dloss / sum of w_y``
-        over the valid targets), ``dloss`` for ``'sum'`` and ``'none'`` (times ``w_y``) (``dloss``
-        ones by default); zero for ignored targets."""
+        ``dloss/n_valid`` for ``'mean'``, ``dloss`` for ``'sum'`` and ``'none'`` (``dloss``
+        ones by default), times ``w_y`` with class weights ``w`` (and for ``'mean'`` divided
+        by the valid targets' sum of ``w_y`` instead of ``n_valid``); zero for ignored
+        targets."""
         self._check_called()
         if "q" in self._cache:
             logp, q = self._cache["logp"], self._cache["q"]

@@ -20,9 +20,9 @@ A convolution's matrix products, cut into chunks of the batch that fit in cache 
 well over two threads: forward and backward ran no faster on two threads than on one. So
 ``share_chunks`` deals whole chunks to the threads instead, each running its chunks with numba
 and BLAS on one thread (the 5x5 convolution 1.8x faster than on one thread in the README's
-table). Its threads also
-share out a single large im2col or col2im (``layers/kernels/conv.py``): plain Python threads
-running a loop that releases the GIL, with nothing to compile beyond the serial loop.
+table). Its threads also share out a single large im2col or col2im
+(``layers/kernels/conv.py``): plain Python threads running a loop that releases the GIL, with
+nothing to compile beyond the serial loop.
 """
 import functools
 import os
