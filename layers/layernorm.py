@@ -12,11 +12,16 @@ def layernorm_forward(x, weight, bias, eps):
 
         mean = x.mean(1)     var = ((x - mean)^2).mean(1)     rstd = 1 / sqrt(var + eps)
         xhat = (x - mean) * rstd          y = xhat * weight + bias
+
+    The statistics are taken in float64, as the kernel takes them: in float32, rows of
+    values far from 0 (``1000 + 0.01 * noise``) would lose to rounding the very digits the
+    normalisation magnifies.
     """
-    xc = x - x.mean(axis=1, keepdims=True)
+    x64 = x.astype(np.float64)
+    xc = x64 - x64.mean(axis=1, keepdims=True)
     rstd = 1 / np.sqrt((xc ** 2).mean(axis=1, keepdims=True) + eps)
-    xhat = xc * rstd
-    return xhat * weight + bias, xhat, rstd
+    xhat = (xc * rstd).astype(x.dtype)
+    return xhat * weight + bias, xhat, rstd.astype(x.dtype)
 
 
 def layernorm_backward(dy, xhat, rstd, weight):

@@ -220,7 +220,7 @@ class _MaxPool(_Pool):
     def _forward_fast(self, x, out_size):
         planes = self._planes(x)
         y = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
-        self._argmax = np.empty(y.shape, dtype=np.int32)
+        self._argmax = np.empty(y.shape, dtype=np.intp)     # a flat index into a plane
         kernels.maxpool_forward(planes, *self._kernel, *self._stride, *self._pad, *self._dilation,
                                 y, self._argmax)
         return y.reshape(x.shape[:2] + out_size)

@@ -580,8 +580,10 @@ class RecurrentBase(Module):
         g_h = dgates_h.reshape(T * N, -1)
         # dW = dgates2d.T @ inputs2d, formed as (inputs2d.T @ dgates2d).T: the operand order
         # in which OpenBLAS runs this tall-skinny product faster.
+        # db sums T*N rows: in float64, as a float32 running sum over thousands drifts.
         grads = ((x.reshape(T * N, I).T @ g_x).T, (buffers["h_prev"].reshape(T * N, H).T @ g_h).T,
-                 g_x.sum(axis=0), g_h.sum(axis=0))
+                 g_x.sum(axis=0, dtype=np.float64).astype(g_x.dtype),
+                 g_h.sum(axis=0, dtype=np.float64).astype(g_h.dtype))
         dx = (g_x @ w.W_ih).reshape(T, N, I)
         sq = {s: np.einsum("tnh,tnh->t", v, v, dtype=np.float64) for s, v in seq.items()}
         return dx, d, grads, sq

@@ -173,6 +173,9 @@ _, status = os.waitpid(pid, 0)
 assert os.waitstatus_to_exitcode(status) == 0
 k._executor.shutdown()
 assert k.share_chunks(work, [0, 1, 2]) == expected
+signal.alarm(60)                                         # a part left to the caller runs as in the pool:
+nested = lambda t, chunks: (t, numba.get_num_threads(), k.share_chunks(work, [0, 1, 2]))
+assert k.share_chunks(nested, [0, 1]) == [(t, 1, [(0, [0, 1, 2])]) for t in (0, 1)]   # no second lock
 print("ran")
 """
 

@@ -111,6 +111,7 @@ def share_chunks(work, chunks):
                     wait(futures)   # after Ctrl-C too, the calls end before BLAS and the lock are freed
         finally:
             _blas_limit = None      # once BLAS is restored: a child forked before restores it itself
-        # Parts no thread could take (at exit) run here, in order.
+        # Parts no thread could take (at exit) run here, in order, numba on one thread as in
+        # the pool: a kernel inside must not come back for the lock this thread holds.
         return ([first] + [future.result() for future in futures]
-                + [work(t, chunks[t::T]) for t in range(len(futures) + 1, T)])
+                + [_alone(work, t, chunks[t::T]) for t in range(len(futures) + 1, T)])
