@@ -53,7 +53,8 @@ from tqdm.auto import tqdm
 import datasets
 import nn
 import optim
-from benchmarks.harness import check_writable, limit_threads, positive_int, thread_count, try_import_torch
+from benchmarks.harness import (check_writable, limit_threads, name_list, positive_int, thread_count,
+                                try_import_torch)
 from benchmarks.mnist1d_models import (LABELS, MODELS, RECURRENT, build, build_torch,
                                        copy_to_torch, count_parameters)
 
@@ -718,13 +719,16 @@ def parse_args(argv):
     p.add_argument("--torch-full", action="store_true",
                    help="train every PyTorch twin for all steps, shuffled rows too (default: full for "
                         f"logistic, MLP, CNN; the recurrent twins timed on their first {TORCH_WINDOW} steps)")
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    p.add_argument("--models", type=name_list(MODELS), default=list(MODELS),
+                   help="comma-separated subset of " + ",".join(MODELS))
     p.add_argument("--threads", type=thread_count, default=1,
                    help="threads for BLAS, numba and PyTorch (default 1)")
     p.add_argument("--claims-only", action="store_true",
                    help="train nothing: rebuild the classic comparison from the cnn_vs_rnn.json in "
                         "--out and the long_memory.json / sequence_scaling.json there now")
     args = parse_with_out(p, argv)
+    if args.no_torch and args.torch_full:
+        p.error("--torch-full trains PyTorch's twins fully: expected it without --no-torch")
     if args.claims_only:
         training = [f"--{name.replace('_', '-')}" for name in TRAINING_OPTIONS
                     if getattr(args, name) != p.get_default(name)]
@@ -744,9 +748,7 @@ def main(argv=None):
     if not args.no_torch and not with_torch:
         print("PyTorch is not installed: handprop only (for the side-by-side columns, install a CPU "
               "build: pip install torch==2.13.0, see README)")
-    models = [m for m in args.models.split(",") if m]
-    if not models or set(models) - set(MODELS) or len(set(models)) < len(models):
-        raise SystemExit(f"--models {args.models!r}: expected one or more distinct names from {MODELS}")
+    models = args.models
     shuffled = [m for m in SHUFFLED_MODELS if m in models]
     jobs = torch_plan(models, shuffled, protocol["steps"] + 1, with_torch, args.torch_full or args.quick)
     machine = machine_info()

@@ -164,9 +164,9 @@ def plot(results, path):
     if plt is None:
         return []
     fig, (acc, sec) = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = np.arange(1, len(results["handprop"]["seconds"]) + 1)
     for name, label, color in (("handprop", "handprop", "tab:blue"), ("torch", "PyTorch", "tab:orange")):
         if name in results:
-            epochs = np.arange(1, len(results[name]["seconds"]) + 1)
             acc.plot(epochs, results[name]["test_accuracy"], "o-", label=label, color=color)
             sec.plot(epochs, results[name]["seconds"], "o-", label=label, color=color)
     acc.set_ylabel("test accuracy")
@@ -174,7 +174,8 @@ def plot(results, path):
     sec.set_ylim(bottom=0)
     for ax in (acc, sec):
         ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xticks(epochs[::max(1, len(epochs) // 10)])     # whole epochs, at most ~10
+        ax.set_xlim(0.5, len(epochs) + 0.5)
         ax.legend()
     fig.suptitle(f"Fashion-MNIST, {results['model'].upper()}, {results['train_size']} training images")
     fig.tight_layout()
@@ -199,10 +200,18 @@ def main(argv=None):
     parser.add_argument("--json", type=Path,
                         help="default: benchmarks/results/fashion_mnist_MODEL[_Nthreads][_quick].json")
     args = parser.parse_args(argv)
+    if args.quick:
+        ignored = [f"--{name.replace('_', '-')}" for name in ("epochs", "train_size", "data")
+                   if getattr(args, name) != parser.get_default(name)]
+        if ignored:
+            parser.error(f"--quick trains one epoch on synthetic data: expected no {' '.join(ignored)}")
     epochs = 1 if args.quick else args.epochs
     path = args.json or ROOT / "benchmarks" / "results" / result_name("fashion_mnist", args.model,
                                                                       args.threads, args.quick)
     check_writable(parser, path, "--json")
+    if path.suffix != ".json":
+        parser.error(f"--json {path}: expected a file name ending in .json (the plot goes beside it, "
+                     "as .png)")
 
     threads = limit_threads(args.threads, torch=not args.no_torch)
     try:

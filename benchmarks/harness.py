@@ -79,6 +79,17 @@ def thread_count(text):
     return value
 
 
+def name_list(choices):
+    """argparse type: one or more distinct comma-separated names from ``choices`` (a list)."""
+    def parse(text):
+        names = [n for n in text.split(",") if n]
+        if not names or set(names) - set(choices) or len(set(names)) < len(names):
+            raise argparse.ArgumentTypeError(f"expected one or more distinct names from "
+                                             f"{','.join(choices)}, got {text!r}")
+        return names
+    return parse
+
+
 def limit_threads(n, torch=True):
     """Run BLAS (through threadpoolctl), numba and -- with ``torch`` -- PyTorch on ``n``
     threads (see ``thread_count``). Returns what was set, for the report."""

@@ -37,7 +37,7 @@ import nn
 import optim
 from benchmarks.cnn_vs_rnn import (fmt, load_pyplot, machine_info, markdown_table, parse_with_out,
                                    save_report)
-from benchmarks.harness import limit_threads, nonnegative_int, positive_int, thread_count
+from benchmarks.harness import limit_threads, name_list, nonnegative_int, positive_int, thread_count
 
 CELLS = ("rnn", "lstm", "gru")
 BASELINE_MSE = 1.0 / 6.0
@@ -261,14 +261,20 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="tiny models and budgets: every code path")
     p.add_argument("--lengths", type=lengths_list,
                    help="comma-separated sequence lengths (default 50,100,200)")
-    p.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of rnn,lstm,gru")
+    p.add_argument("--cells", type=name_list(CELLS), default=list(CELLS),
+                   help="comma-separated subset of rnn,lstm,gru")
     p.add_argument("--budget", type=positive_int,
                    help="step budget for every length, at least one evaluation's worth "
                         "(default 2000/3000/4000)")
     p.add_argument("--batch-size", type=positive_int, help="sequences per step (default 32)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS and numba (default 1)")
-    return parse_with_out(p, argv)
+    args = parse_with_out(p, argv)
+    eval_every = (QUICK_CONFIG if args.quick else CONFIG)["eval_every"]
+    if args.budget is not None and args.budget < eval_every:
+        p.error(f"--budget {args.budget} is less than one evaluation's worth of steps "
+                f"({eval_every}{' in --quick' if args.quick else ''})")
+    return args
 
 
 def make_config(args):
@@ -276,9 +282,6 @@ def make_config(args):
     if args.lengths:
         config["lengths"] = args.lengths
     lengths = config["lengths"]
-    if args.budget is not None and args.budget < config["eval_every"]:
-        raise SystemExit(f"--budget {args.budget} is less than one evaluation's worth of steps "
-                         f"({config['eval_every']}{' in --quick' if args.quick else ''})")
     default_budget = config["budget"]
     config["budget"] = {T: args.budget or default_budget.get(T, max(default_budget.values()))
                         for T in lengths}
@@ -294,9 +297,7 @@ def main(argv=None):
     started = time.perf_counter()
     threads = limit_threads(args.threads, torch=False)
     config = make_config(args)
-    cells = [c for c in args.cells.split(",") if c]
-    if not cells or set(cells) - set(CELLS) or len(set(cells)) < len(cells):
-        raise SystemExit(f"--cells {args.cells!r}: expected one or more distinct names from {CELLS}")
+    cells = args.cells
     machine = machine_info()
     print(f"adding problem, T={config['lengths']}, cells {cells}, load average {machine['load_average']}")
     runs, profiles = run(config, cells, args.seed)

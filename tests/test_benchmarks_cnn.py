@@ -78,6 +78,9 @@ def test_default_result_names_keep_runs_apart():
     (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got 0"),
     (["--train-size", "-5"], "argument --train-size: expected an integer >= 1, got -5"),
     (["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+    (["--quick", "--epochs", "5", "--train-size", "10"],
+     "--quick trains one epoch on synthetic data: expected no --epochs --train-size"),
+    (["--quick", "--json", "/tmp/results.png"], "--json /tmp/results.png: expected a file name ending in .json"),
 ])
 def test_fashion_mnist_refuses_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
