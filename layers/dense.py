@@ -12,8 +12,8 @@ class Dense(Module):
 
     Shapes: ``x (..., in_features)`` -> ``z (..., out_features)`` (one or more leading
     dimensions, so it also maps every step of a ``(N, T, F)`` sequence); ``weight W
-    (out_features, in_features)``, ``bias b (out_features,)`` -- PyTorch's ``Linear`` layout and default
-    initialisation U(-1/sqrt(in), 1/sqrt(in)).
+    (out_features, in_features)``, ``bias b (out_features,)`` -- PyTorch's ``Linear`` layout
+    and default initialisation U(-1/sqrt(in), 1/sqrt(in)).
 
     Intermediates (when recording): ``z``.
     """

@@ -285,7 +285,8 @@ class RecurrentBase(Module):
             parts = tuple(state)
         else:
             if not isinstance(state, np.ndarray):
-                raise TypeError(f"{name}: expected {what} to be an array h of shape {shown}, got {_describe(state)}")
+                raise TypeError(f"{name}: expected {what} to be an array h of shape {shown}, "
+                                f"got {_describe(state)}")
             parts = (state,)
         for label, s in zip(self.STATE, parts):
             check_float_array(name, s, f"{what} {label}", dtype=self.dtype)

@@ -52,7 +52,8 @@ def _as_path(path, owner):
     try:
         return os.path.expanduser(os.fspath(path))
     except TypeError:
-        raise TypeError(f"{owner}: expected path to be a str or os.PathLike, got {type(path).__name__}") from None
+        raise TypeError(f"{owner}: expected path to be a str or os.PathLike, "
+                        f"got {type(path).__name__}") from None
 
 
 def _numeric_state(obj):

@@ -16,7 +16,8 @@ def check_float_dtype(owner, dtype, what="dtype"):
         resolved = None
     # not ``resolved in FLOAT_DTYPES`` alone: NumPy's dtype == None is True for float64
     if resolved is None or resolved not in FLOAT_DTYPES:
-        raise TypeError(f"{owner}: expected {what} float32 or float64, got {repr(dtype) if resolved is None else resolved}")
+        shown = repr(dtype) if resolved is None else resolved
+        raise TypeError(f"{owner}: expected {what} float32 or float64, got {shown}")
     return resolved
 
 

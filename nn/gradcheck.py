@@ -61,7 +61,8 @@ class GradcheckReport:
         for r in self.results:
             rows.append(f"{r.name:<{name_w}} {str(r.shape):<{shape_w}} {r.checked:>7} {r.max_abs_error:>12.3e} "
                         f"{r.max_rel_error:>12.3e} {str(r.worst_index):<{index_w}} {'ok' if r.passed else 'FAIL'}")
-        rows += [f"{r.name}{f' at {r.worst_index}' if r.checked else ''}: {r.hint}" for r in self.results if r.hint]
+        rows += [f"{r.name}{f' at {r.worst_index}' if r.checked else ''}: {r.hint}"
+                 for r in self.results if r.hint]
         return "\n".join(rows)
 
     __repr__ = __str__
@@ -236,7 +237,8 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     for name, (array, grad) in analytic.items():
         problem = gradient_problem(grad, array)
         if problem:
-            report.results.append(GradcheckResult(name, tuple(array.shape), 0, np.nan, np.nan, (), False, problem))
+            report.results.append(GradcheckResult(name, tuple(array.shape), 0, np.nan, np.nan, (),
+                                                  False, problem))
             continue
         idx = sample_indices(array.shape, max_samples, rng)
         numeric = numerical_gradient(loss, array, idx, eps)

@@ -340,7 +340,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     inputs += input_gradient_rows(model, kwargs)   # e.g. a recurrent layer's initial state
     for name, array, grad in inputs:
         note = gradient_problem(grad, array)
-        targets.append((name, "input", array.shape, None if note else grad, _array_nudger(array), note, False))
+        targets.append((name, "input", array.shape, None if note else grad, _array_nudger(array),
+                        note, False))
     shared = {id(p): name for name, p in model.named_parameters()}     # a shared one once
     for mod_name, mod in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""

@@ -107,7 +107,8 @@ def _check_equal_batches(model, data, batch_size, owner, name="data"):
     if _is_array_pair(data, owner):
         n, size, where = len(data[0]), batch_size, f"batch_size={batch_size}"
     elif hasattr(data, "n_samples") and not getattr(data, "drop_last", True):    # a DataLoader
-        n, size, where = data.n_samples, data.batch_size, f"its batch_size={data.batch_size} (or drop_last=True)"
+        n, size = data.n_samples, data.batch_size
+        where = f"its batch_size={size} (or drop_last=True)"
     else:
         return
     if n > size and n % size:
