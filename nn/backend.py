@@ -10,6 +10,8 @@ belongs to the thread (the context) that enters the block: other threads keep th
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from .checks import check_flag
+
 _reference = ContextVar("handprop_reference", default=False)
 
 
@@ -25,9 +27,8 @@ def use_reference(enabled=True):
     ``enabled=False``, their fast path) until the block ends, in this thread. A layer
     remembers which path its forward took, so a backward after the block still matches its
     forward."""
-    previous = _reference.get()
-    _reference.set(bool(enabled))
+    token = _reference.set(check_flag("use_reference", "enabled", enabled))
     try:
         yield
     finally:
-        _reference.set(previous)
+        _reference.reset(token)

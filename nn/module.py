@@ -84,6 +84,11 @@ def _check_single_use(module):
                 "pass, and a module caches only its last call, so the gradients of the earlier "
                 "calls cannot be computed; use one module per call (to share weights, give both "
                 "the same Parameter: b.weight = a.weight)")
+        if m is not module and m._pass == module._pass and m._output_meta is False:
+            raise ValueError(
+                f"{name}.backward: {type(m).__name__}, inside it, was converted with astype (or "
+                f"failed) after {name}'s forward, which dropped what its backward needs; run "
+                f"{name}'s forward again")
         if m is not module and m._called_at > module._finished_at:
             raise ValueError(
                 f"{name}.backward: {type(m).__name__}, inside it, ran again after {name}'s last "
@@ -101,6 +106,24 @@ def _check_replacement(where, hook, what, value, result):
         got = f"{result.dtype} {result.shape}" if isinstance(result, np.ndarray) else type(result).__name__
         raise ValueError(f"{where}: the {where.rsplit('.', 1)[1]} hook {getattr(hook, '__name__', hook)!r} "
                          f"returned {got} to replace {what}, which is {value.dtype} {value.shape}")
+
+
+def _check_initialised(module):
+    if "_parameters" not in module.__dict__:
+        raise TypeError(f"{type(module).__name__}: Module.__init__ was never called; call "
+                        "super().__init__() first in __init__")
+
+
+def _check_dx(module, dx):
+    """A backward returns dL/dx of its (floating) input's shape and dtype: a custom layer's
+    mistake is named where it happens, not one layer further back."""
+    if module._input_meta is None:
+        return
+    shape, dtype = module._input_meta
+    if not (isinstance(dx, np.ndarray) and dx.shape == shape and dx.dtype == dtype):
+        got = f"{dx.dtype} {dx.shape}" if isinstance(dx, np.ndarray) else type(dx).__name__
+        raise ValueError(f"{type(module).__name__}.backward returned {got} as dx; expected an "
+                         f"array of its input's shape and dtype, {dtype} {shape}")
 
 
 _claims = threading.Lock()
@@ -138,6 +161,7 @@ def _release(module):
 def _wrap_forward(fn):
     @functools.wraps(fn)
     def forward(self, *args, **kwargs):
+        _check_initialised(self)
         if _nested(self):
             return fn(self, *args, **kwargs)
         _claim(self, "forward")
@@ -174,6 +198,9 @@ def _wrap_forward(fn):
         if isinstance(out, np.generic):          # NumPy turns a 0-d result into a scalar: an array again
             out = np.asarray(out)
         self._output_meta = (out.shape, out.dtype) if isinstance(out, np.ndarray) else None
+        x = args[0] if args else None
+        self.__dict__["_input_meta"] = ((x.shape, x.dtype) if isinstance(x, np.ndarray)
+                                        and np.issubdtype(x.dtype, np.floating) else None)
         for hook in list(self._forward_hooks.values()):
             result = hook(self, args, out)
             if result is not None:
@@ -208,15 +235,15 @@ def _wrap_backward(fn):
         for p in self._parameters.values():
             if p.grad is None:                  # "no gradient": backward starts it from zeros
                 p.grad = np.zeros_like(p.data)
+        _claim(self, "backward")                 # first: a refusal must not touch another thread's record
         standing = None                          # the gradients a refused argument leaves standing
-        if self._recording:
-            standing = (dict(self.intermediate_grads), list(self.intermediate_grad_order),
-                        list(self._grad_ticks))
-            self.intermediate_grads.clear()
-            self.intermediate_grad_order.clear()
-            self._grad_ticks.clear()
-        _claim(self, "backward")
         try:
+            if self._recording:
+                standing = (dict(self.intermediate_grads), list(self.intermediate_grad_order),
+                            list(self._grad_ticks))
+                self.intermediate_grads.clear()
+                self.intermediate_grad_order.clear()
+                self._grad_ticks.clear()
             dx = fn(self, dy, *args, **kwargs)
         except (ValueError, TypeError):
             if standing is not None:             # refused (e.g. a recurrent layer's dstate)
@@ -229,6 +256,7 @@ def _wrap_backward(fn):
         self._stack_steps(self.intermediate_grads)
         if isinstance(dx, np.generic):
             dx = np.asarray(dx)
+        _check_dx(self, dx)
         for hook in list(self._backward_hooks.values()):
             result = hook(self, dx, dy)
             if result is not None:
@@ -242,8 +270,12 @@ class Module:
     """Base class of every layer and model.
 
     Subclasses call ``super().__init__()`` first, then assign ``Parameter`` objects and child
-    modules as attributes (they are registered by name, in order) and register buffers with
-    ``register_buffer``. They implement ``forward(x)`` and ``backward(dy) -> dx``.
+    modules as attributes (they are registered by name, in order; ones kept in a plain list
+    or dict are not: give each a name with ``setattr`` or ``add_module``) and register buffers
+    with ``register_buffer``. They implement ``forward(x)``, which checks its input before it
+    changes any cache (a refused call leaves the last forward standing for backward) and
+    caches what backward needs, and ``backward(dy) -> dx``, which adds each parameter's
+    gradient into its ``grad`` and returns dL/dx of the input's shape and dtype (checked).
 
     Attributes
     ----------
@@ -270,6 +302,7 @@ class Module:
         d["training"] = True
         d["_call_depth"], d["_caller"] = 0, None   # calls running, and the thread running them
         d["_output_meta"] = False            # False: no forward yet
+        d["_input_meta"] = None              # the shape and dtype of a floating input: dx's
         d["_pass"], d["_uses"] = 0, 0           # the forward pass of the last call, calls in it
         d["_called_at"] = d["_finished_at"] = -1   # ticks: the last forward's start and end
         d["_recording"] = False

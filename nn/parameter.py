@@ -61,6 +61,9 @@ class Parameter:
             if value.shape != self._data.shape or value.dtype != self._data.dtype:
                 raise ValueError(f"{owner}: expected grad of the data's shape {self._data.shape} and "
                                  f"dtype {self._data.dtype}, got {value.shape} {value.dtype}")
+            if not value.flags.writeable:
+                raise ValueError(f"{owner}: expected a writable grad (backward adds into it), got a "
+                                 "read-only array; pass a copy")
         self._grad = value
 
     @property

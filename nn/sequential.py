@@ -1,7 +1,7 @@
 """`Sequential`: a chain of modules, run forward in order and backward in reverse."""
 import operator
 
-from .module import Module
+from .module import Module, _check_initialised
 
 
 class Sequential(Module):
@@ -84,12 +84,17 @@ class Sequential(Module):
 
     def forward(self, x):
         """``x`` through every module in order."""
+        self.__dict__["_chain"] = tuple(map(id, self._modules.values()))   # what backward retraces
         for module in self._modules.values():
             x = module(x)
         return x
 
     def backward(self, dy):
         """The chain rule, last module first: ``dy <- module.backward(dy)``; returns dL/dx."""
+        if tuple(map(id, self._modules.values())) != self._chain:
+            raise ValueError("Sequential.backward: its modules were changed after its forward "
+                             "(inserted, deleted or replaced), so the chain backward would "
+                             "differentiate is not the one forward ran; run forward again")
         for module in reversed(self._modules.values()):
             dy = module.backward(dy)
         return dy
@@ -122,3 +127,4 @@ def _as_index(index):
 def _check_module(module):
     if not isinstance(module, Module):
         raise TypeError(f"Sequential: expected Module instances, got {type(module).__name__}")
+    _check_initialised(module)

@@ -568,6 +568,49 @@ def test_sequential_edits_like_a_list_with_torchs_names():
     np.testing.assert_allclose(model(x), reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("edit", [lambda m: m.__delitem__(1), lambda m: m.__setitem__(1, layers.ReLU()),
+                                  lambda m: m.insert(0, layers.Tanh())])
+def test_a_sequential_edited_after_forward_refuses_backward_before_any_gradient(edit):
+    model = nn.Sequential(layers.Dense(3, 3), layers.Tanh(), layers.Dense(3, 3))
+    y = model(np.ones((2, 3), np.float32))
+    edit(model)
+    with pytest.raises(ValueError, match="Sequential.backward: its modules were changed after its forward"):
+        model.backward(np.ones_like(y))
+    assert not any(p.grad.any() for p in model.parameters())
+
+
+def test_a_child_converted_after_forward_refuses_the_parents_backward_before_any_gradient():
+    model = nn.Sequential(layers.Dense(3, 3), nn.Sequential(layers.Tanh(), layers.Dense(3, 2)))
+    y = model(np.ones((2, 3), np.float32))
+    model[1][1].astype(np.float64)
+    with pytest.raises(ValueError, match="Sequential.backward: Dense, inside it, was converted with astype"):
+        model.backward(np.ones_like(y))
+    assert not any(p.grad.any() for p in model.parameters())
+
+
+def test_a_module_without_module_init_is_named():
+    class NoInit(nn.Module):
+        def __init__(self):
+            pass
+
+        def forward(self, x):
+            return x
+
+    with pytest.raises(TypeError, match=r"NoInit: Module.__init__ was never called; call super\(\).__init__\(\)"):
+        NoInit()(np.ones(2))
+    with pytest.raises(TypeError, match="NoInit: Module.__init__ was never called"):
+        nn.Sequential(NoInit())
+
+
+def test_use_reference_takes_a_flag_and_a_grad_must_be_writable():
+    with pytest.raises(TypeError, match="use_reference: expected enabled to be True or False, got 'no'"):
+        with nn.use_reference("no"):
+            pass
+    p = nn.Parameter(np.ones(2))
+    with pytest.raises(ValueError, match="expected a writable grad"):
+        p.grad = np.broadcast_to(np.ones(1), (2,))
+
+
 def test_sequential_edits_check_everything_first():
     model = nn.Sequential(layers.ReLU(), layers.Tanh())
     with pytest.raises(TypeError, match="expected Module instances, got int"):

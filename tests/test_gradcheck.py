@@ -58,17 +58,29 @@ class NoInputGrad(layers.Dense):
         super().backward(dz)
 
 
-@pytest.mark.parametrize("layer, message", [
-    (TransposedInputGrad(3, 2), r"input: backward gave a gradient of shape \(3, 2\), expected \(2, 3\)"),
-    (NoInputGrad(3, 2), r"input: backward gave NoneType, not an array of shape \(2, 3\)"),
-])
-def test_a_backward_returning_a_wrong_shape_fails_its_row(layer, message):
-    x = np.ones((2, 3))
-    report = nn.gradcheck(layer, x)
-    assert not report["input"].passed and report["weight"].passed
-    assert re.search(message, str(report))
-    row = nn.check_intermediates(layer, x).rows[0]
-    assert row.name == "input" and not row.approximate and re.search(message.split(": ", 1)[1], row.note)
+@pytest.mark.parametrize("layer, got", [(TransposedInputGrad(3, 2), r"float64 \(3, 2\)"),
+                                        (NoInputGrad(3, 2), "NoneType")])
+def test_a_backward_returning_a_wrong_dx_is_named(layer, got):
+    message = (rf"{type(layer).__name__}.backward returned {got} as dx; expected an array of its "
+               r"input's shape and dtype, float64 \(2, 3\)")
+    for check in (nn.gradcheck, nn.check_intermediates):
+        with pytest.raises(ValueError, match=message):
+            check(layer, np.ones((2, 3)))
+
+
+class WrongStateGrad(layers.GRU):
+    def input_gradients(self):
+        return {"state": self.initial_state_grad[:, :1]}
+
+
+def test_a_wrong_shaped_extra_input_gradient_fails_its_row():
+    layer, x = WrongStateGrad(2, 3, rng=0, dtype=np.float64), np.ones((2, 4, 2))
+    kwargs = {"state": np.zeros((1, 2, 3))}
+    message = r"backward gave a gradient of shape \(1, 1, 3\), expected \(1, 2, 3\)"
+    report = nn.gradcheck(layer, x, forward_kwargs=kwargs)
+    assert not report["state"].passed and report["input"].passed and re.search(message, str(report))
+    row = next(r for r in nn.check_intermediates(layer, x, forward_kwargs=kwargs).rows if r.name == "state")
+    assert not row.approximate and re.search(message, row.note)
 
 
 @pytest.mark.parametrize("tool", [

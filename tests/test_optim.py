@@ -379,10 +379,12 @@ def test_clip_hand_computed():
                                   lambda ps: optim.clip_grad_value(ps, 0.1)])
 @pytest.mark.parametrize("second_grad, got", [
     (np.ma.masked_array(np.ones((2, 2))), "MaskedArray"),
-    (np.broadcast_to(np.ones(2), (2, 2)), "a read-only array")])
+    (np.ones((2, 2)), "a read-only array")])          # made read-only after it was assigned
 def test_clipping_checks_every_gradient_before_changing_any(clip, second_grad, got):
     a, b = Parameter(np.ones((2, 2))), Parameter(np.ones((2, 2)))
-    a.grad, b.grad = np.full((2, 2), 5.0), second_grad
+    a.grad, b.grad = np.full((2, 2), 5.0), second_grad.copy()
+    if got == "a read-only array":
+        b.grad.flags.writeable = False
     with pytest.raises(TypeError, match=rf"parameter #1 needs a writable floating-point "
                                         rf"numpy.ndarray gradient to scale in place, got {got}"):
         clip([a, b])

@@ -255,6 +255,34 @@ def test_a_module_running_on_another_thread_refuses_a_second_call():
     assert results == [False] and not nn.reference_enabled()
 
 
+def test_a_refused_backward_leaves_the_running_threads_record_alone():
+    import numpy as np
+    import layers
+
+    inside, release = threading.Event(), threading.Event()
+
+    class SlowBackward(layers.Dense):
+        def backward(self, dz):
+            dx = super().backward(dz)
+            inside.set()
+            release.wait(30)
+            return dx
+
+    layer = SlowBackward(3, 2, rng=0).record_intermediates()
+    y = layer(np.ones((2, 3), np.float32))
+    worker = threading.Thread(target=layer.backward, args=(np.ones_like(y),))
+    worker.start()
+    inside.wait(30)
+    try:
+        with pytest.raises(RuntimeError, match="SlowBackward.backward: this SlowBackward is running on another"):
+            layer.backward(np.ones_like(y))
+        assert set(layer.intermediate_grads) == {"z"}      # the worker's record, untouched
+    finally:
+        release.set()
+        worker.join()
+    assert set(layer.intermediate_grads) == {"z"}
+
+
 def test_backward_after_a_forward_that_failed_midway_refuses(monkeypatch):
     import numpy as np
     import layers
