@@ -97,6 +97,17 @@ def _check_single_use(module):
                 "own module (to share weights, give both the same Parameter: b.weight = a.weight)")
 
 
+def _apply_hooks(hooks, where, what, value, call):
+    """``call(hook, value)`` for each hook in turn; a non-None result replaces ``value`` (the
+    output, or dx) for the next hook and the caller, once checked to look like it."""
+    for hook in list(hooks.values()):
+        result = call(hook, value)
+        if result is not None:
+            _check_replacement(where, hook, what, value, result)
+            value = result
+    return value
+
+
 def _check_replacement(where, hook, what, value, result):
     """A hook's replacement for ``value`` (forward's output, backward's dx) must be an array
     of its shape and dtype: backward differentiates the module's own function, as if the hook
@@ -201,12 +212,8 @@ def _wrap_forward(fn):
         x = args[0] if args else None
         self.__dict__["_input_meta"] = ((x.shape, x.dtype) if isinstance(x, np.ndarray)
                                         and np.issubdtype(x.dtype, np.floating) else None)
-        for hook in list(self._forward_hooks.values()):
-            result = hook(self, args, out)
-            if result is not None:
-                _check_replacement(f"{type(self).__name__}.forward", hook, "the output", out, result)
-                out = result
-        return out
+        return _apply_hooks(self._forward_hooks, f"{type(self).__name__}.forward", "the output", out,
+                            lambda hook, out: hook(self, args, out))
     return forward
 
 
@@ -257,12 +264,8 @@ def _wrap_backward(fn):
         if isinstance(dx, np.generic):
             dx = np.asarray(dx)
         _check_dx(self, dx)
-        for hook in list(self._backward_hooks.values()):
-            result = hook(self, dx, dy)
-            if result is not None:
-                _check_replacement(f"{name}.backward", hook, "dx", dx, result)
-                dx = result
-        return dx
+        return _apply_hooks(self._backward_hooks, f"{name}.backward", "dx", dx,
+                            lambda hook, dx: hook(self, dx, dy))
     return backward
 
 
