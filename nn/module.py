@@ -12,10 +12,11 @@ so either changed in place before backward changes the gradient. Parameters, buf
 modules live in explicit registries (as in PyTorch), so the caches a layer keeps on itself
 never leak into ``state_dict``.
 
-Every subclass's ``forward`` and ``backward`` are wrapped once, when the class is defined
-(``__init_subclass__``), with the bookkeeping all layers share: ``backward`` before ``forward``
-raises, ``dy`` must have the shape and dtype of the output, hooks run, and recorded
-intermediates are collected.
+Every subclass's ``forward`` and ``backward`` (its own, or ones it takes from a class that is not
+a Module) are wrapped once, when the class is defined (``__init_subclass__``), with the
+bookkeeping all layers share: ``backward`` before ``forward`` raises, ``dy`` must have the shape
+and dtype of the output and ``dx`` those of the input, hooks run, and recorded intermediates are
+collected.
 """
 import copy
 import functools
@@ -326,10 +327,13 @@ class Module:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "forward" in cls.__dict__:
-            cls.forward = _wrap_forward(cls.__dict__["forward"])
-        if "backward" in cls.__dict__:
-            cls.backward = _wrap_backward(cls.__dict__["backward"])
+        # the class's own methods, and ones it takes from a class that is not a Module (a mixin)
+        for name, wrap in (("forward", _wrap_forward), ("backward", _wrap_backward)):
+            method = getattr(cls, name)
+            if not getattr(method, "wrapped_by_module", False):
+                wrapped = wrap(method)
+                wrapped.wrapped_by_module = True
+                setattr(cls, name, wrapped)
 
     # ------------------------------------------------------------------ registries
     def __setattr__(self, name, value):

@@ -588,6 +588,31 @@ def test_a_child_converted_after_forward_refuses_the_parents_backward_before_any
     assert not any(p.grad.any() for p in model.parameters())
 
 
+class _SquareMixin:
+    """forward and backward from a class that is not a Module."""
+
+    def forward(self, x):
+        self._x = x
+        return x * x
+
+    def backward(self, dy):
+        return 2 * self._x * dy
+
+
+class _Square(_SquareMixin, nn.Module):
+    pass
+
+
+def test_forward_and_backward_from_a_mixin_get_the_protocols_checks():
+    with pytest.raises(ValueError, match="_Square.backward called before forward"):
+        _Square().backward(np.ones(1))
+    square = _Square()
+    model = nn.Sequential(square, square)
+    model(np.array([2.0]))
+    with pytest.raises(ValueError, match="_Square ran 2 times in the last forward pass"):
+        model.backward(np.ones(1))
+
+
 def test_a_module_without_module_init_is_named():
     class NoInit(nn.Module):
         def __init__(self):
