@@ -113,11 +113,17 @@ def _check_replacement(where, hook, what, value, result):
     """A hook's replacement for ``value`` (forward's output, backward's dx) must be an array
     of its shape and dtype: backward differentiates the module's own function, as if the hook
     were the identity."""
-    if isinstance(value, np.ndarray) and not (isinstance(result, np.ndarray) and
-                                              result.shape == value.shape and result.dtype == value.dtype):
-        got = f"{result.dtype} {result.shape}" if isinstance(result, np.ndarray) else type(result).__name__
+    got = isinstance(value, np.ndarray) and _unlike(result, value.shape, value.dtype)
+    if got:
         raise ValueError(f"{where}: the {where.rsplit('.', 1)[1]} hook {getattr(hook, '__name__', hook)!r} "
                          f"returned {got} to replace {what}, which is {value.dtype} {value.shape}")
+
+
+def _unlike(array, shape, dtype):
+    """``""`` if ``array`` is an array of ``shape`` and ``dtype``, else what it is instead."""
+    if isinstance(array, np.ndarray):
+        return "" if array.shape == shape and array.dtype == dtype else f"{array.dtype} {array.shape}"
+    return type(array).__name__
 
 
 def _check_initialised(module):
@@ -132,8 +138,8 @@ def _check_dx(module, dx):
     if module._input_meta is None:
         return
     shape, dtype = module._input_meta
-    if not (isinstance(dx, np.ndarray) and dx.shape == shape and dx.dtype == dtype):
-        got = f"{dx.dtype} {dx.shape}" if isinstance(dx, np.ndarray) else type(dx).__name__
+    got = _unlike(dx, shape, dtype)
+    if got:
         raise ValueError(f"{type(module).__name__}.backward returned {got} as dx; expected an "
                          f"array of its input's shape and dtype, {dtype} {shape}")
 
