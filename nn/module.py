@@ -281,8 +281,8 @@ class Module:
 
     Subclasses call ``super().__init__()`` first, then assign ``Parameter`` objects and child
     modules as attributes (they are registered by name, in order; ones kept in a plain list
-    or dict are not: give each a name with ``setattr`` or ``add_module``) and register buffers
-    with ``register_buffer``. They implement ``forward(x)``, which checks its input before it
+    or dict are not: keep them in a ``ModuleList`` or name each with ``setattr`` or
+    ``add_module``) and register buffers with ``register_buffer``. They implement ``forward(x)``, which checks its input before it
     changes any cache (a refused call leaves the last forward standing for backward) and
     caches what backward needs, and ``backward(dy) -> dx``, which adds each parameter's
     gradient into its ``grad`` and returns dL/dx of the input's shape and dtype (checked).

@@ -541,9 +541,9 @@ def test_sequential_index_out_of_range_names_the_length():
         nn.Sequential(layers.ReLU())["1"]
 
 
-def _edit_like_a_list(model, dense, activation):
+def _edit_like_a_list(model, dense, activation, before_last=-1):
     model.insert(1, activation())
-    model.insert(-1, dense(4, 4))
+    model.insert(before_last, dense(4, 4))
     del model[0]
     model.append(activation())
     model[0] = activation()
@@ -676,3 +676,76 @@ def test_a_parameters_grad_keeps_its_datas_shape_and_dtype():
     assert p.grad is None
     p.zero_grad()
     assert p.grad.shape == (2, 2)
+
+
+class ResidualStack(nn.Module):
+    """``h <- h + tanh(block(h))`` for each block of a ModuleList, then a head."""
+
+    def __init__(self, width, depth):
+        super().__init__()
+        self.blocks = nn.ModuleList(layers.Dense(width, width, dtype=np.float64) for _ in range(depth))
+        self.tanhs = nn.ModuleList([layers.Tanh() for _ in range(depth)])
+        self.head = layers.Dense(width, 2, dtype=np.float64)
+
+    def forward(self, x):
+        for block, tanh in zip(self.blocks, self.tanhs):
+            x = x + tanh(block(x))
+        return self.head(x)
+
+    def backward(self, dy):
+        dh = self.head.backward(dy)
+        for block, tanh in zip(reversed(self.blocks), reversed(self.tanhs)):
+            dh = dh + block.backward(tanh.backward(dh))
+        return dh
+
+
+def test_a_module_list_registers_its_modules_with_torchs_names():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = ResidualStack(3, 2)
+
+    class TorchStack(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(torch.nn.Linear(3, 3) for _ in range(2))
+            self.head = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = x + torch.tanh(block(x))
+            return self.head(x)
+
+    reference = TorchStack().double()
+    assert list(model.state_dict()) == list(reference.state_dict())   # blocks.0.weight, ...
+    model.load_state_dict(reference.state_dict())
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    xt = torch.from_numpy(x).requires_grad_()
+    reference(xt).backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(model(x), reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(model.backward(dy), xt.grad.numpy(), rtol=1e-12)
+    torch_grads = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, torch_grads[name].grad.numpy(), rtol=1e-12, err_msg=name)
+    assert nn.gradcheck(model, x).passed
+
+
+def test_a_module_list_edits_like_torchs_and_runs_nothing_itself():
+    torch = pytest.importorskip("torch")
+    # (torch's ModuleList.insert takes no negative index: 2 is before the last of three)
+    blocks, popped = _edit_like_a_list(nn.ModuleList([layers.Dense(3, 4), layers.Dense(4, 2)]),
+                                       layers.Dense, layers.Tanh, before_last=2)
+    reference, _ = _edit_like_a_list(torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)]),
+                                     torch.nn.Linear, torch.nn.Tanh, before_last=2)
+    assert isinstance(popped, layers.Tanh)
+    assert [type(m).__name__ for m in blocks] == ["Dense", "Tanh", "Dense"]
+    assert {k: v.shape for k, v in blocks.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    assert list(blocks[1:].state_dict()) == list(reference[1:].state_dict()) == ["1.weight", "1.bias"]
+    with pytest.raises(NotImplementedError, match="ModuleList holds modules but runs none of them"):
+        blocks(np.ones((1, 3), np.float32))
+    with pytest.raises(TypeError, match="ModuleList: expected Module instances, got int"):
+        blocks.extend([layers.ReLU(), 3])
+    assert len(blocks) == 3                                # nothing of the refused extend was added
+    with pytest.raises(IndexError, match=r"ModuleList.insert: expected an index in \[-3, 3\], got 7"):
+        blocks.insert(7, layers.ReLU())
