@@ -1,7 +1,7 @@
 """`Parameter`: a trainable array and the gradient that backward accumulates into it."""
 import numpy as np
 
-from .checks import check_float_dtype
+from .checks import check_flag, check_float_dtype
 
 
 class Parameter:
@@ -17,7 +17,7 @@ class Parameter:
         ``data`` of another shape or dtype sets it to None). Layers' ``backward`` ADDS into it
         (weight sharing and recurrence rely on that); ``zero_grad`` clears it. Set to None it
         means "no gradient" (as in PyTorch): optimizers skip the parameter, and the next
-        ``backward`` or ``zero_grad`` starts it again from zeros.
+        ``backward`` of its module or ``zero_grad`` starts it again from zeros.
     name : str
         The name under which the owning module registered it (e.g. ``"weight"``).
     """
@@ -78,8 +78,12 @@ class Parameter:
     def size(self):
         return self.data.size
 
-    def zero_grad(self):
-        if self.grad is None:
+    def zero_grad(self, set_to_none=False):
+        """Zero the gradient (in place when there is one); with ``set_to_none=True`` set it
+        to None instead, "no gradient", as PyTorch's ``zero_grad`` does by default."""
+        if check_flag(f"Parameter {self.name!r}.zero_grad", "set_to_none", set_to_none):
+            self.grad = None
+        elif self.grad is None:
             self.grad = np.zeros_like(self.data)
         else:
             self.grad.fill(0)

@@ -241,9 +241,14 @@ class Optimizer:
                 change = float(np.linalg.norm(x - before))
                 self.update_ratios[id(self.params[i])] = change / norm if norm else float("inf") if change else 0.0
 
-    def zero_grad(self):
-        """Set every parameter's gradient to zero (in place; the arrays are kept). A gradient
-        that is None stays None: the next backward starts it from zeros."""
+    def zero_grad(self, set_to_none=False):
+        """Set every parameter's gradient to zero (in place; the arrays are kept), or with
+        ``set_to_none=True`` to None, as PyTorch does by default: ``step`` then skips a
+        parameter whose module took no part in the next backward. A gradient that is None
+        stays None: the next backward of its module starts it from zeros."""
+        if _flag(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none):
+            for p in self.params:
+                p.grad = None
         for p in self.params:
             if p.grad is not None:
                 p.grad.fill(0)

@@ -697,3 +697,65 @@ def test_track_updates_records_update_to_weight_ratio():
     opt.track_updates = True
     opt.step()
     np.testing.assert_allclose(opt.update_ratios[id(p)], 0.1 * 2 / np.linalg.norm(np.full(4, 1.9)))
+
+
+class TwoHeads(nn.Module):
+    """A shared trunk and two heads; each step trains one head, so the other gets no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        import layers
+        self.trunk = layers.Dense(3, 4, dtype=np.float64)
+        self.heads = nn.ModuleList([layers.Dense(4, 2, dtype=np.float64) for _ in range(2)])
+
+    def forward(self, x, head):
+        self._head = self.heads[head]
+        return self._head(self.trunk(x))
+
+    def backward(self, dy):
+        return self.trunk.backward(self._head.backward(dy))
+
+
+@pytest.mark.parametrize("zero_grad_on", ["model", "optimizer"])
+def test_set_to_none_leaves_a_parameter_without_gradient_alone_as_torch(zero_grad_on):
+    torch = pytest.importorskip("torch")
+    model = TwoHeads()
+    reference = torch.nn.ModuleDict({"trunk": torch.nn.Linear(3, 4),
+                                     "heads": torch.nn.ModuleList([torch.nn.Linear(4, 2) for _ in range(2)])}).double()
+    model.load_state_dict(reference.state_dict())
+    opt = optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+    torch_opt = torch.optim.AdamW(reference.parameters(), lr=0.1, weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    for head in (0, 1, 0, 0, 1):            # head 1 sits out steps 3 and 4, after moving once
+        x, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+        (model if zero_grad_on == "model" else opt).zero_grad(set_to_none=True)
+        model(x, head)
+        model.backward(dy)
+        if head == 0:
+            assert all(p.grad is None for p in model.heads[1].parameters())
+        opt.step()
+        torch_opt.zero_grad()
+        y = reference["heads"][head](reference["trunk"](torch.from_numpy(x)))
+        y.backward(torch.from_numpy(dy))
+        torch_opt.step()
+    for name, value in reference.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[name], value.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_zeroed_gradients_still_move_a_parameter_under_momentum():
+    """The default keeps zero arrays: a parameter that took no part in a step still moves (its
+    momentum and weight decay act), as in PyTorch with ``zero_grad(set_to_none=False)``."""
+    p = Parameter(np.ones(2))
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad[:] = 1.0
+    opt.step()
+    after_one = p.data.copy()
+    opt.zero_grad()
+    opt.step()
+    assert np.all(p.data < after_one)
+    opt.zero_grad(set_to_none=True)
+    before = p.data.copy()
+    opt.step()
+    np.testing.assert_array_equal(p.data, before)
+    with pytest.raises(TypeError, match="SGD.zero_grad: set_to_none must be True or False, got str 'yes'"):
+        opt.zero_grad(set_to_none="yes")
