@@ -138,8 +138,14 @@ def _batches(data, batch_size, owner):
         x, y = data
         for start in range(0, len(x), batch_size):
             yield x[start:start + batch_size], y[start:start + batch_size]
-    else:
-        yield from data
+        return
+    for number, batch in enumerate(data, 1):
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            got = (f"a {type(batch).__name__} of {len(batch)} items" if isinstance(batch, (tuple, list))
+                   else type(batch).__name__)
+            raise TypeError(f"{owner}: expected each batch to be an (xb, yb) pair, got {got} as "
+                            f"batch {number} (whole data sets go in as one (x, y) tuple of numpy arrays)")
+        yield batch
 
 
 def _num_batches(data, batch_size):

@@ -98,6 +98,10 @@ def test_summary_of_models_a_single_zero_sample_would_trip():
      r"evaluate: expected data as an \(x, y\) pair of numpy arrays .* got a pair of \(list, ndarray\)"),
     (lambda m, d: nn.fit(m, nn.MSELoss(), None, (d[0], list(d[1])), epochs=1), TypeError,
      r"fit: expected data as an \(x, y\) pair .* \(ndarray, list\)"),
+    (lambda m, d: nn.evaluate(m, nn.MSELoss(), (d[0].tolist(), d[1].tolist())), TypeError,
+     r"evaluate: expected each batch to be an \(xb, yb\) pair, got a list of 4 items as batch 1"),
+    (lambda m, d: nn.evaluate(m, nn.MSELoss(), {"x": d[0], "y": d[1]}), TypeError,
+     r"evaluate: expected each batch to be an \(xb, yb\) pair, got str as batch 1"),
 ])
 def test_fit_and_evaluate_reject_bad_arguments(call, error, message):
     model = layers.Dense(1, 1)
@@ -137,6 +141,8 @@ def test_fit_and_evaluate_reject_bad_arguments(call, error, message):
      "evaluate: expected model to be an nn.Module, got NoneType"),
     (lambda m, o, d: nn.evaluate(m, nn.MSELoss(), None), TypeError,
      r"evaluate: expected data as an \(x, y\) tuple .* got NoneType"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, [(*d, None)], epochs=1), TypeError,
+     r"fit: expected each batch to be an \(xb, yb\) pair, got a tuple of 3 items as batch 1"),
 ])
 def test_fit_checks_its_arguments_before_the_first_step(call, error, message):
     model = layers.Dense(1, 1)
