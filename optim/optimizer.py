@@ -210,8 +210,8 @@ class Optimizer:
     def step(self):
         """Apply one update to every parameter that has a gradient.
 
-        All gradients are checked first (shape and dtype equal to the parameter's); a mismatch
-        raises before any parameter changes.
+        All gradients are checked first (shape and dtype equal to the parameter's) and every
+        value to be writable; a mismatch raises before any parameter changes.
         """
         owner = type(self).__name__
         pending = []
@@ -228,6 +228,9 @@ class Optimizer:
             if g.dtype != p.data.dtype:
                 raise TypeError(f"{owner}.step: {_label(i, p)} has data of dtype {p.data.dtype} "
                                 f"but a gradient of dtype {g.dtype}")
+            if not p.data.flags.writeable:        # made read-only after it was set (setflags)
+                raise ValueError(f"{owner}.step: {_label(i, p)} has read-only data, which the "
+                                 "update writes in place")
             self._sync_state(i)
             pending.append((i, p.data, g))
         self.update_ratios.clear()          # only this step's: none when not tracking

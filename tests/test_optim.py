@@ -589,8 +589,13 @@ def test_step_checks_every_gradient_before_updating():
                                         r"MaskedArray; expected a numpy.ndarray"):
         opt.step()
     params[0].grad = saved
+    params[2].data.setflags(write=False)
+    with pytest.raises(ValueError, match=r"parameter #2 \('p2'\) has read-only data"):
+        opt.step()
+    params[2].data.setflags(write=True)
     for p, s in zip(params, start):
         np.testing.assert_array_equal(p.data, s)
+    assert [st["step"] for st in opt.state] == [0, 0, 0]
 
     params[2].grad = None             # skipped, as in PyTorch
     opt.step()
