@@ -144,7 +144,9 @@ class CosineAnnealingLR(LRScheduler):
         lr <- eta_min + (lr - eta_min) * (1 + cos(pi * e / T_max)) / (1 + cos(pi * (e - 1) / T_max))
         lr <- lr + (base_lr - eta_min) * (1 - cos(pi / T_max)) / 2     (if (e - 1 - T_max) % (2 T_max) == 0)
 
-    (the second form where the first would divide by zero, at the bottom of the cosine).
+    (the second form where the first would divide by zero, at the bottom of the cosine). A rate
+    that rounding leaves a hair below zero, back at a ``base_lr`` of 0, is set to 0 (PyTorch
+    keeps the negative rate, of order 1e-17).
 
     Parameters
     ----------
@@ -165,6 +167,9 @@ class CosineAnnealingLR(LRScheduler):
     def _next_lr(self):
         e, T, eta_min, lr = self.last_epoch, self.T_max, self.eta_min, self.optimizer.lr   # e >= 1
         if (e - 1 - T) % (2 * T) == 0:
-            return lr + (self.base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
-        return ((1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T))
-                * (lr - eta_min) + eta_min)
+            lr = lr + (self.base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
+        else:
+            lr = ((1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T))
+                  * (lr - eta_min) + eta_min)
+        # Back at a base_lr of 0, the recursion's rounding can land a hair below it.
+        return 0.0 if 0 > lr >= -1e-12 * max(self.base_lr, eta_min) else lr

@@ -410,6 +410,18 @@ def test_a_schedule_step_to_a_negative_rate_changes_nothing():
     assert sched.last_epoch == 3 and opt.lr == 0.01
 
 
+def test_a_cosine_rising_from_zero_comes_back_to_zero_not_below():
+    opt = optim.SGD(make_params(), lr=0.0)
+    sched = optim.CosineAnnealingLR(opt, T_max=3, eta_min=0.05)
+    rates = []
+    for _ in range(12):
+        sched.step()
+        rates.append(opt.lr)
+    expected = [0.05 * (1 - math.cos(math.pi * e / 3)) / 2 for e in range(1, 13)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-12, atol=1e-16)
+    assert rates[5] == 0.0 and min(rates) >= 0    # the recursion alone lands at -2.8e-17 at epoch 6
+
+
 def test_schedulers_hand_computed():
     opt = optim.SGD(make_params(), lr=1.0)
     sched = optim.StepLR(opt, step_size=2, gamma=0.5)
