@@ -66,6 +66,10 @@ def _read_bytes(path):
             f"0x1f 0x8b), but decompression failed: {exc}") from None
 
 
+#: The most dimensions a NumPy array can have (the header's byte allows 255).
+MAX_NDIM = 64
+
+
 def _parse_header(path, data):
     """Return ``(dtype, dims, header_size)`` of IDX ``data``; raise ValueError if malformed."""
     if len(data) < 4:
@@ -78,8 +82,9 @@ def _parse_header(path, data):
     if code not in IDX_TYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_TYPES)
         raise ValueError(f"{path}: expected an IDX type code in {{{known}}}, got 0x{code:02X}")
-    if ndim < 1:
-        raise ValueError(f"{path}: expected at least 1 dimension in the IDX header, got {ndim}")
+    if not 1 <= ndim <= MAX_NDIM:
+        raise ValueError(f"{path}: expected 1 to {MAX_NDIM} dimensions in the IDX header (NumPy's "
+                         f"limit), got {ndim}")
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
         raise ValueError(
@@ -106,7 +111,7 @@ def read_idx(path):
     ------
     ValueError
         Naming the file, for a broken gzip stream, a bad magic number, an unknown type code,
-        zero dimensions, or a payload that is shorter or longer than the header announces.
+        zero or more than 64 dimensions, or a payload that is shorter or longer than the header announces.
     """
     data = _read_bytes(path)
     dtype, dims, start = _parse_header(path, data)
@@ -134,8 +139,8 @@ def write_idx(path, array):
     if native not in codes:
         names = ", ".join(dt.name for dt in codes)
         raise TypeError(f"write_idx: expected an array of dtype {names}; got {array.dtype}")
-    if array.ndim < 1 or array.ndim > 255:
-        raise ValueError(f"write_idx: expected an array of 1 to 255 dimensions, got {array.ndim}")
+    if array.ndim < 1:
+        raise ValueError("write_idx: expected an array of at least 1 dimension, got a 0-d array")
     if max(array.shape) >= 2 ** 32:
         raise ValueError(f"write_idx: expected every dimension below 2**32 (the format stores "
                          f"each in 32 bits), got shape {array.shape}")

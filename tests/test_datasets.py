@@ -94,7 +94,8 @@ GOOD = idx_bytes(np.arange(12, dtype=np.int16).reshape(3, 4))
     (b"\x01\x00" + GOOD[2:], "0x00 0x00"),            # bad magic, first byte
     (b"\x00\x08" + GOOD[2:], "0x00 0x00"),            # bad magic, second byte
     (GOOD[:2] + b"\x0a" + GOOD[3:], "type code"),     # unknown type
-    (b"\x00\x00\x08\x00", "at least 1 dimension"),    # no dimensions
+    (b"\x00\x00\x08\x00", "1 to 64 dimensions .* got 0"),         # no dimensions
+    (b"\x00\x00\x08\x41" + b"\x00\x00\x00\x01" * 65 + b"\x07", "1 to 64 dimensions .* got 65"),
     (b"\x00\x00", "at least 4 header bytes"),          # too short for a header
     (GOOD[:6], "header bytes"),                        # header cut inside the dims
     (GOOD[:-1], "truncated"),                          # payload one byte short
