@@ -109,9 +109,9 @@ def read_checkpoint(path):
                                  f"should be an integer format number, got {marker.dtype} of "
                                  f"shape {marker.shape})")
             version = int(marker)
-            if version > _FORMAT_VERSION:
+            if not 1 <= version <= _FORMAT_VERSION:     # formats are numbered from 1
                 raise ValueError(f"load: {path!r} has checkpoint format {version}; this handprop "
-                                 f"reads format {_FORMAT_VERSION} and older")
+                                 f"reads formats 1 to {_FORMAT_VERSION}")
             return {k: _entry(data, k, path) for k in data.files if k != _MARKER}
     except ValueError as e:
         if "allow_pickle" in str(e) or "Object arrays" in str(e):

@@ -26,10 +26,12 @@ sigmoid units); ``gradient_report(model, optimizer)`` adds, per parameter, the g
 the gradient-to-weight ratio and the update-to-weight ratio of the last optimizer step.
 """
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check_real
 from .gradcheck import (_rewinder, _to64, check_settings, float64_copy, gradient_problem,
                         input_gradient_rows, kink_hint, nothing_to_check, sample_indices)
 from .module import expect_module
@@ -102,6 +104,9 @@ def compare(name, analytic, reference, atol=1e-8, rtol=1e-5, show_diff=True, fil
     Comparison
     """
     a, r = np.asarray(analytic), np.asarray(reference)
+    for what, array in (("analytic", a), ("reference", r)):
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise TypeError(f"compare({name!r}): expected {what} to be numbers, got an array of dtype {array.dtype}")
     if a.shape != r.shape:
         raise ValueError(f"compare({name!r}): analytic has shape {a.shape}, reference has shape {r.shape}")
     diff = np.abs(a.astype(np.float64) - r.astype(np.float64))
@@ -311,6 +316,8 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     """
     rng = check_settings("check_intermediates", layer, forward_kwargs, eps, atol, rtol, max_samples, seed,
                          check_input)
+    check_real("check_intermediates", "exact_tol", exact_tol, low=0.0)
+    wanted = None if names is None else _names(names)
     model = float64_copy(layer)
     model.record_intermediates(True)
     x = np.asarray(x)
@@ -371,8 +378,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
 
     if not targets:
         nothing_to_check("check_intermediates", layer)
-    if names is not None:
-        wanted = {names} if isinstance(names, str) else set(names)
+    if wanted is not None:
         unknown = wanted - {t[0] for t in targets}
         if unknown:
             raise ValueError(f"check_intermediates: no tensor named {sorted(unknown)}; "
@@ -443,6 +449,15 @@ def _nudged_loss(run, G, nudge, i):
         finally:
             nudge(i, 0.0)
     return loss_at
+
+
+def _names(names):
+    """``names`` (one name, or an iterable of them) as a set."""
+    wanted = {names} if isinstance(names, str) else set(names) if isinstance(names, Iterable) else None
+    if wanted is None or not all(isinstance(n, str) for n in wanted):
+        raise TypeError(f"check_intermediates: expected names to be a name or an iterable of names, "
+                        f"got {names!r}")
+    return wanted
 
 
 def _row(name, kind, shape, indices, analytic, numeric, atol, rtol, exact_tol, per_step):

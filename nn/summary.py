@@ -22,26 +22,35 @@ def summary(model, input_shape, dtype=None, print_fn=print):
     model in eval mode, without its hooks or a carried recurrent state, so the model itself --
     its caches, state and mode -- is left as it was. (Two samples, not one: a BatchNorm without
     running statistics normalizes over the batch even in eval mode.) FLOPs count a
-    multiply-add as two operations and are per sample.
+    multiply-add as two operations and are per sample. A parameter shared by several layers
+    (tied weights) is counted once, in the row of the first layer that runs with it.
     """
     expect_module("summary", model)
     if not isinstance(input_shape, (tuple, list)) or not all(
             isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in input_shape):
         raise TypeError(f"summary: expected input_shape to be a tuple of sizes without the batch "
                         f"dimension, e.g. (1, 28, 28), got {input_shape!r}")
-    dtype = np.dtype(dtype or model.dtype or np.float32)
+    try:
+        dtype = np.dtype(dtype or model.dtype or np.float32)
+    except TypeError:
+        raise TypeError(f"summary: expected dtype to be a NumPy dtype, got {dtype!r}") from None
+    if print_fn is not None and not callable(print_fn):
+        raise TypeError(f"summary: expected print_fn to be callable or None, got {type(print_fn).__name__}")
     model = copy_without_hooks(model).eval()
     for m in model.modules():
         if hasattr(m, "reset_state"):        # a stateful recurrent layer's carried batch
             m.reset_state()
-    rows = []
+    rows, counted, sharing = [], set(), []     # counted: ids of the parameters in a row so far
 
     def record(name):
         def hook(module, inputs, output):
             # the shapes of one sample: flops() counts for the whole batch it is given
             in_shape = (1,) + inputs[0].shape[1:] if inputs and isinstance(inputs[0], np.ndarray) else ()
             out_shape = (1,) + output.shape[1:] if isinstance(output, np.ndarray) else ()
-            params = sum(p.size for p in module._parameters.values() if p is not None)
+            own = [p for p in module._parameters.values() if id(p) not in counted]
+            counted.update(map(id, own))
+            sharing.append(len(own) < len(module._parameters))
+            params = sum(p.size for p in own)
             rows.append((name, type(module).__name__, out_shape, params, module.flops(in_shape, out_shape)))
         return hook
 
@@ -63,6 +72,8 @@ def summary(model, input_shape, dtype=None, print_fn=print):
     total_params = sum(p.size for p in model.parameters())
     lines += ["=" * len(header), f"Total params: {total_params:,}",
               f"Forward FLOPs per sample: {sum(r[4] for r in rows):,}"]
+    if any(sharing):
+        lines.append("(a parameter shared by several layers is counted in the first one's row)")
     text = "\n".join(lines)
     if print_fn is not None:
         print_fn(text)

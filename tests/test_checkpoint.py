@@ -55,6 +55,7 @@ def test_corrupt_entries_are_a_clear_error(tmp_path):
 
 def test_corrupt_compressed_file_is_a_clear_error(tmp_path):
     path = tmp_path / "c.npz"
+    nn.seed(0)             # the error depends on the bytes zlib meets at the wrong offset
     np.savez_compressed(path, __handprop_checkpoint__=np.array(1),
                         **{k: v for k, v in model().state_dict().items()})
     raw = bytearray(path.read_bytes())
@@ -98,10 +99,11 @@ def test_npy_file(tmp_path):
         nn.load(model(), path)
 
 
-def test_newer_format_refused(tmp_path):
+@pytest.mark.parametrize("version", [99, 0, -5])
+def test_a_format_this_version_does_not_read_is_refused(tmp_path, version):
     path = tmp_path / "future.npz"
-    np.savez(path, __handprop_checkpoint__=np.array(99), **model().state_dict())
-    with pytest.raises(ValueError, match="has checkpoint format 99; this handprop reads format 1"):
+    np.savez(path, __handprop_checkpoint__=np.array(version), **model().state_dict())
+    with pytest.raises(ValueError, match=f"has checkpoint format {version}; this handprop reads formats 1 to 1"):
         nn.load(model(), path)
 
 

@@ -164,6 +164,11 @@ def test_max_samples_and_names():
     with pytest.raises(ValueError, match="no tensor named"):
         check_intermediates(layer, x, names=["nope"])
     assert [r.name for r in check_intermediates(layer, x, names="weight").rows] == ["weight"]
+    assert [r.name for r in check_intermediates(layer, x, names=(n for n in ["z"])).rows] == ["z"]
+    with pytest.raises(TypeError, match="check_intermediates: expected names to be a name or an iterable of names, got 5"):
+        check_intermediates(layer, x, names=5)
+    with pytest.raises(ValueError, match="check_intermediates: expected exact_tol >= 0.0, got -1"):
+        check_intermediates(layer, x, exact_tol=-1)
 
 
 def test_a_shared_parameter_is_one_row():
@@ -284,6 +289,8 @@ def test_compare_prints_the_course_row(capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="shape"):
         compare("dW", a, a[:2])
+    with pytest.raises(TypeError, match=r"compare\('dW'\): expected reference to be numbers, got an array of dtype <U1"):
+        compare("dW", a, ["x", "y", "z"])
 
 
 # =============================================================================================

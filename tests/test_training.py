@@ -53,7 +53,20 @@ def test_summary_shapes_params_flops():
     assert "(None, 64)" in text and "(None, 32)" in text and "(None, 10)" in text
     assert "Total params: 2,410" in text
     assert f"{2 * 64 * 32:,}" in text and f"Forward FLOPs per sample: {2 * 64 * 32 + 32 + 2 * 32 * 10:,}" in text
-    assert model.training
+    assert model.training and "shared" not in text
+    with pytest.raises(TypeError, match="summary: expected dtype to be a NumPy dtype, got 'bogus'"):
+        nn.summary(model, (1, 8, 8), dtype="bogus")
+    with pytest.raises(TypeError, match="summary: expected print_fn to be callable or None, got int"):
+        nn.summary(model, (1, 8, 8), print_fn=5)
+
+
+def test_summary_counts_a_tied_weight_once():
+    model = nn.Sequential(layers.Dense(4, 4), layers.Tanh(), layers.Dense(4, 4))
+    model[2].weight = model[0].weight
+    text = nn.summary(model, (4,), print_fn=None)
+    rows = [line.split() for line in text.splitlines() if line.startswith(("0 ", "2 "))]
+    assert [row[-2] for row in rows] == ["20", "4"]               # the second Dense: its bias only
+    assert "Total params: 24" in text and "counted in the first one's row" in text
 
 
 def test_summary_leaves_the_model_as_it_was():
