@@ -51,7 +51,6 @@ class _Passes(threading.local):
     ``depth`` how many forwards are running."""
     number = 0
     depth = 0
-    backward_depth = 0      # backwards running (outside a module's own super().backward calls)
 
 
 _passes = _Passes()
@@ -230,75 +229,51 @@ def _wrap_backward(fn):
     def backward(self, dy, *args, **kwargs):
         if _nested(self):
             return fn(self, dy, *args, **kwargs)
-        _check_backward_call(self, dy)
-        if _passes.backward_depth:               # inside a model's backward: the model rolls back
-            return _run_backward(self, fn, dy, args, kwargs)
-        # The outermost backward: should anything inside refuse (a custom layer's dx, a hook's
-        # replacement, a child given the wrong dy) after gradients were added, take them back.
-        saved = [(p, None if p.grad is None else p.grad.copy()) for p in self.parameters()]
-        _passes.backward_depth += 1
+        name = type(self).__name__
+        if self._output_meta is False:
+            raise ValueError(f"{name}.backward called before forward (or after a forward that "
+                             "failed, or after astype): run forward first, it caches what backward needs")
+        if dy is None and not self._dy_optional:
+            raise TypeError(f"{name}.backward: expected dy to be a numpy array, got None")
+        _check_single_use(self)
+        if dy is not None and self._output_meta is not None:
+            shape, dtype = self._output_meta
+            if not isinstance(dy, np.ndarray):
+                raise TypeError(f"{name}.backward: expected dy to be a numpy array, got {type(dy).__name__}")
+            if dy.shape != shape:
+                raise ValueError(f"{name}.backward: expected dy of shape {shape} (forward's output), "
+                                 f"got {dy.shape}")
+            if dy.dtype != dtype:
+                raise TypeError(f"{name}.backward: expected dy of dtype {dtype} (forward's output), "
+                                f"got {dy.dtype}")
+        for p in self._parameters.values():
+            if p.grad is None:                  # "no gradient": backward starts it from zeros
+                p.grad = np.zeros_like(p.data)
+        _claim(self, "backward")                 # first: a refusal must not touch another thread's record
+        standing = None                          # the gradients a refused argument leaves standing
         try:
-            return _run_backward(self, fn, dy, args, kwargs)
-        except BaseException:
-            for p, grad in saved:
-                p.grad = grad
+            if self._recording:
+                standing = (dict(self.intermediate_grads), list(self.intermediate_grad_order),
+                            list(self._grad_ticks))
+                self.intermediate_grads.clear()
+                self.intermediate_grad_order.clear()
+                self._grad_ticks.clear()
+            dx = fn(self, dy, *args, **kwargs)
+        except (ValueError, TypeError):
+            if standing is not None:             # refused (e.g. a recurrent layer's dstate)
+                self.intermediate_grads.update(standing[0])
+                self.intermediate_grad_order[:], self._grad_ticks[:] = standing[1:]
             raise
         finally:
-            _passes.backward_depth -= 1
+            _release(self)
+        self.__dict__["_backward_tick"] = next(_ticks)     # its parameters' gradients are done
+        self._stack_steps(self.intermediate_grads)
+        if isinstance(dx, np.generic):
+            dx = np.asarray(dx)
+        _check_dx(self, dx)
+        return _apply_hooks(self._backward_hooks, f"{name}.backward", "dx", dx,
+                            lambda hook, dx: hook(self, dx, dy))
     return backward
-
-
-def _check_backward_call(module, dy):
-    """Refuse a backward with no forward to differentiate, or a ``dy`` unlike forward's output."""
-    name = type(module).__name__
-    if module._output_meta is False:
-        raise ValueError(f"{name}.backward called before forward (or after a forward that "
-                         "failed, or after astype): run forward first, it caches what backward needs")
-    if dy is None and not module._dy_optional:
-        raise TypeError(f"{name}.backward: expected dy to be a numpy array, got None")
-    _check_single_use(module)
-    if dy is not None and module._output_meta is not None:
-        shape, dtype = module._output_meta
-        if not isinstance(dy, np.ndarray):
-            raise TypeError(f"{name}.backward: expected dy to be a numpy array, got {type(dy).__name__}")
-        if dy.shape != shape:
-            raise ValueError(f"{name}.backward: expected dy of shape {shape} (forward's output), "
-                             f"got {dy.shape}")
-        if dy.dtype != dtype:
-            raise TypeError(f"{name}.backward: expected dy of dtype {dtype} (forward's output), "
-                            f"got {dy.dtype}")
-
-
-def _run_backward(module, fn, dy, args, kwargs):
-    """``fn(module, dy, ...)`` with the protocol's bookkeeping: recorded gradients, the tick,
-    the check of dx, the backward hooks."""
-    for p in module._parameters.values():
-        if p.grad is None:                      # "no gradient": backward starts it from zeros
-            p.grad = np.zeros_like(p.data)
-    _claim(module, "backward")                  # first: a refusal must not touch another thread's record
-    standing = None                             # the gradients a refused argument leaves standing
-    try:
-        if module._recording:
-            standing = (dict(module.intermediate_grads), list(module.intermediate_grad_order),
-                        list(module._grad_ticks))
-            module.intermediate_grads.clear()
-            module.intermediate_grad_order.clear()
-            module._grad_ticks.clear()
-        dx = fn(module, dy, *args, **kwargs)
-    except (ValueError, TypeError):
-        if standing is not None:                # refused (e.g. a recurrent layer's dstate)
-            module.intermediate_grads.update(standing[0])
-            module.intermediate_grad_order[:], module._grad_ticks[:] = standing[1:]
-        raise
-    finally:
-        _release(module)
-    module.__dict__["_backward_tick"] = next(_ticks)     # its parameters' gradients are done
-    module._stack_steps(module.intermediate_grads)
-    if isinstance(dx, np.generic):
-        dx = np.asarray(dx)
-    _check_dx(module, dx)
-    return _apply_hooks(module._backward_hooks, f"{type(module).__name__}.backward", "dx", dx,
-                        lambda hook, dx: hook(module, dx, dy))
 
 
 class Module:
@@ -311,7 +286,7 @@ class Module:
     changes any cache (a refused call leaves the last forward standing for backward) and
     caches what backward needs, and ``backward(dy) -> dx``, which adds each parameter's
     gradient into its ``grad`` and returns dL/dx of the input's shape and dtype (checked; a
-    backward refused midway takes back the gradients it had added).
+    backward refused at that check has added its gradients: ``zero_grad`` before a rerun).
 
     Attributes
     ----------
@@ -502,14 +477,9 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def zero_grad(self, set_to_none=False):
-        """Zero every parameter's gradient. With ``set_to_none=True`` set them to None ("no
-        gradient") instead, PyTorch's default: each module's backward starts its own from
-        zeros, and a parameter whose module took no part in the step keeps None, so that
-        optimizers leave it alone (zeros would still move it, under momentum or weight decay)."""
-        check_flag(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none)
+    def zero_grad(self):
         for p in self.parameters():
-            p.zero_grad(set_to_none)
+            p.zero_grad()
 
     def astype(self, dtype):
         """Convert every parameter and floating buffer to ``dtype`` in place; returns self."""

@@ -66,10 +66,6 @@ def test_a_backward_returning_a_wrong_dx_is_named(layer, got):
     for check in (nn.gradcheck, nn.check_intermediates):
         with pytest.raises(ValueError, match=message):
             check(layer, np.ones((2, 3)))
-    layer.astype(np.float64)(np.ones((2, 3)))
-    with pytest.raises(ValueError, match=message):
-        layer.backward(np.ones((2, 2)))
-    assert not layer.weight.grad.any() and not layer.bias.grad.any()   # what it added: taken back
 
 
 class WrongStateGrad(layers.GRU):
