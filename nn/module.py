@@ -282,11 +282,12 @@ class Module:
     Subclasses call ``super().__init__()`` first, then assign ``Parameter`` objects and child
     modules as attributes (they are registered by name, in order; ones kept in a plain list
     or dict are not: keep them in a ``ModuleList`` or name each with ``setattr`` or
-    ``add_module``) and register buffers with ``register_buffer``. They implement ``forward(x)``, which checks its input before it
-    changes any cache (a refused call leaves the last forward standing for backward) and
-    caches what backward needs, and ``backward(dy) -> dx``, which adds each parameter's
-    gradient into its ``grad`` and returns dL/dx of the input's shape and dtype (checked; a
-    backward refused at that check has added its gradients: ``zero_grad`` before a rerun).
+    ``add_module``) and register buffers with ``register_buffer``. They implement
+    ``forward(x)``, which checks its input before it changes any cache (a refused call leaves
+    the last forward standing for backward) and caches what backward needs, and
+    ``backward(dy) -> dx``, which adds each parameter's gradient into its ``grad`` and returns
+    dL/dx of the input's shape and dtype (checked; a backward refused at that check has added
+    its gradients: ``zero_grad`` before a rerun).
 
     Attributes
     ----------
@@ -477,9 +478,16 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=False):
+        """Zero every parameter's gradient. With ``set_to_none=True`` set them to None ("no
+        gradient") instead, PyTorch's default: each module's backward starts its own from
+        zeros, and a parameter whose module took no part in the step keeps None, so that
+        optimizers leave it alone (zeros would still move it, under momentum or weight decay).
+        A backward that adds into a parameter another module registered (a tied weight) starts
+        it itself, ``if p.grad is None: p.zero_grad()``, or registers it too (``self.w = p``)."""
+        check_flag(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none)
         for p in self.parameters():
-            p.zero_grad()
+            p.zero_grad(set_to_none)
 
     def astype(self, dtype):
         """Convert every parameter and floating buffer to ``dtype`` in place; returns self."""

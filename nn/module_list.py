@@ -1,46 +1,15 @@
-"""`ModuleList`: modules kept in a numbered list, registered so that the model owning it sees them."""
+"""`ModuleList`: modules kept in a numbered list, registered so that the model owning it sees them.
+
+``ModuleSequence`` holds the list editing ``ModuleList`` and ``Sequential`` share.
+"""
 import operator
 
 from .module import Module, _check_initialised
 
 
-class ModuleList(Module):
-    """A list of modules, registered as children ``"0"``, ``"1"``, ... (PyTorch's
-    ``nn.ModuleList``): their parameters, buffers and modes belong to the model that holds
-    the list, and its ``state_dict`` keys read ``blocks.0.weight`` as PyTorch's do. (Modules
-    kept in a plain Python list are not registered: the model would not see them.)
-
-    A ModuleList has no forward or backward of its own. The model's ``forward`` calls the
-    modules, and its ``backward`` calls their ``backward`` in the reverse order (the chain
-    rule), for instance::
-
-        def forward(self, x):
-            for block in self.blocks:
-                x = block(x)
-            return x
-
-        def backward(self, dy):
-            for block in reversed(self.blocks):
-                dy = block.backward(dy)
-            return dy
-
-    ``ModuleList(modules=())``; edited like a list: ``append``, ``extend``, ``insert``,
-    ``blocks[i] = module``, ``del blocks[i]`` (or a slice) and ``pop``. After an insert or a
-    deletion the children are numbered ``"0"``, ``"1"``, ... again, in order, as in PyTorch;
-    a slice is a new ModuleList of the same modules, numbered from ``"0"``.
-    """
-
-    def __init__(self, modules=()):
-        super().__init__()
-        self.extend(modules)
-
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} holds modules but runs none of them: call "
-                                  "them from the forward of the model that holds it")
-
-    def backward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} holds modules but runs none of them: call "
-                                  "their backward from the backward of the model that holds it")
+class ModuleSequence(Module):
+    """Modules held in order as numbered children, edited like a list: what ``ModuleList`` and
+    ``Sequential`` share. A slice is ``self._slice(index)``, which each defines as PyTorch's."""
 
     def append(self, module):
         self._check_module(module)
@@ -75,7 +44,7 @@ class ModuleList(Module):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return ModuleList(list(self._modules.values())[index])
+            return self._slice(index)
         return list(self._modules.values())[self._position(index)]
 
     def __setitem__(self, index, module):
@@ -118,6 +87,52 @@ class ModuleList(Module):
         if not isinstance(module, Module):
             raise TypeError(f"{type(self).__name__}: expected Module instances, got {type(module).__name__}")
         _check_initialised(module)
+
+
+class ModuleList(ModuleSequence):
+    """A list of modules, registered as children ``"0"``, ``"1"``, ... (PyTorch's
+    ``nn.ModuleList``): their parameters, buffers and modes belong to the model that holds
+    the list, and its ``state_dict`` keys read ``blocks.0.weight`` as PyTorch's do. (Modules
+    kept in a plain Python list are not registered: the model would not see them.)
+
+    A ModuleList has no forward or backward of its own. The model's ``forward`` calls the
+    modules, and its ``backward`` calls their ``backward`` in the reverse order (the chain
+    rule), for instance::
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+        def backward(self, dy):
+            for block in reversed(self.blocks):
+                dy = block.backward(dy)
+            return dy
+
+    ``ModuleList(modules=None)``; edited like a list: ``append``, ``extend``, ``insert``,
+    ``blocks[i] = module``, ``del blocks[i]`` (or a slice) and ``pop``. After an insert or a
+    deletion the children are numbered ``"0"``, ``"1"``, ... again, in order, as in PyTorch;
+    a slice is a new ModuleList of the same modules, numbered from ``"0"``.
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _slice(self, index):
+        return type(self)(list(self._modules.values())[index])
+
+    # Nothing runs, so the protocol has nothing to check (and no "backward before forward").
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} holds modules but runs none of them: call "
+                                  "them from the forward of the model that holds it")
+    forward.wrapped_by_module = True
+
+    def backward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} holds modules but runs none of them: call "
+                                  "their backward from the backward of the model that holds it")
+    backward.wrapped_by_module = True
 
 
 def _as_index(index):

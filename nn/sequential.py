@@ -1,21 +1,22 @@
 """`Sequential`: a chain of modules, run forward in order and backward in reverse."""
-from .module_list import ModuleList
+from .module_list import ModuleSequence
 
 
-class Sequential(ModuleList):
+class Sequential(ModuleSequence):
     """``y = f_k(... f_2(f_1(x)))``.
 
     Backward applies the chain rule link by link, last module first:
     ``dx_{i} = f_i.backward(dx_{i+1})``, each module adding its parameter gradients on the way.
     Children are named ``"0"``, ``"1"``, ... as in PyTorch, so ``state_dict`` keys match; a
     slice keeps its children's names (``model[2:]`` starts at ``"2"``), as PyTorch's does.
-    Edited like a list, as a ``ModuleList``: ``append``, ``extend``, ``insert``, ``model[i] =
+    Edited like a list (as a ``ModuleList``): ``append``, ``extend``, ``insert``, ``model[i] =
     module``, ``del model[i]`` (or a slice) and ``pop``; after an insert or a deletion the
     numbered children are numbered ``"0"``, ``"1"``, ... again, in order, as in PyTorch.
     """
 
     def __init__(self, *modules):
-        super().__init__(modules)
+        super().__init__()
+        self.extend(modules)
 
     def forward(self, x):
         """``x`` through every module in order."""
@@ -34,10 +35,8 @@ class Sequential(ModuleList):
             dy = module.backward(dy)
         return dy
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            part = Sequential()
-            for name, module in list(self._modules.items())[index]:
-                part.add_module(name, module)
-            return part
-        return super().__getitem__(index)
+    def _slice(self, index):
+        part = type(self)()
+        for name, module in list(self._modules.items())[index]:
+            part.add_module(name, module)
+        return part

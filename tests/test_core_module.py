@@ -742,8 +742,11 @@ def test_a_module_list_edits_like_torchs_and_runs_nothing_itself():
     assert {k: v.shape for k, v in blocks.state_dict().items()} == {
         k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert list(blocks[1:].state_dict()) == list(reference[1:].state_dict()) == ["1.weight", "1.bias"]
-    with pytest.raises(NotImplementedError, match="ModuleList holds modules but runs none of them"):
-        blocks(np.ones((1, 3), np.float32))
+    for run in (lambda x: blocks(x), lambda dy: blocks.backward(dy)):
+        with pytest.raises(NotImplementedError, match="ModuleList holds modules but runs none of them"):
+            run(np.ones((1, 3), np.float32))
+    assert len(nn.ModuleList()) == len(nn.ModuleList(None)) == 0
+    assert not isinstance(nn.Sequential(), nn.ModuleList)          # as in PyTorch
     with pytest.raises(TypeError, match="ModuleList: expected Module instances, got int"):
         blocks.extend([layers.ReLU(), 3])
     assert len(blocks) == 3                                # nothing of the refused extend was added
