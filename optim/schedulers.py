@@ -146,7 +146,7 @@ class CosineAnnealingLR(LRScheduler):
 
     (the second form where the first would divide by zero, at the bottom of the cosine). A rate
     that rounding leaves a hair below zero, back at a ``base_lr`` of 0, is set to 0 (PyTorch
-    keeps the negative rate, of order 1e-17).
+    keeps the negative rate).
 
     Parameters
     ----------
@@ -171,5 +171,6 @@ class CosineAnnealingLR(LRScheduler):
         else:
             lr = ((1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T))
                   * (lr - eta_min) + eta_min)
-        # Back at a base_lr of 0, the recursion's rounding can land a hair below it.
-        return 0.0 if 0 > lr >= -1e-12 * max(self.base_lr, eta_min) else lr
+        # Back at a base_lr of 0, the recursion's rounding (which grows as T_max**2, about 1e-17
+        # of the rates per epoch squared) can land a hair below it.
+        return 0.0 if 0 > lr >= -1e-14 * T * T * max(self.base_lr, eta_min) else lr
