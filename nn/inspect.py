@@ -105,8 +105,8 @@ def compare(name, analytic, reference, atol=1e-8, rtol=1e-5, show_diff=True, fil
     """
     a, r = np.asarray(analytic), np.asarray(reference)
     for what, array in (("analytic", a), ("reference", r)):
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise TypeError(f"compare({name!r}): expected {what} to be numbers, got an array of dtype {array.dtype}")
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"compare({name!r}): expected {what} to be real numbers, got an array of dtype {array.dtype}")
     if a.shape != r.shape:
         raise ValueError(f"compare({name!r}): analytic has shape {a.shape}, reference has shape {r.shape}")
     diff = np.abs(a.astype(np.float64) - r.astype(np.float64))
@@ -453,11 +453,11 @@ def _nudged_loss(run, G, nudge, i):
 
 def _names(names):
     """``names`` (one name, or an iterable of them) as a set."""
-    wanted = {names} if isinstance(names, str) else set(names) if isinstance(names, Iterable) else None
+    wanted = [names] if isinstance(names, str) else list(names) if isinstance(names, Iterable) else None
     if wanted is None or not all(isinstance(n, str) for n in wanted):
         raise TypeError(f"check_intermediates: expected names to be a name or an iterable of names, "
                         f"got {names!r}")
-    return wanted
+    return set(wanted)
 
 
 def _row(name, kind, shape, indices, analytic, numeric, atol, rtol, exact_tol, per_step):

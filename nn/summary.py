@@ -47,10 +47,10 @@ def summary(model, input_shape, dtype=None, print_fn=print):
             # the shapes of one sample: flops() counts for the whole batch it is given
             in_shape = (1,) + inputs[0].shape[1:] if inputs and isinstance(inputs[0], np.ndarray) else ()
             out_shape = (1,) + output.shape[1:] if isinstance(output, np.ndarray) else ()
-            own = [p for p in module._parameters.values() if id(p) not in counted]
-            counted.update(map(id, own))
+            own = {id(p): p for p in module._parameters.values() if id(p) not in counted}
+            counted.update(own)
             sharing.append(len(own) < len(module._parameters))
-            params = sum(p.size for p in own)
+            params = sum(p.size for p in own.values())
             rows.append((name, type(module).__name__, out_shape, params, module.flops(in_shape, out_shape)))
         return hook
 

@@ -63,6 +63,7 @@ def test_summary_shapes_params_flops():
 def test_summary_counts_a_tied_weight_once():
     model = nn.Sequential(layers.Dense(4, 4), layers.Tanh(), layers.Dense(4, 4))
     model[2].weight = model[0].weight
+    model[0].alias = model[0].bias                               # one parameter, two names
     text = nn.summary(model, (4,), print_fn=None)
     rows = [line.split() for line in text.splitlines() if line.startswith(("0 ", "2 "))]
     assert [row[-2] for row in rows] == ["20", "4"]               # the second Dense: its bias only
