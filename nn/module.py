@@ -181,6 +181,8 @@ def _wrap_forward(fn):
     def forward(self, *args, **kwargs):
         _check_initialised(self)
         if _nested(self):
+            # A super().forward(...) call; the same one twice overwrote the cache of the first.
+            self._inner_calls[fn] = self._inner_calls.get(fn, 0) + 1
             return fn(self, *args, **kwargs)
         _claim(self, "forward")
         standing = None                          # the record of the forward a refusal leaves standing
@@ -189,6 +191,7 @@ def _wrap_forward(fn):
             self.intermediates.clear()
         previous_count, previous_call = (self._pass, self._uses), self._called_at
         _count_call(self)
+        self._inner_calls.clear()
         self.__dict__["_called_at"] = start = next(_ticks)
         _passes.depth += 1
         try:
@@ -212,6 +215,7 @@ def _wrap_forward(fn):
             _passes.depth -= 1
             _release(self)
         self.__dict__["_finished_at"] = next(_ticks)
+        self.__dict__["_uses"] = max(self._uses, *self._inner_calls.values(), 1)
         self._stack_steps(self.intermediates)
         if isinstance(out, np.generic):          # NumPy turns a 0-d result into a scalar: an array again
             out = np.asarray(out)
@@ -316,6 +320,7 @@ class Module:
         d["_output_meta"] = False            # False: no forward yet
         d["_input_meta"] = None              # the shape and dtype of a floating input: dx's
         d["_pass"], d["_uses"] = 0, 0           # the forward pass of the last call, calls in it
+        d["_inner_calls"] = {}                  # super().forward calls in it, per class's forward
         d["_called_at"] = d["_finished_at"] = -1   # ticks: the last forward's start and end
         d["_recording"] = False
         d["_perturbations"] = {}

@@ -613,6 +613,38 @@ def test_forward_and_backward_from_a_mixin_get_the_protocols_checks():
         model.backward(np.ones(1))
 
 
+class _Twice(layers.Dense):
+    """Sums the layer over two halves of its input: the second super().forward overwrites the
+    cache of the first."""
+
+    def forward(self, x):
+        return super().forward(x[:, :3]) + super().forward(x[:, 3:])
+
+
+class _Scaled(layers.Dense):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+class _ScaledAgain(_Scaled):
+    def forward(self, x):
+        return super().forward(x) + 1           # one call of each class's forward: fine
+
+    def backward(self, dy):
+        return super().backward(2 * dy)
+
+
+def test_the_same_super_forward_twice_in_one_call_refuses_backward():
+    twice = _Twice(3, 2)
+    y = twice(np.ones((4, 6), np.float32))
+    with pytest.raises(ValueError, match="_Twice.backward: _Twice ran 2 times in the last forward pass"):
+        twice.backward(np.ones_like(y))
+    chained = _ScaledAgain(3, 2)
+    y = chained(np.ones((4, 3), np.float32))
+    chained.backward(np.ones_like(y))
+    np.testing.assert_allclose(chained.bias.grad, [8.0, 8.0])     # y = 2 z + 1: dz = 2 dy, over 4 rows
+
+
 def test_a_module_without_module_init_is_named():
     class NoInit(nn.Module):
         def __init__(self):
