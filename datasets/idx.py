@@ -111,7 +111,8 @@ def read_idx(path):
     ------
     ValueError
         Naming the file, for a broken gzip stream, a bad magic number, an unknown type code,
-        zero or more than 64 dimensions, or a payload that is shorter or longer than the header announces.
+        zero or more than 64 dimensions, or a payload that is shorter or longer than the
+        header announces.
     """
     data = _read_bytes(path)
     dtype, dims, start = _parse_header(path, data)

@@ -106,7 +106,8 @@ def compare(name, analytic, reference, atol=1e-8, rtol=1e-5, show_diff=True, fil
     a, r = np.asarray(analytic), np.asarray(reference)
     for what, array in (("analytic", a), ("reference", r)):
         if array.dtype.kind not in "biuf":
-            raise TypeError(f"compare({name!r}): expected {what} to be real numbers, got an array of dtype {array.dtype}")
+            raise TypeError(f"compare({name!r}): expected {what} to be real numbers, got an array "
+                            f"of dtype {array.dtype}")
     if a.shape != r.shape:
         raise ValueError(f"compare({name!r}): analytic has shape {a.shape}, reference has shape {r.shape}")
     diff = np.abs(a.astype(np.float64) - r.astype(np.float64))

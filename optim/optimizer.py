@@ -249,11 +249,11 @@ class Optimizer:
         ``set_to_none=True`` to None, as PyTorch does by default: ``step`` then skips a
         parameter whose module took no part in the next backward. A gradient that is None
         stays None: the next backward of its module starts it from zeros."""
-        if _flag(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none):
-            for p in self.params:
-                p.grad = None
+        to_none = _flag(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none)
         for p in self.params:
-            if p.grad is not None:
+            if to_none:
+                p.grad = None
+            elif p.grad is not None:
                 p.grad.fill(0)
 
     # -- helpers for subclasses --------------------------------------------------------------

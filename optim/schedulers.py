@@ -171,6 +171,6 @@ class CosineAnnealingLR(LRScheduler):
         else:
             lr = ((1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T))
                   * (lr - eta_min) + eta_min)
-        # Back at a base_lr of 0, the recursion's rounding (which grows as T_max**2, about 1e-17
-        # of the rates per epoch squared) can land a hair below it.
+        # Back at a base_lr of 0, the recursion's rounding, which grows as T_max**2, can land a
+        # hair below it.
         return 0.0 if 0 > lr >= -1e-14 * T * T * max(self.base_lr, eta_min) else lr
