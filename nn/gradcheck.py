@@ -83,20 +83,33 @@ def numerical_gradient(f, array, indices, eps=1e-6):
     return grads
 
 
-def kink_hint(loss_at, eps, analytic):
+#: How ``kink_hint`` ends when backward's value is one of the valid choices at the kink.
+VALID_AT_KINK = "lies between them: a valid choice"
+
+
+def kink_hint(loss_at, eps, analytic, atol=1e-6, rtol=1e-4):
     """Why a failed entry may be no bug: ``loss_at(h)`` is the scalar loss with the entry moved
-    by ``h``. Where its one-sided slopes differ, the loss has a kink at this point (a ReLU's
-    input at exactly 0, tied inputs of a max-pool): there is no derivative for a finite
+    by ``h``. Where its one-sided slopes differ by more than the check's tolerance, and by as
+    much at a step of ``2 eps`` as of ``eps`` (a smooth curve's one-sided slopes part in
+    proportion to the step, a kink's by a fixed amount), the loss has a kink at this point (a
+    ReLU's input at exactly 0, tied inputs of a max-pool): there is no derivative for a finite
     difference to find, and backward's value is one valid choice when it lies between the two
-    slopes. Returns that explanation, or "" where the slopes agree."""
+    slopes. (Where several kinks meet -- one input feeding several ReLUs at 0 -- valid choices
+    reach beyond the slopes.) Returns that explanation, or "" where no kink shows."""
     at = loss_at(0.0)
-    left, right = (at - loss_at(-eps)) / eps, (loss_at(eps) - at) / eps
-    scale = max(1.0, abs(left), abs(right))
-    if abs(left - right) <= 1e-3 * scale:
+
+    def slopes(h):
+        return (at - loss_at(-h)) / h, (loss_at(h) - at) / h
+
+    (left, right), (left2, right2) = slopes(eps), slopes(2 * eps)
+    gap, gap2 = right - left, right2 - left2
+    tol = atol + rtol * max(abs(left), abs(right))
+    if abs(gap) <= tol or abs(gap2 - gap) > 0.25 * abs(gap):
         return ""
     lo, hi = min(left, right), max(left, right)
-    verdict = ("lies between them: a valid choice" if lo - 1e-6 * scale <= analytic <= hi + 1e-6 * scale
-               else "lies outside them: wrong")
+    verdict = (VALID_AT_KINK if lo - tol <= analytic <= hi + tol else
+               "lies outside them: wrong, unless several kinks meet here (one input feeding several "
+               "ReLUs at 0), where valid choices reach beyond the slopes")
     return (f"the loss has a kink here (left slope {left:.4g}, right slope {right:.4g}: e.g. a ReLU "
             f"at 0 or a max-pool tie), so no central difference is its gradient; backward's "
             f"{analytic:.4g} {verdict}")
@@ -244,7 +257,8 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
         numeric = numerical_gradient(loss, array, idx, eps)
         result = _result_row(name, np.array([grad[i] for i in idx]), numeric, idx, array.shape, atol, rtol)
         if not result.passed:
-            result.hint = kink_hint(_moved(loss, array, result.worst_index), eps, grad[result.worst_index])
+            result.hint = kink_hint(_moved(loss, array, result.worst_index), eps, grad[result.worst_index],
+                                    atol, rtol)
         report.results.append(result)
     return report
 

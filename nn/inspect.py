@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checks import check_real
-from .gradcheck import (_rewinder, _to64, check_settings, float64_copy, gradient_problem,
-                        input_gradient_rows, kink_hint, nothing_to_check, sample_indices)
+from .gradcheck import (VALID_AT_KINK, _rewinder, _to64, check_settings, float64_copy,
+                        gradient_problem, input_gradient_rows, kink_hint, nothing_to_check,
+                        sample_indices)
 from .module import expect_module
 
 __all__ = [
@@ -248,8 +249,13 @@ class IntermediateReport:
         if not self.passed:
             name, step = self._first_failure()
             where = f"{name!r}" + ("" if step is None else f" at step {step}")
-            lines.append(f"wrong: {', '.join(self.failed)}; the error enters at {where} "
-                         f"(the first wrong gradient walking backward from the loss)")
+            if self[name].hint.endswith(VALID_AT_KINK):
+                lines.append(f"wrong: {', '.join(self.failed)}; the first of them walking backward "
+                             f"from the loss, {where}, fails on a kink where backward's value is a "
+                             "valid choice: the failures may all be the kink's, not backward's")
+            else:
+                lines.append(f"wrong: {', '.join(self.failed)}; the error enters at {where} "
+                             f"(the first wrong gradient walking backward from the loss)")
         return "\n".join(lines)
 
     def __str__(self):
@@ -400,7 +406,7 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         row = _row(name, kind, shape, idx, analytic, numeric, atol, rtol, exact_tol, stepped)
         if not row.approximate:
             row.hint = kink_hint(_nudged_loss(run, G, nudge, row.worst_index), eps,
-                                 float(grad[row.worst_index]))
+                                 float(grad[row.worst_index]), atol, rtol)
         report.rows.append(row)
     model.record_intermediates(False)
     return report

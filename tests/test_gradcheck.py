@@ -171,8 +171,10 @@ def test_a_failure_on_a_kink_says_so():
 def test_kink_hint_judges_the_analytic_value():
     relu_at_zero = lambda h: max(h, 0.0) * 2.0       # slopes 0 (left) and 2 (right)
     assert kink_hint(relu_at_zero, 1e-6, 0.0).endswith("a valid choice")
-    assert kink_hint(relu_at_zero, 1e-6, 3.0).endswith("lies outside them: wrong")
+    assert "lies outside them: wrong, unless several kinks meet here" in kink_hint(relu_at_zero, 1e-6, 3.0)
+    assert kink_hint(lambda h: max(h, 0.0) * 2e-4, 1e-6, 0.0).endswith("a valid choice")   # small slopes
     assert kink_hint(lambda h: 3.0 * h + h * h, 1e-6, 1.0) == ""
+    assert kink_hint(lambda h: 3.0 * h + 1e4 * h * h, 1e-6, 1.0) == ""    # strongly curved, no kink
 
 
 @pytest.mark.parametrize("check", [nn.gradcheck, nn.inspect.check_intermediates])

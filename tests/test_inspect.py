@@ -846,3 +846,14 @@ def test_check_intermediates_explains_a_failure_on_a_kink():
     report = check_intermediates(layers.MaxPool2D(2), x)
     assert not report.passed and "a valid choice" in report["input"].hint
     assert ": the loss has a kink here" in report.table()
+
+
+def test_a_failure_on_a_kink_is_not_called_the_entry_of_an_error():
+    nn.seed(0)
+    model = nn.Sequential(layers.Dense(3, 4, bias=False), layers.ReLU(), layers.Dense(4, 2)).astype(np.float64)
+    x = np.zeros((2, 3))                          # z = 0: every ReLU sits on its kink
+    report = check_intermediates(model, x)
+    assert not report.passed and report.first_failure == "0.z"
+    assert report["0.z"].hint.endswith("lies between them: a valid choice")
+    assert "'0.z', fails on a kink where backward's value is a valid choice" in str(report)
+    assert "the error enters" not in str(report)
