@@ -36,6 +36,7 @@ from .gradcheck import (VALID_AT_KINK, _rewinder, _to64, check_settings, float64
                         gradient_problem, input_gradient_rows, kink_hint, nothing_to_check,
                         sample_indices)
 from .module import expect_module
+from .parameter import Parameter
 
 __all__ = [
     "check_intermediates", "IntermediateReport", "Row", "EXACT_TOL",
@@ -104,20 +105,33 @@ def compare(name, analytic, reference, atol=1e-8, rtol=1e-5, show_diff=True, fil
     -------
     Comparison
     """
-    a, r = np.asarray(analytic), np.asarray(reference)
-    for what, array in (("analytic", a), ("reference", r)):
-        if array.dtype.kind not in "biuf":
-            raise TypeError(f"compare({name!r}): expected {what} to be real numbers, got an array "
-                            f"of dtype {array.dtype}")
+    a, r = (_as_numbers(name, what, value) for what, value in
+            (("analytic", analytic), ("reference", reference)))
     if a.shape != r.shape:
         raise ValueError(f"compare({name!r}): analytic has shape {a.shape}, reference has shape {r.shape}")
-    diff = np.abs(a.astype(np.float64) - r.astype(np.float64))
+    a64, r64 = a.astype(np.float64), r.astype(np.float64)
+    with np.errstate(invalid="ignore"):                           # inf - inf
+        diff = np.where(a64 == r64, 0.0, np.abs(a64 - r64))      # inf against inf: no difference
     row = Comparison(name, bool(np.array_equal(a, r)), bool(np.allclose(a, r, rtol=rtol, atol=atol)),
                      float(diff.max(initial=0.0)))
     if file is not False:
         text = str(row) if show_diff else str(row).rsplit(" | maxdiff", 1)[0]
         print(text, file=file)
     return row
+
+
+def _as_numbers(name, what, value):
+    """``value`` (array-like, or a PyTorch tensor) as an array of real numbers."""
+    if isinstance(value, Parameter):
+        raise TypeError(f"compare({name!r}): expected {what} to be an array, got a Parameter; "
+                        "compare its .data or its .grad")
+    if hasattr(value, "detach"):                  # a PyTorch tensor, perhaps requiring grad
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"compare({name!r}): expected {what} to be real numbers, got an array "
+                        f"of dtype {array.dtype}")
+    return array
 
 
 # =============================================================================================

@@ -296,6 +296,17 @@ def test_compare_prints_the_course_row(capsys):
         compare("dW", a, ["x", "y", "z"])
     with pytest.raises(TypeError, match="expected analytic to be real numbers, got an array of dtype complex128"):
         compare("dW", a + 0j, a)
+    with pytest.raises(TypeError, match="expected analytic to be an array, got a Parameter; compare its .data"):
+        compare("dW", nn.Parameter(a), a)
+    inf = np.array([np.inf, 1.0])
+    row = compare("dW", inf, inf.copy(), file=False)
+    assert row.exact and row.approximate and row.max_abs_diff == 0.0
+
+
+def test_compare_takes_a_torch_tensor_that_requires_grad():
+    torch = pytest.importorskip("torch")
+    a = np.array([1.0, 2.0])
+    assert compare("dW", a, torch.tensor(a, requires_grad=True) * 1, file=False).exact
 
 
 # =============================================================================================
