@@ -37,7 +37,7 @@ def rnn_step_backward(dh, cache, W_ih, W_hh, relu=False, tap_grad=no_tap):
     """
     x_t, h_prev, a, h = cache
     dh = tap_grad("h", dh)
-    da = tap_grad("a", dh * (a > 0) if relu else dh * (1 - h ** 2))
+    da = tap_grad("a", dh * ~(a <= 0) if relu else dh * (1 - h ** 2))    # a NaN passes dh on
     db = da.sum(axis=0)
     return da @ W_ih, da @ W_hh, (da.T @ x_t, da.T @ h_prev, db, db)
 

@@ -235,7 +235,7 @@ class MSELoss(Loss):
         (``'sum'``, ``'none'``), ``dloss`` ones by default."""
         self._check_called()
         diff = self._cache["diff"]
-        return 2 * diff * self._upstream(dloss, diff.shape, diff.dtype)
+        return diff * (2 * self._upstream(dloss, diff.shape, diff.dtype))   # 2 diff can overflow
 
 
 def _bce_weight(name, value):

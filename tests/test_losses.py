@@ -296,3 +296,11 @@ def test_bad_input():
         nn.MSELoss()(z, np.zeros((3, 1)))
     with pytest.raises(ValueError, match="before the loss was computed"):
         nn.MSELoss().backward()
+
+
+def test_mse_gradient_scales_before_it_doubles():
+    """``2 (pred - target) / n`` in float32: 2 * 2e38 overflows, 2 / n * 2e38 does not."""
+    loss = nn.MSELoss()
+    with np.errstate(over="ignore"):                 # the loss itself is inf, as in PyTorch
+        loss(np.full(5, 1e38, np.float32), np.full(5, -1e38, np.float32))
+    np.testing.assert_allclose(loss.backward(), np.full(5, 8e37, np.float32), rtol=1e-6)

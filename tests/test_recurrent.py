@@ -691,3 +691,22 @@ def test_an_infinite_input_gives_the_same_nan_and_inf_on_both_paths(cell):
         np.testing.assert_array_equal(np.isposinf(fast), np.isposinf(ref))
         finite = np.isfinite(ref)
         np.testing.assert_allclose(fast[finite], ref[finite], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_a_relu_rnn_passes_the_gradient_through_a_nan_as_torch(reference):
+    """ReLU's derivative at a NaN pre-activation is 1 in PyTorch's threshold_backward (NaN <= 0
+    is false): the steps before the NaN get a finite gradient, the same in both."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    layer = layers.RNN(2, 3, nonlinearity="relu", rng=0, dtype=np.float64)
+    twin = torch.nn.RNN(2, 3, nonlinearity="relu", batch_first=True).double()
+    layer.load_state_dict(twin.state_dict())
+    x, dy = rng.standard_normal((2, 6, 2)), rng.standard_normal((2, 6, 3))
+    x[0, 4, 0] = np.nan
+    xt = torch.from_numpy(x).requires_grad_()
+    twin(xt)[0].backward(torch.from_numpy(dy))
+    with nn.use_reference(reference):
+        layer(x)
+        dx = layer.backward(dy)
+    np.testing.assert_allclose(dx[:, :4], xt.grad.numpy()[:, :4], rtol=1e-10)

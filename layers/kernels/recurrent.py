@@ -232,8 +232,8 @@ def _rnn_cell_backward(t, n, relu, dy, dh_rec, y, dh, dh_seq, dgates):
     one = dh.dtype.type(1)
     _total_dh(t, n, dy, dh_rec, dh, dh_seq)
     for j in range(dh.shape[1]):          # da = dh * act'(a), read off the output h
-        h = y[t, n, j]
-        dgates[t, n, j] = dh_seq[t, n, j] * (h > 0) if relu else dh_seq[t, n, j] * (one - h * h)
+        h = y[t, n, j]                    # (relu: a NaN passes dh on, as PyTorch's does)
+        dgates[t, n, j] = dh_seq[t, n, j] * (not h <= 0) if relu else dh_seq[t, n, j] * (one - h * h)
     for j in range(dh.shape[1]):          # dh_prev flows only through W_hh (dh_rec, next step)
         dh[n, j] = 0
 
