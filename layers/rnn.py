@@ -26,7 +26,7 @@ def rnn_step_backward(dh, cache, W_ih, W_hh, relu=False, tap_grad=no_tap):
 
     ``dh = dL/dh_t`` (from the output and from step t+1)::
 
-        da = dh * (1 - h^2)          (relu: dh * [a > 0])
+        da = dh * (1 - h^2)          (relu: dh * [a > 0], and dh where a is NaN, as PyTorch)
         dx_t = da @ W_ih             dh_prev = da @ W_hh
         dW_ih = da.T @ x_t           dW_hh = da.T @ h_prev        db_ih = db_hh = da.sum(0)
 
