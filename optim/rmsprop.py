@@ -78,7 +78,9 @@ class RMSprop(Optimizer):
             d *= 1 - alpha
             gm += d
             np.multiply(gm, gm, out=d)                      # d <- sqrt(v - gm^2)
-            np.subtract(v, d, out=d)
+            with np.errstate(invalid="ignore"):             # inf - inf where v overflowed...
+                np.subtract(v, d, out=d)
+            np.copyto(d, v, where=np.isinf(v))              # ...is inf there, as torch's fused op
             np.sqrt(d, out=d)
         else:
             np.sqrt(v, out=d)

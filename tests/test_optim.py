@@ -190,6 +190,24 @@ def test_a_huge_float32_gradient_does_not_freeze_the_weight(name, kwargs, refere
     np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("g", [1e22, 1e30])
+def test_centered_rmsprop_with_an_overflowing_second_moment_matches_torch(g):
+    """Past |g| ~ 2e20 both v and gm^2 overflow float32; torch's fused v - gm^2 gives
+    sqrt(inf) = inf and a zero step where inf - inf would write NaN into the weight."""
+    torch = pytest.importorskip("torch")
+    x0 = np.array([1.0, -2.0, 0.5], np.float32)
+    grad = np.array([g, -g, 1.0], np.float32)
+    p, t = nn.Parameter(x0.copy()), torch.nn.Parameter(torch.tensor(x0))
+    opt = optim.RMSprop([p], lr=1e-2, centered=True, momentum=0.5)
+    topt = torch.optim.RMSprop([t], lr=1e-2, centered=True, momentum=0.5)
+    for _ in range(3):
+        p.grad, t.grad = grad.copy(), torch.tensor(grad)
+        opt.step()
+        topt.step()
+    np.testing.assert_array_equal(p.data, t.detach().numpy())
+    assert np.isfinite(p.data).all() and (p.data[:2] == x0[:2]).all()
+
+
 def test_adam_non_contiguous_gradient_takes_the_reference_path():
     # A gradient assigned by hand may be a strided view; the flat kernel cannot take it.
     p, twin = make_params(shapes=[(4, 3)]), make_params(shapes=[(4, 3)])
