@@ -285,8 +285,8 @@ class Module:
 
     Subclasses call ``super().__init__()`` first, then assign ``Parameter`` objects and child
     modules as attributes (they are registered by name, in order; ones kept in a plain list
-    or dict are not: keep them in a ``ModuleList`` or name each with ``setattr`` or
-    ``add_module``) and register buffers with ``register_buffer``. They implement
+    or dict are not: keep them in a ``ModuleList`` or name each with ``setattr``,
+    ``register_parameter`` or ``add_module``) and register buffers with ``register_buffer``. They implement
     ``forward(x)``, which checks its input before it changes any cache (a refused call leaves
     the last forward standing for backward) and caches what backward needs, and
     ``backward(dy) -> dx``, which adds each parameter's gradient into its ``grad`` and returns
@@ -405,6 +405,17 @@ class Module:
         self.__dict__.pop(name, None)
         self._buffers[name] = array
 
+    def register_parameter(self, name, param):
+        """Register ``param`` under ``name``, as assigning it does, with the name checks of
+        ``register_buffer`` (a name built at run time, e.g. ``f"weight_l{k}"``)."""
+        where = f"{type(self).__name__}.register_parameter"
+        self._check_new_name(where, name)
+        if not isinstance(param, Parameter):
+            raise TypeError(f"{where}: expected a Parameter, got {type(param).__name__}")
+        if name not in self._parameters:
+            self._check_free(where, name)
+        setattr(self, name, param)
+
     def add_module(self, name, module):
         where = f"{type(self).__name__}.add_module"
         self._check_new_name(where, name)
@@ -424,7 +435,7 @@ class Module:
                            "delete it first")
 
     def _check_new_name(self, where, name):
-        """``register_buffer`` and ``add_module`` take a name usable as an attribute and in a
+        """``register_parameter``, ``register_buffer`` and ``add_module`` take a name usable as an attribute and in a
         dotted ``state_dict`` key that does not hide what ``Module`` itself defines
         (``training``, ``forward``, ...). (Plain assignment is not checked, as in PyTorch.)"""
         if not isinstance(name, str) or not name or "." in name:

@@ -167,6 +167,8 @@ def test_registry_names_that_would_break_the_module_are_refused(name, message):
         m.register_buffer(name, np.zeros(1))
     with pytest.raises(KeyError, match=message):
         m.add_module(name, layers.ReLU())
+    with pytest.raises(KeyError, match=message):
+        m.register_parameter(name, nn.Parameter(np.zeros(1)))
     assert m.training is True and list(m.state_dict()) == ["scale", "count", "inner.weight", "inner.bias"]
 
 
@@ -512,6 +514,21 @@ def test_add_module_and_register_buffer_do_not_replace_what_is_there():
     seq = nn.Sequential(layers.ReLU())
     seq.add_module("0", layers.Tanh())                                    # and a child
     assert isinstance(seq[0], layers.Tanh)
+    with pytest.raises(KeyError, match=r"Dense.register_parameter: 'in_features' is already an attribute"):
+        dense.register_parameter("in_features", nn.Parameter(np.zeros(1)))
+    with pytest.raises(TypeError, match="Dense.register_parameter: expected a Parameter, got ndarray"):
+        dense.register_parameter("scale", np.zeros(1))
+
+
+def test_register_parameter_names_a_parameter_built_at_run_time():
+    dense = layers.Dense(2, 2)
+    weight = nn.Parameter(np.ones((2, 2), np.float32))
+    dense.register_parameter("weight", weight)                          # a parameter may be replaced
+    for k in range(2):
+        dense.register_parameter(f"scale_l{k}", nn.Parameter(np.full(2, k, np.float32)))
+    assert dense.weight is weight
+    assert list(dense.state_dict()) == ["weight", "bias", "scale_l0", "scale_l1"]
+    assert dense.scale_l1.name == "scale_l1" and dense.scale_l1.data[0] == 1
 
 
 def test_hooks_must_be_callable_and_have_distinct_keys():
@@ -784,3 +801,79 @@ def test_a_module_list_edits_like_torchs_and_runs_nothing_itself():
     assert len(blocks) == 3                                # nothing of the refused extend was added
     with pytest.raises(IndexError, match=r"ModuleList.insert: expected an index in \[-3, 3\], got 7"):
         blocks.insert(7, layers.ReLU())
+
+
+def test_a_module_dict_registers_its_modules_with_torchs_names():
+    torch = pytest.importorskip("torch")
+
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = layers.Dense(3, 4, dtype=np.float64)
+            self.tanh = layers.Tanh()
+            self.heads = nn.ModuleDict({"digit": layers.Dense(4, 10, dtype=np.float64),
+                                        "parity": layers.Dense(4, 2, dtype=np.float64)})
+
+        def forward(self, x):
+            h = self.tanh(self.trunk(x))
+            return self.heads["digit"](h) + self.heads["parity"](h).sum(axis=1, keepdims=True)
+
+        def backward(self, dy):
+            dh = self.heads["digit"].backward(dy)
+            dh = dh + self.heads["parity"].backward(np.repeat(dy.sum(axis=1, keepdims=True), 2, axis=1))
+            return self.trunk.backward(self.tanh.backward(dh))
+
+    class TorchHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = torch.nn.Linear(3, 4)
+            self.heads = torch.nn.ModuleDict({"digit": torch.nn.Linear(4, 10), "parity": torch.nn.Linear(4, 2)})
+
+        def forward(self, x):
+            h = torch.tanh(self.trunk(x))
+            return self.heads["digit"](h) + self.heads["parity"](h).sum(dim=1, keepdim=True)
+
+    model, reference = Heads(), TorchHeads().double()
+    assert list(model.state_dict()) == list(reference.state_dict())   # heads.digit.weight, ...
+    model.load_state_dict(reference.state_dict())
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 10))
+    xt = torch.from_numpy(x).requires_grad_()
+    y = reference(xt)
+    y.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(model(x), y.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(model.backward(dy), xt.grad.numpy(), rtol=1e-12)
+    torch_grads = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, torch_grads[name].grad.numpy(), rtol=1e-12, err_msg=name)
+    assert nn.gradcheck(model, x).passed
+
+
+def test_a_module_dict_edits_like_a_dict_and_checks_before_it_adds():
+    heads = nn.ModuleDict([("b", layers.Dense(2, 2)), ("a", layers.ReLU())])
+    heads["c"] = layers.Tanh()
+    heads["b"] = layers.Dense(2, 3)                        # replacing keeps the key's place
+    assert list(heads) == list(heads.keys()) == ["b", "a", "c"]
+    assert list(heads.state_dict()) == ["b.weight", "b.bias"] and heads["b"].weight.shape == (3, 2)
+    assert "a" in heads and "z" not in heads and len(heads) == 3
+    assert [type(m).__name__ for m in heads.values()] == ["Dense", "ReLU", "Tanh"]
+    assert isinstance(heads.pop("a"), layers.ReLU) and list(heads) == ["b", "c"]
+    del heads["c"]
+    with pytest.raises(KeyError, match=r"ModuleDict has no module 'c'; its keys are \['b'\]"):
+        heads["c"]
+    with pytest.raises(KeyError, match="ModuleDict: 'keys' is already an attribute of this ModuleDict"):
+        heads["keys"] = layers.ReLU()
+    with pytest.raises(KeyError, match="ModuleDict: 'training' is an attribute every Module has"):
+        heads.update({"training": layers.ReLU()})
+    with pytest.raises(KeyError, match="without '.'"):
+        heads["a.b"] = layers.ReLU()
+    with pytest.raises(TypeError, match="ModuleDict: expected a Module for key 'x', got int"):
+        heads.update([("y", layers.ReLU()), ("x", 3)])
+    with pytest.raises(TypeError, match=r"expected a mapping or \(key, module\) pairs, got 'xy' at position 0"):
+        nn.ModuleDict(["xy"])
+    assert list(heads) == ["b"]                             # nothing of a refused update was added
+    for run in (lambda x: heads(x), lambda dy: heads.backward(dy)):
+        with pytest.raises(NotImplementedError, match="ModuleDict holds modules but runs none of them"):
+            run(np.ones((1, 2), np.float32))
+    heads.clear()
+    assert len(heads) == 0 and heads.state_dict() == {} and len(nn.ModuleDict()) == 0
