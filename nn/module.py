@@ -671,7 +671,8 @@ class Module:
 
     def flops(self, input_shape, output_shape):
         """Forward floating-point operations for one call (used by ``nn.summary``); layers
-        with arithmetic override this. Containers report their children instead."""
+        with arithmetic override this; a container counts only what it computes itself (a
+        residual add): its children have rows of their own."""
         return 0
 
     def extra_repr(self):

@@ -1,20 +1,22 @@
 """`summary`: a Keras-style table of a model's layers, output shapes, parameters and FLOPs."""
 import numpy as np
 
-from .module import copy_without_hooks, expect_module
+from .module import Module, copy_without_hooks, expect_module
 
 
 def _shown(model):
     """``(name, module)`` of every module that gets a row -- each leaf, and each container
-    with parameters of its own -- once each (a module used twice keeps its first name, so its
-    hook records each call once)."""
-    return [(name, m) for name, m in model.named_modules() if not m._modules or m._parameters]
+    with parameters or arithmetic (a ``flops`` of its own) -- once each (a module used twice
+    keeps its first name, so its hook records each call once)."""
+    return [(name, m) for name, m in model.named_modules()
+            if not m._modules or m._parameters or type(m).flops is not Module.flops]
 
 
 def summary(model, input_shape, dtype=None, print_fn=print):
     """Print (and return) each leaf layer's output shape, parameter count and forward FLOPs
-    (and a row for each container with parameters of its own, after its children's: its
-    output, its own parameters).
+    (and a row for each container with parameters or a ``flops`` of its own, after its
+    children's: its output, its own parameters, the arithmetic it does itself, such as a
+    residual add).
 
     ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)`` for images or
     ``(T, F)`` for sequences; a batch of two zero samples of the model's dtype (or ``dtype``:

@@ -1,5 +1,6 @@
 """The Module protocol: registries, modes, state_dict, astype, errors."""
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -303,6 +304,27 @@ def test_summary_rows_add_up_to_the_total_with_a_containers_own_parameters():
     rows = [line.split() for line in text.splitlines() if "(None," in line]
     assert [r[1] for r in rows] == ["(Dense)", "(_ScaledDense)", "(ReLU)"]    # children first
     assert [int(r[-2]) for r in rows] == [12, 3, 0] and "Total params: 15" in text
+
+
+class _Residual(nn.Module):
+    """``x + f(x)``: no parameters of its own, one add per element."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(layers.Dense(3, 3), layers.Tanh())
+
+    def forward(self, x):
+        return x + self.f(x)
+
+    def flops(self, input_shape, output_shape):
+        return math.prod(output_shape)
+
+
+def test_summary_counts_the_arithmetic_a_container_does_itself():
+    text = nn.summary(nn.Sequential(_Residual(), layers.ReLU()), (3,), print_fn=None)
+    rows = [line.split() for line in text.splitlines() if "(None," in line]
+    assert [r[1] for r in rows] == ["(Dense)", "(Tanh)", "(_Residual)", "(ReLU)"]
+    assert [int(r[-1]) for r in rows] == [18, 3, 3, 3] and "Forward FLOPs per sample: 27" in text
 
 
 def test_seed_reproducible_init():
