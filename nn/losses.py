@@ -4,8 +4,9 @@ Each loss caches what its gradient needs during the call. ``reduction`` is ``'me
 (default), ``'sum'`` or ``'none'`` (per-element losses). ``backward(dloss)`` takes the
 gradient of what the call returned -- a scalar, or with ``'none'`` one per element -- and
 defaults to ones. After a call, ``count`` is the weight of the per-element losses it covered
--- how many there were, or with class weights the sum of their weights (``'mean'`` divides
-their sum by it) -- so that a mean over several batches weighs each batch by its ``count``.
+-- how many there were, or for class labels with class weights the sum of their weights
+(``'mean'`` divides their sum by it) -- so that a mean over several batches weighs each batch
+by its ``count``.
 """
 import numpy as np
 
@@ -168,9 +169,10 @@ class CrossEntropyLoss(Loss):
         """``dlogits = (p * sum_c q_c - q) * g`` -- ``(p - q) * g`` for labels, or class
         probabilities that sum to 1 -- with ``g`` the gradient reaching each target's loss:
         ``dloss/n_valid`` for ``'mean'``, ``dloss`` for ``'sum'`` and ``'none'`` (``dloss``
-        ones by default), times ``w_y`` with class weights ``w`` (and for ``'mean'`` divided
-        by the valid targets' sum of ``w_y`` instead of ``n_valid``); zero for ignored
-        targets."""
+        ones by default); zero for ignored targets. With class weights ``w``, ``q`` is
+        ``w * q`` (``(p * sum_c w_c q_c - w * q) * g``: without smoothing, ``(p - onehot(y))
+        * w_y * g``) and for labels ``'mean'`` divides by the valid targets' sum of ``w_y``
+        instead of ``n_valid``."""
         self._check_called()
         if "q" in self._cache:
             logp, q = self._cache["logp"], self._cache["q"]
