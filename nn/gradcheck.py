@@ -17,6 +17,7 @@ import numpy as np
 
 from .checks import check_flag, check_int, check_real, check_size
 from .module import copy_without_hooks, expect_module
+from .random import get_rng
 
 
 @dataclass
@@ -205,8 +206,16 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
         Extra arguments to forward (e.g. a recurrent layer's ``state`` and ``lengths``).
         Floating arrays among them (or tuples of arrays) are checked too when the module
         reports their gradients through ``input_gradients()`` (a dict by keyword).
+    eps : float
+        The central difference's step.
+    atol, rtol : float
+        An entry passes when ``|analytic - numeric| <= atol + rtol * |numeric|``.
     max_samples : int, optional
         Sampled mode: check at most this many random entries per tensor.
+    seed : int
+        Seeds the upstream gradient ``G`` and the sampled entries.
+    check_input : bool
+        Check the input's gradient too (floating inputs only).
 
     A gradient zeroed on purpose fails where it is not the derivative: an ``Embedding``'s
     ``padding_idx`` row, when the ids look it up.
@@ -227,7 +236,7 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
         rewind()
         return m(x, **kwargs)
 
-    out = run_forward()
+    out = checked_output("gradcheck", module, run_forward())
     G = rng.standard_normal(out.shape)
 
     def loss():
@@ -260,7 +269,18 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
             result.hint = kink_hint(_moved(loss, array, result.worst_index), eps, grad[result.worst_index],
                                     atol, rtol)
         report.results.append(result)
+    rewind()                              # the global generator as it was found
     return report
+
+
+def checked_output(owner, module, out):
+    """``out`` if it is one floating-point array: the checked function is ``sum(out * G)``."""
+    if not isinstance(out, np.ndarray) or not np.issubdtype(out.dtype, np.floating):
+        kind = f"{out.dtype} array" if isinstance(out, np.ndarray) else type(out).__name__
+        raise TypeError(f"{owner}: {type(module).__name__}.forward must return one floating-point "
+                        f"array (the function checked is sum(forward(x) * G)), got {kind}; check "
+                        f"a model that returns several through a wrapper that returns the one to check")
+    return out
 
 
 def _moved(loss, array, i):
@@ -290,13 +310,15 @@ def _rewinder(module):
     """A function that puts ``module`` back where it was now, as far as its next forward is
     concerned, so that every evaluation of a finite difference computes the same function:
     the random generators of dropout layers (the same masks each time; a layer that would use
-    the global generator gets a private one) and the state a ``stateful`` recurrent layer
-    carries into its next call."""
+    the global generator gets a private one), the global generator itself (a module of your
+    own may draw from ``nn.get_rng()``) and the state a ``stateful`` recurrent layer carries
+    into its next call."""
     for m in module.modules():
         if "_rng" in m.__dict__ and m._rng is None:
             m._rng = np.random.default_rng(0)
     generators = [(m._rng, copy.deepcopy(m._rng.bit_generator.state)) for m in module.modules()
                   if isinstance(m.__dict__.get("_rng"), np.random.Generator)]
+    generators.append((get_rng(), copy.deepcopy(get_rng().bit_generator.state)))
     carried = [(m, m._carried_state) for m in module.modules() if "_carried_state" in m.__dict__]
 
     def rewind():

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checks import check_real
-from .gradcheck import (VALID_AT_KINK, _rewinder, _to64, check_settings, float64_copy,
+from .gradcheck import (VALID_AT_KINK, _rewinder, _to64, check_settings, checked_output, float64_copy,
                         gradient_problem, input_gradient_rows, kink_hint, nothing_to_check,
                         sample_indices)
 from .module import expect_module
@@ -48,6 +48,9 @@ __all__ = [
 #: Default tolerance of the "exact" column of ``check_intermediates``: agreement at the level
 #: of float64 finite-difference noise (see ``check_intermediates``).
 EXACT_TOL = 1e-8
+#: The hint of an intermediate whose nudges moved nothing while backward gave it a gradient.
+UNUSED_TAP = ("nudging it moved no output: does forward go on with the value _tap returns "
+              "(x = self._tap(name, x)), not the one it passed in?")
 
 
 # =============================================================================================
@@ -175,7 +178,7 @@ class Row:
     note: str = ""
     per_step: bool = False
     wrong_steps: tuple = ()
-    hint: str = ""          # a failed row's worst entry on a kink (``nn.gradcheck.kink_hint``)
+    hint: str = ""          # why a row may fail: a kink (``nn.gradcheck.kink_hint``), UNUSED_TAP
 
     @property
     def passed(self):
@@ -263,7 +266,11 @@ class IntermediateReport:
         if not self.passed:
             name, step = self._first_failure()
             where = f"{name!r}" + ("" if step is None else f" at step {step}")
-            if self[name].hint.endswith(VALID_AT_KINK):
+            if self[name].hint == UNUSED_TAP:
+                lines.append(f"wrong: {', '.join(self.failed)}; the first of them walking backward "
+                             f"from the loss, {where}, is recorded but not used by forward: fix "
+                             "that tap first")
+            elif self[name].hint.endswith(VALID_AT_KINK):
                 lines.append(f"wrong: {', '.join(self.failed)}; the first of them walking backward "
                              f"from the loss, {where}, fails on a kink where backward's value is a "
                              "valid choice: the failures may all be the kink's, not backward's")
@@ -350,12 +357,9 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     def run():
         """One forward pass (random layers replay the same draws every time)."""
         rewind()
-        return np.array(model(x, **kwargs), copy=True)
+        return np.array(checked_output("check_intermediates", layer, model(x, **kwargs)), copy=True)
 
     out = run()
-    if not isinstance(out, np.ndarray) or not np.issubdtype(out.dtype, np.floating):
-        raise TypeError(f"check_intermediates: {type(layer).__name__}.forward must return a "
-                        f"floating-point array, got {type(out).__name__}")
     G = rng.standard_normal(out.shape)
     model.zero_grad()
     run()
@@ -418,11 +422,14 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
         numeric = _central_differences(run, G, nudge, idx, eps)
         analytic = np.array([grad[i] for i in idx], dtype=np.float64)
         row = _row(name, kind, shape, idx, analytic, numeric, atol, rtol, exact_tol, stepped)
-        if not row.approximate:
+        if not row.approximate and kind == "intermediate" and not numeric.any():
+            row.hint = UNUSED_TAP
+        elif not row.approximate:
             row.hint = kink_hint(_nudged_loss(run, G, nudge, row.worst_index), eps,
                                  float(grad[row.worst_index]), atol, rtol)
         report.rows.append(row)
     model.record_intermediates(False)
+    rewind()                              # the global generator as it was found
     return report
 
 

@@ -191,3 +191,68 @@ def test_bad_settings_are_refused_before_any_work(check, kwargs, error, message)
     name = check.__name__
     with pytest.raises(error, match=f"^{name}: {message}"):
         check(layers.Dense(2, 2), np.zeros((1, 2)), **kwargs)
+
+
+class _PairOut(layers.Tanh):
+    def forward(self, x):
+        y = super().forward(x)
+        return y, y
+
+
+class _Jitter(nn.Module):
+    """``x**2 + noise``, the noise drawn from the global generator at every forward."""
+
+    def forward(self, x):
+        return x ** 2 + nn.get_rng().standard_normal(x.shape)
+
+    def backward(self, dy):
+        return 2 * dy                     # d(x^2)/dx at x = 1
+
+
+@pytest.mark.parametrize("check", [nn.gradcheck, nn.check_intermediates])
+def test_a_forward_returning_several_arrays_is_named(check):
+    with pytest.raises(TypeError, match=r"_PairOut.forward must return one floating-point array "
+                                        r"\(the function checked is sum\(forward\(x\) \* G\)\), got tuple"):
+        check(_PairOut(), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("check", [nn.gradcheck, nn.check_intermediates])
+def test_a_module_drawing_from_the_global_generator_draws_the_same_at_every_evaluation(check):
+    nn.seed(3)
+    before = nn.get_rng().bit_generator.state
+    report = check(_Jitter(), np.ones((2, 3)))
+    assert report.passed
+    assert nn.get_rng().bit_generator.state == before          # left as it was found
+
+
+class _Gate(nn.Module):
+    """``y = x * sigmoid(x2 @ W.T)``: a second input taken by keyword, its gradient reported."""
+
+    def __init__(self, wrong=False):
+        super().__init__()
+        self.weight = nn.Parameter(np.random.default_rng(0).standard_normal((3, 2)))
+        self.wrong = wrong
+
+    def forward(self, x, x2):
+        self._x, self._x2 = x, x2
+        self._s = 1 / (1 + np.exp(-(x2 @ self.weight.data.T)))
+        return x * self._s
+
+    def backward(self, dy):
+        da = dy * self._x * self._s * (1 - self._s)
+        self.weight.grad += da.T @ self._x2
+        self.dx2 = da @ self.weight.data * (1.1 if self.wrong else 1.0)
+        return dy * self._s
+
+    def input_gradients(self):
+        return {"x2": self.dx2}
+
+
+@pytest.mark.parametrize("check", [nn.gradcheck, nn.check_intermediates])
+def test_a_second_input_by_keyword_is_checked_through_input_gradients(check):
+    rng = np.random.default_rng(1)
+    x, x2 = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    right = check(_Gate(), x, forward_kwargs={"x2": x2})
+    wrong = check(_Gate(wrong=True), x, forward_kwargs={"x2": x2})
+    assert right.passed and "x2" in str(right)
+    assert not wrong.passed and not wrong["x2"].passed and wrong["input"].passed and wrong["weight"].passed

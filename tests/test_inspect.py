@@ -868,3 +868,19 @@ def test_a_failure_on_a_kink_is_not_called_the_entry_of_an_error():
     assert report["0.z"].hint.endswith("lies between them: a valid choice")
     assert "'0.z', fails on a kink where backward's value is a valid choice" in str(report)
     assert "the error enters" not in str(report)
+
+
+class _UnusedTap(TanhDense):
+    def forward(self, x):
+        self._x = x
+        z = x @ self.weight.data.T
+        self._tap("z", z)                         # the nudged copy it returns is dropped
+        self._h = self._tap("h", np.tanh(z))
+        return self._h
+
+
+def test_a_tap_forward_does_not_use_is_named_as_such_not_as_a_wrong_gradient():
+    report = nn.check_intermediates(_UnusedTap(), rng(0).standard_normal((4, 3)))
+    assert report.failed == ["z"] and report["z"].hint == nn.inspect.UNUSED_TAP
+    assert "'z', is recorded but not used by forward: fix that tap first" in report.table()
+    assert "the error enters" not in report.table()
