@@ -384,6 +384,9 @@ class Module:
         for registry in ("_parameters", "_buffers", "_modules"):
             if registry in d and name in d[registry]:
                 return d[registry][name]
+        if "_parameters" not in d and not name.startswith("__"):    # (copy and pickle probe dunders)
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}: Module.__init__ "
+                                 "was never called; call super().__init__() first in __init__")
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __delattr__(self, name):

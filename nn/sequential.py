@@ -20,18 +20,19 @@ class Sequential(ModuleSequence):
 
     def forward(self, x):
         """``x`` through every module in order."""
-        self.__dict__["_chain"] = tuple(map(id, self._modules.values()))   # what backward retraces
+        self.__dict__["_chain"] = tuple(self._modules.values())     # what backward retraces
         for module in self._modules.values():
             x = module(x)
         return x
 
     def backward(self, dy):
         """The chain rule, last module first: ``dy <- module.backward(dy)``; returns dL/dx."""
-        if tuple(map(id, self._modules.values())) != self._chain:
+        modules = tuple(self._modules.values())
+        if len(modules) != len(self._chain) or any(m is not c for m, c in zip(modules, self._chain)):
             raise ValueError("Sequential.backward: its modules were changed after its forward "
                              "(inserted, deleted or replaced), so the chain backward would "
                              "differentiate is not the one forward ran; run forward again")
-        for module in reversed(self._modules.values()):
+        for module in reversed(modules):
             dy = module.backward(dy)
         return dy
 

@@ -696,6 +696,19 @@ def test_a_module_without_module_init_is_named():
         NoInit()(np.ones(2))
     with pytest.raises(TypeError, match="NoInit: Module.__init__ was never called"):
         nn.Sequential(NoInit())
+    for read in (lambda m: m.parameters(), lambda m: m.state_dict(), lambda m: m.train()):
+        with pytest.raises(AttributeError, match="Module.__init__ was never called; call super"):
+            read(NoInit())
+    assert copy.deepcopy(NoInit()) is not None          # copy's probes of dunders still say "absent"
+
+
+def test_a_copy_of_a_sequential_taken_between_forward_and_backward_runs_backward():
+    model = nn.Sequential(layers.Dense(3, 4), layers.Tanh(), layers.Dense(4, 2))
+    y = model(np.ones((5, 3), np.float32))
+    twin = copy.deepcopy(model)
+    np.testing.assert_array_equal(twin.backward(np.ones_like(y)), model.backward(np.ones_like(y)))
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
 
 
 def test_use_reference_takes_a_flag_and_a_grad_must_be_writable():
