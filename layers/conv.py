@@ -364,6 +364,10 @@ class Conv2D(_Conv):
 
     ``padding``: an int or ``(ph, pw)`` (both sides), ``'valid'`` (none) or ``'same'``
     (stride 1 only; output size = input size, the odd extra row/column at the bottom/right).
+    ``stride`` and ``dilation``: an int or ``(sh, sw)``; ``groups`` divides ``C`` and ``O``.
+    ``bias=False`` leaves ``b`` out (``self.bias`` is None); ``rng`` (a Generator or an int
+    seed; default the global generator, ``nn.seed``) draws the initial weights; ``dtype`` is
+    float32 (default) or float64.
 
     Intermediates (when recording): ``cols`` (the im2col matrix, ``(C*kh*kw, N*OH*OW)``) and
     ``z`` (the output).

@@ -15,6 +15,10 @@ class Dense(Module):
     (out_features, in_features)``, ``bias b (out_features,)`` -- PyTorch's ``Linear`` layout
     and default initialisation U(-1/sqrt(in), 1/sqrt(in)).
 
+    ``bias=False`` leaves ``b`` out (``self.bias`` is None); ``rng`` (a Generator or an int
+    seed; default the global generator, ``nn.seed``) draws the initial weights; ``dtype`` is
+    float32 (default) or float64.
+
     Intermediates (when recording): ``z``.
     """
 

@@ -35,6 +35,9 @@ class Embedding(Module):
     receives a gradient, so padding positions stay a zero vector. (Its reported gradient is
     zero by design, not the derivative: ``nn.gradcheck`` fails that row when the ids use it.)
 
+    ``rng`` (a Generator or an int seed; default the global generator, ``nn.seed``) draws the
+    initial table; ``dtype`` is float32 (default) or float64.
+
     ``backward(dy)`` returns None: integer ids have no gradient (in a ``Sequential`` the
     embedding is the first layer and nothing needs one).
     """

@@ -181,7 +181,8 @@ def evaluate(model, loss_fn, data, batch_size=256):
     holding all the data would give. The model's previous mode of every module is restored
     afterwards, and so is the state its stateful recurrent layers carry: evaluation starts
     them from zeros, carries their state from batch to batch (consecutive chunks of the same
-    sequences), then puts back the one training had reached. Returns
+    sequences), then puts back the one training had reached. An ``(x, y)`` pair is run in
+    batches of ``batch_size`` (memory, not the result, depends on it). Returns
     ``{"loss": float, "accuracy": float|None}``."""
     batch_size = check_size("evaluate", "batch_size", batch_size)
     _check_model_and_loss("evaluate", model, loss_fn)
@@ -203,12 +204,20 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
 
     Parameters
     ----------
+    model : Module
+    loss_fn : a loss from ``nn`` (``CrossEntropyLoss`` also gives accuracies)
+    optimizer : an optimizer from ``optim`` over the model's parameters
     train_data : iterable of ``(xb, yb)``, or an ``(x, y)`` pair of arrays
         Re-iterated every epoch, e.g. ``datasets.DataLoader(x, y, 64, shuffle=True, seed=0)``
         (shuffled); a plain ``(x, y)`` pair is cut into ``batch_size`` batches in order.
+    epochs : int
+        Passes over ``train_data``, >= 1.
     val_data : ``(x, y)`` or iterable of batches, optional
         Evaluated after each epoch with ``evaluate`` (an ``(x, y)`` pair in batches of
         ``batch_size``).
+    batch_size : int
+        Batch size for data given as an ``(x, y)`` pair (default 64); batches from an
+        iterable are taken as they come.
     scheduler : object with ``step()``, optional
         Stepped once per epoch (``optim.StepLR``, ``optim.CosineAnnealingLR``).
     before_step : callable, optional
