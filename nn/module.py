@@ -22,7 +22,7 @@ import copy
 import functools
 import itertools
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 from contextlib import contextmanager
 
@@ -280,6 +280,9 @@ def _wrap_backward(fn):
     return backward
 
 
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -312,6 +315,7 @@ class Module:
         d = self.__dict__
         d["_parameters"] = OrderedDict()
         d["_buffers"] = OrderedDict()
+        d["_non_persistent"] = set()            # buffers left out of state_dict
         d["_modules"] = OrderedDict()
         d["_forward_hooks"] = OrderedDict()
         d["_backward_hooks"] = OrderedDict()
@@ -377,6 +381,8 @@ class Module:
         for registry in (self._parameters, self._buffers, self._modules, self.__dict__):
             if registry is not keep:
                 registry.pop(name, None)
+        if keep is not self._buffers:
+            self._non_persistent.discard(name)
 
     def __getattr__(self, name):
         # Only called when normal lookup fails: look in the registries.
@@ -390,23 +396,27 @@ class Module:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __delattr__(self, name):
+        self._non_persistent.discard(name)
         for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
                 return
         object.__delattr__(self, name)
 
-    def register_buffer(self, name, array):
+    def register_buffer(self, name, array, persistent=True):
         """Register a non-trainable array (e.g. BatchNorm's running mean) that belongs in
         ``state_dict`` and follows ``astype``. A buffer set to None (as PyTorch allows) stays
-        registered but is left out of ``state_dict``."""
+        registered but is left out of ``state_dict``; so is one with ``persistent=False`` (a
+        constant the module rebuilds itself, such as a causal mask)."""
         where = f"{type(self).__name__}.register_buffer"
         self._check_new_name(where, name)
+        persistent = check_flag(where, "persistent", persistent)
         if name not in self._buffers:
             self._check_free(where, name)
         _check_buffer(where, name, array)
         self.__dict__.pop(name, None)
         self._buffers[name] = array
+        (self._non_persistent.discard if persistent else self._non_persistent.add)(name)
 
     def register_parameter(self, name, param):
         """Register ``param`` under ``name``, as assigning it does, with the name checks of
@@ -465,8 +475,20 @@ class Module:
     def modules(self):
         return [m for _, m in self.named_modules()]
 
+    def named_children(self):
+        """Yield ``(name, child)`` for each direct child, in order."""
+        yield from self._modules.items()
+
     def children(self):
         return list(self._modules.values())
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every child, recursively, then on this module (PyTorch's
+        order, e.g. a custom initialisation); returns self."""
+        for child in self._modules.values():
+            child.apply(fn)
+        fn(self)
+        return self
 
     def named_parameters(self, prefix=""):
         """Yield ``(dotted_name, Parameter)`` pairs, PyTorch-style (``"0.weight"``), each
@@ -485,6 +507,9 @@ class Module:
         for mod_name, module in self.named_modules(prefix):
             for name, b in module._buffers.items():
                 yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def buffers(self):
+        return [b for _, b in self.named_buffers()]
 
     # ------------------------------------------------------------------ modes and state
     def train(self, mode=True):
@@ -530,36 +555,37 @@ class Module:
         floats = (b.dtype for _, b in self.named_buffers() if b is not None and b.dtype.kind == "f")
         return next(floats, None)
 
-    def state_dict(self):
-        """An ordered dict of copies of every parameter and buffer, keyed by dotted name,
-        with the keys and shapes of the equivalent PyTorch model."""
-        out = OrderedDict()
+    def _state_entries(self):
+        """``(key, module, name)`` of every parameter and persistent buffer (not None), in
+        ``state_dict``'s order."""
         for mod_name, module in self._module_paths():
-            for name, p in module._parameters.items():
-                out[f"{mod_name}.{name}" if mod_name else name] = p.data.copy()
-            for name, b in module._buffers.items():
-                if b is not None:
-                    out[f"{mod_name}.{name}" if mod_name else name] = b.copy()
-        return out
+            buffers = [name for name, b in module._buffers.items()
+                       if b is not None and name not in module._non_persistent]
+            for name in list(module._parameters) + buffers:
+                yield (f"{mod_name}.{name}" if mod_name else name), module, name
+
+    def state_dict(self):
+        """An ordered dict of copies of every parameter and (persistent) buffer, keyed by
+        dotted name, with the keys and shapes of the equivalent PyTorch model."""
+        return OrderedDict((key, (module._parameters[name].data if name in module._parameters
+                                  else module._buffers[name]).copy())
+                           for key, module, name in self._state_entries())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays from ``state_dict`` into parameters and buffers.
 
         Values may be numpy arrays or anything with ``.detach().cpu().numpy()`` (a PyTorch
         tensor). Every key and shape is checked before anything changes, so a failed load
-        leaves the module as it was. With ``strict=False`` missing and unexpected keys are
-        allowed and returned as ``(missing, unexpected)``; shapes are still checked.
+        leaves the module as it was. Returns ``(missing_keys, unexpected_keys)`` (a named
+        tuple, as PyTorch's), both empty unless ``strict=False`` allowed them; shapes are
+        checked either way.
         """
         owner = type(self).__name__
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"{owner}.load_state_dict: expected a mapping of names to arrays, "
                             f"got {type(state_dict).__name__}")
         strict = check_flag(f"{owner}.load_state_dict", "strict", strict)
-        targets = OrderedDict()
-        for mod_name, module in self._module_paths():
-            buffers = [name for name, b in module._buffers.items() if b is not None]
-            for name in list(module._parameters) + buffers:
-                targets[f"{mod_name}.{name}" if mod_name else name] = (module, name)
+        targets = OrderedDict((key, (module, name)) for key, module, name in self._state_entries())
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
@@ -581,7 +607,7 @@ class Module:
                 module._parameters[name].data[...] = value
             else:
                 module._buffers[name] = value
-        return missing, unexpected
+        return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ hooks
     def register_forward_hook(self, hook):

@@ -912,3 +912,44 @@ def test_a_module_dict_edits_like_a_dict_and_checks_before_it_adds():
             run(np.ones((1, 2), np.float32))
     heads.clear()
     assert len(heads) == 0 and heads.state_dict() == {} and len(nn.ModuleDict()) == 0
+
+
+def test_a_non_persistent_buffer_follows_astype_but_stays_out_of_state_as_torchs():
+    torch = pytest.importorskip("torch")
+    m, reference = layers.Dense(3, 2), torch.nn.Linear(3, 2)
+    m.register_buffer("mask", np.tril(np.ones((3, 3), np.float32)), persistent=False)
+    reference.register_buffer("mask", torch.ones(3, 3), persistent=False)
+    assert list(m.state_dict()) == list(reference.state_dict()) == ["weight", "bias"]
+    assert m.load_state_dict(reference.state_dict()) == ([], [])
+    assert m.astype(np.float64).mask.dtype == np.float64 and [n for n, _ in m.named_buffers()] == ["mask"]
+    m.register_buffer("mask", np.ones(3), persistent=True)         # registered again: it persists
+    assert list(m.state_dict()) == ["weight", "bias", "mask"]
+    m.register_buffer("scratch", np.ones(3), persistent=False)
+    del m.scratch
+    m.register_buffer("scratch", np.ones(3))
+    assert "scratch" in m.state_dict()
+    with pytest.raises(TypeError, match="Dense.register_buffer: expected persistent to be True or False, got .no."):
+        m.register_buffer("other", np.ones(3), persistent="no")
+
+
+def test_load_state_dict_names_what_it_left_out():
+    model = nn.Sequential(layers.Dense(3, 2))
+    result = model.load_state_dict({"0.weight": np.zeros((2, 3)), "extra": np.ones(1)}, strict=False)
+    assert result.missing_keys == ["0.bias"] and result.unexpected_keys == ["extra"]
+    missing, unexpected = result
+    assert (missing, unexpected) == (["0.bias"], ["extra"])
+
+
+def test_apply_children_and_buffers_as_torchs():
+    torch = pytest.importorskip("torch")
+    model = nn.Sequential(layers.Dense(3, 4), nn.Sequential(layers.BatchNorm1D(4), layers.ReLU()))
+    reference = torch.nn.Sequential(torch.nn.Linear(3, 4),
+                                    torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.ReLU()))
+    order, torch_order = [], []
+    assert model.apply(lambda m: order.append(type(m).__name__)) is model
+    reference.apply(lambda m: torch_order.append(type(m).__name__))
+    assert order == ["Dense", "BatchNorm1D", "ReLU", "Sequential", "Sequential"]
+    assert [name.lower() for name in order] == [name.lower().replace("linear", "dense")
+                                                 for name in torch_order]
+    assert [n for n, _ in model.named_children()] == [n for n, _ in reference.named_children()]
+    assert [b.shape for b in model.buffers()] == [tuple(b.shape) for b in reference.buffers()]
