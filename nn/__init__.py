@@ -1,8 +1,8 @@
 """handprop's core: the manual-backpropagation protocol and what every model needs around it.
 
 ``Parameter`` and ``Module`` (forward caches, backward adds gradients and returns dL/dx),
-``ModuleList``, ``ModuleDict``, ``Sequential``, the losses, ``gradcheck``, the training loop (``fit``, ``evaluate``),
-``summary``, checkpoints (``save``/``load``), seeding, the kernel switch
+``ModuleList``, ``ModuleDict``, ``Sequential``, the losses, ``gradcheck``, the training loop
+(``fit``, ``evaluate``), ``summary``, checkpoints (``save``/``load``), seeding, the kernel switch
 (``use_reference``) and the tools to look inside backprop (``check_intermediates``,
 ``compare``, ``watch``, ``gradient_report``).
 """

@@ -288,13 +288,13 @@ class Module:
 
     Subclasses call ``super().__init__()`` first, then assign ``Parameter`` objects and child
     modules as attributes (they are registered by name, in order; ones kept in a plain list
-    or dict are not: keep them in a ``ModuleList`` or name each with ``setattr``,
-    ``register_parameter`` or ``add_module``) and register buffers with ``register_buffer``. They implement
-    ``forward(x)``, which checks its input before it changes any cache (a refused call leaves
-    the last forward standing for backward) and caches what backward needs, and
-    ``backward(dy) -> dx``, which adds each parameter's gradient into its ``grad`` and returns
-    dL/dx of the input's shape and dtype (checked; a backward refused at that check has added
-    its gradients: ``zero_grad`` before a rerun).
+    or dict are not: keep them in a ``ModuleList``/``ModuleDict`` or name each with
+    ``setattr``, ``register_parameter`` or ``add_module``) and register buffers with
+    ``register_buffer``. They implement ``forward(x)``, which checks its input before it
+    changes any cache (a refused call leaves the last forward standing for backward) and
+    caches what backward needs, and ``backward(dy) -> dx``, which adds each parameter's
+    gradient into its ``grad`` and returns dL/dx of the input's shape and dtype (checked; a
+    backward refused at that check has added its gradients: ``zero_grad`` before a rerun).
 
     Attributes
     ----------
@@ -421,22 +421,21 @@ class Module:
     def register_parameter(self, name, param):
         """Register ``param`` under ``name``, as assigning it does, with the name checks of
         ``register_buffer`` (a name built at run time, e.g. ``f"weight_l{k}"``)."""
-        where = f"{type(self).__name__}.register_parameter"
-        self._check_new_name(where, name)
-        if not isinstance(param, Parameter):
-            raise TypeError(f"{where}: expected a Parameter, got {type(param).__name__}")
-        if name not in self._parameters:
-            self._check_free(where, name)
-        setattr(self, name, param)
+        self._register("register_parameter", name, param, Parameter, self._parameters)
 
     def add_module(self, name, module):
-        where = f"{type(self).__name__}.add_module"
+        self._register("add_module", name, module, Module, self._modules)
+
+    def _register(self, method, name, value, kind, registry):
+        """``setattr(self, name, value)`` once ``value`` is a ``kind`` and ``name`` is a
+        usable name, new or already in ``registry`` (replacing an entry of the same kind)."""
+        where = f"{type(self).__name__}.{method}"
         self._check_new_name(where, name)
-        if not isinstance(module, Module):
-            raise TypeError(f"{where}: expected a Module, got {type(module).__name__}")
-        if name not in self._modules:
+        if not isinstance(value, kind):
+            raise TypeError(f"{where}: expected a {kind.__name__}, got {type(value).__name__}")
+        if name not in registry:
             self._check_free(where, name)
-        setattr(self, name, module)
+        setattr(self, name, value)
 
     def _check_free(self, where, name):
         """A new registry entry must not replace a parameter, buffer, child or setting already
@@ -448,9 +447,9 @@ class Module:
                            "delete it first")
 
     def _check_new_name(self, where, name):
-        """``register_parameter``, ``register_buffer`` and ``add_module`` take a name usable as an attribute and in a
-        dotted ``state_dict`` key that does not hide what ``Module`` itself defines
-        (``training``, ``forward``, ...). (Plain assignment is not checked, as in PyTorch.)"""
+        """``register_parameter``, ``register_buffer`` and ``add_module`` take a name usable as
+        an attribute and in a dotted ``state_dict`` key that does not hide what ``Module``
+        itself defines (``training``, ``forward``, ...). (Plain assignment is not checked, as in PyTorch.)"""
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"{where}: expected a non-empty name without '.', got {name!r}")
         if hasattr(Module, name) or name in _PROTOCOL_ATTRIBUTES:

@@ -801,12 +801,19 @@ def test_a_module_list_registers_its_modules_with_torchs_names():
 
     reference = TorchStack().double()
     assert list(model.state_dict()) == list(reference.state_dict())   # blocks.0.weight, ...
+    _assert_equals_torch(model, reference, in_features=3, out_features=2)
+
+
+def _assert_equals_torch(model, reference, in_features, out_features):
+    """Same weights, then the same output, dx and every parameter gradient (by name)."""
+    torch = pytest.importorskip("torch")
     model.load_state_dict(reference.state_dict())
     rng = np.random.default_rng(0)
-    x, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    x, dy = rng.standard_normal((5, in_features)), rng.standard_normal((5, out_features))
     xt = torch.from_numpy(x).requires_grad_()
-    reference(xt).backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(model(x), reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-12)
+    y = reference(xt)
+    y.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(model(x), y.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(model.backward(dy), xt.grad.numpy(), rtol=1e-12)
     torch_grads = dict(reference.named_parameters())
     for name, p in model.named_parameters():
@@ -862,7 +869,8 @@ def test_a_module_dict_registers_its_modules_with_torchs_names():
         def __init__(self):
             super().__init__()
             self.trunk = torch.nn.Linear(3, 4)
-            self.heads = torch.nn.ModuleDict({"digit": torch.nn.Linear(4, 10), "parity": torch.nn.Linear(4, 2)})
+            self.heads = torch.nn.ModuleDict({"digit": torch.nn.Linear(4, 10),
+                                              "parity": torch.nn.Linear(4, 2)})
 
         def forward(self, x):
             h = torch.tanh(self.trunk(x))
@@ -870,18 +878,7 @@ def test_a_module_dict_registers_its_modules_with_torchs_names():
 
     model, reference = Heads(), TorchHeads().double()
     assert list(model.state_dict()) == list(reference.state_dict())   # heads.digit.weight, ...
-    model.load_state_dict(reference.state_dict())
-    rng = np.random.default_rng(0)
-    x, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 10))
-    xt = torch.from_numpy(x).requires_grad_()
-    y = reference(xt)
-    y.backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(model(x), y.detach().numpy(), rtol=1e-12)
-    np.testing.assert_allclose(model.backward(dy), xt.grad.numpy(), rtol=1e-12)
-    torch_grads = dict(reference.named_parameters())
-    for name, p in model.named_parameters():
-        np.testing.assert_allclose(p.grad, torch_grads[name].grad.numpy(), rtol=1e-12, err_msg=name)
-    assert nn.gradcheck(model, x).passed
+    _assert_equals_torch(model, reference, in_features=3, out_features=10)
 
 
 def test_a_module_dict_edits_like_a_dict_and_checks_before_it_adds():
