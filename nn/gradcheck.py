@@ -11,6 +11,7 @@ element fails wherever that element is well above ``atol`` (for gradients of ord
 smaller, lower ``atol``).
 """
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,46 +231,45 @@ def gradcheck(module, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol=1e-4, ma
     x = _to64(np.asarray(x))              # integer inputs (token ids) pass through unchanged
     check_input = check_input and np.issubdtype(x.dtype, np.floating)
     kwargs = {k: _to64(v) for k, v in (forward_kwargs or {}).items()}
-    rewind = _rewinder(m)
+    with replayed(m) as rewind:
+        def run_forward():
+            rewind()
+            return m(x, **kwargs)
 
-    def run_forward():
-        rewind()
-        return m(x, **kwargs)
+        out = checked_output("gradcheck", module, run_forward())
+        G = rng.standard_normal(out.shape)
 
-    out = checked_output("gradcheck", module, run_forward())
-    G = rng.standard_normal(out.shape)
+        def loss():
+            return float(np.sum(run_forward() * G))
 
-    def loss():
-        return float(np.sum(run_forward() * G))
+        m.zero_grad()
+        run_forward()
+        dx = m.backward(G)
+        analytic = {}
+        if check_input:
+            analytic["input"] = (x, dx)
+        for name, p in m.named_parameters():
+            analytic[name] = (p.data, p.grad.copy())
+        for key, arr, g in input_gradient_rows(m, kwargs):
+            analytic[key] = (arr, g)
 
-    m.zero_grad()
-    run_forward()
-    dx = m.backward(G)
-    analytic = {}
-    if check_input:
-        analytic["input"] = (x, dx)
-    for name, p in m.named_parameters():
-        analytic[name] = (p.data, p.grad.copy())
-    for key, arr, g in input_gradient_rows(m, kwargs):
-        analytic[key] = (arr, g)
-
-    if not analytic:
-        nothing_to_check("gradcheck", module)
-    report = GradcheckReport()
-    for name, (array, grad) in analytic.items():
-        problem = gradient_problem(grad, array)
-        if problem:
-            report.results.append(GradcheckResult(name, tuple(array.shape), 0, np.nan, np.nan, (),
-                                                  False, problem))
-            continue
-        idx = sample_indices(array.shape, max_samples, rng)
-        numeric = numerical_gradient(loss, array, idx, eps)
-        result = _result_row(name, np.array([grad[i] for i in idx]), numeric, idx, array.shape, atol, rtol)
-        if not result.passed:
-            result.hint = kink_hint(_moved(loss, array, result.worst_index), eps, grad[result.worst_index],
-                                    atol, rtol)
-        report.results.append(result)
-    rewind()                              # the global generator as it was found
+        if not analytic:
+            nothing_to_check("gradcheck", module)
+        report = GradcheckReport()
+        for name, (array, grad) in analytic.items():
+            problem = gradient_problem(grad, array)
+            if problem:
+                report.results.append(GradcheckResult(name, tuple(array.shape), 0, np.nan, np.nan, (),
+                                                      False, problem))
+                continue
+            idx = sample_indices(array.shape, max_samples, rng)
+            numeric = numerical_gradient(loss, array, idx, eps)
+            result = _result_row(name, np.array([grad[i] for i in idx]), numeric, idx, array.shape,
+                                 atol, rtol)
+            if not result.passed:
+                result.hint = kink_hint(_moved(loss, array, result.worst_index), eps,
+                                        grad[result.worst_index], atol, rtol)
+            report.results.append(result)
     return report
 
 
@@ -306,24 +306,43 @@ def _flat(value):
     return value if isinstance(value, tuple) else (value,)
 
 
-def _rewinder(module):
-    """A function that puts ``module`` back where it was now, as far as its next forward is
-    concerned, so that every evaluation of a finite difference computes the same function:
-    the random generators of dropout layers (the same masks each time; a layer that would use
-    the global generator gets a private one), the global generator itself (a module of your
-    own may draw from ``nn.get_rng()``) and the state a ``stateful`` recurrent layer carries
-    into its next call."""
+@contextmanager
+def replayed(module):
+    """``with replayed(module) as rewind:`` -- ``rewind()`` puts ``module`` back where it was
+    on entry, as far as its next forward is concerned, so that every evaluation of a finite
+    difference computes the same function: the random generators of dropout layers (the same
+    masks each time; a layer that would use the global generator gets a private one) and the
+    state a ``stateful`` recurrent layer carries into its next call. A module of your own that
+    draws from the global generator (``nn.get_rng()``) replays the same draws too, and the
+    global generator is left as it was found: a check computes, it does not consume. (Only
+    then is the global generator rewound: another thread drawing from it meanwhile would
+    replay its draws as well.)"""
     for m in module.modules():
         if "_rng" in m.__dict__ and m._rng is None:
             m._rng = np.random.default_rng(0)
     generators = [(m._rng, copy.deepcopy(m._rng.bit_generator.state)) for m in module.modules()
                   if isinstance(m.__dict__.get("_rng"), np.random.Generator)]
-    generators.append((get_rng(), copy.deepcopy(get_rng().bit_generator.state)))
     carried = [(m, m._carried_state) for m in module.modules() if "_carried_state" in m.__dict__]
+    shared = get_rng()
+    shared_start = copy.deepcopy(shared.bit_generator.state)
+    calls, draws = 0, False          # whether the first forward drew from the global generator
+
+    def rewind_shared():
+        if draws:
+            shared.bit_generator.state = copy.deepcopy(shared_start)
 
     def rewind():
+        nonlocal calls, draws
+        calls += 1
+        if calls == 2:               # right after the first forward
+            draws = shared.bit_generator.state != shared_start
         for rng, state in generators:
             rng.bit_generator.state = copy.deepcopy(state)
         for m, state in carried:
             m._carried_state = state
-    return rewind
+        rewind_shared()
+
+    try:
+        yield rewind
+    finally:
+        rewind_shared()

@@ -25,6 +25,7 @@ that keep a few numbers per batch (the fraction of dead ReLU units, of saturated
 sigmoid units); ``gradient_report(model, optimizer)`` adds, per parameter, the gradient norm,
 the gradient-to-weight ratio and the update-to-weight ratio of the last optimizer step.
 """
+import functools
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,9 +33,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checks import check_real
-from .gradcheck import (VALID_AT_KINK, _rewinder, _to64, check_settings, checked_output, float64_copy,
+from .gradcheck import (VALID_AT_KINK, _to64, check_settings, checked_output, float64_copy,
                         gradient_problem, input_gradient_rows, kink_hint, nothing_to_check,
-                        sample_indices)
+                        replayed, sample_indices)
 from .module import expect_module
 from .parameter import Parameter
 
@@ -48,9 +49,9 @@ __all__ = [
 #: Default tolerance of the "exact" column of ``check_intermediates``: agreement at the level
 #: of float64 finite-difference noise (see ``check_intermediates``).
 EXACT_TOL = 1e-8
-#: The hint of an intermediate whose nudges moved nothing while backward gave it a gradient.
-UNUSED_TAP = ("nudging it moved no output: does forward go on with the value _tap returns "
-              "(x = self._tap(name, x)), not the one it passed in?")
+#: The hint of an intermediate that backward gives a gradient but forward does not use.
+UNUSED_TAP = ("noise on all of it moved no output: does forward go on with the value _tap "
+              "returns (x = self._tap(name, x)), not the one it passed in?")
 
 
 # =============================================================================================
@@ -352,29 +353,68 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
     floating_input = np.issubdtype(x.dtype, np.floating)
     x = np.array(x, dtype=np.float64) if floating_input else x
     kwargs = {k: _to64(v) for k, v in (forward_kwargs or {}).items()}
-    rewind = _rewinder(model)
+    with replayed(model) as rewind:
+        def run():
+            """One forward pass (random layers replay the same draws every time)."""
+            rewind()
+            return np.array(checked_output("check_intermediates", layer, model(x, **kwargs)), copy=True)
 
-    def run():
-        """One forward pass (random layers replay the same draws every time)."""
-        rewind()
-        return np.array(checked_output("check_intermediates", layer, model(x, **kwargs)), copy=True)
+        out = run()
+        G = rng.standard_normal(out.shape)
+        model.zero_grad()
+        run()
+        dx = model.backward(G)
 
-    out = run()
-    G = rng.standard_normal(out.shape)
-    model.zero_grad()
-    run()
-    dx = model.backward(G)
+        inputs = [("input", x, dx)] if check_input and floating_input else []
+        inputs += input_gradient_rows(model, kwargs)   # e.g. a recurrent layer's initial state
+        targets, backward_order, unused = _targets(model, inputs, run, out)
 
-    # (name, kind, shape, analytic gradient or None, nudge(index, h), note, per-step)
-    targets, events, inputs = [], [], []
-    if check_input and floating_input:
-        inputs.append(("input", x, dx))
-    inputs += input_gradient_rows(model, kwargs)   # e.g. a recurrent layer's initial state
+        if not targets:
+            nothing_to_check("check_intermediates", layer)
+        if wanted is not None:
+            unknown = wanted - {t[0] for t in targets}
+            if unknown:
+                raise ValueError(f"check_intermediates: no tensor named {sorted(unknown)}; "
+                                 f"available: {[t[0] for t in targets]}")
+            targets = [t for t in targets if t[0] in wanted]
+
+        title = f"check_intermediates: {type(layer).__name__}, float64, eps={eps:g}"
+        report = IntermediateReport(title, backward_order=backward_order, exact_tol=exact_tol,
+                                    atol=atol, rtol=rtol)
+        for name, kind, shape, grad, nudge, note, stepped in targets:
+            idx = sample_indices(shape, max_samples, rng)
+            if grad is None:
+                report.rows.append(Row(name, kind, tuple(shape), 0, False, False, float("nan"), (),
+                                       note, stepped))
+                continue
+            numeric = _central_differences(run, G, nudge, idx, eps)
+            analytic = np.array([grad[i] for i in idx], dtype=np.float64)
+            row = _row(name, kind, shape, idx, analytic, numeric, atol, rtol, exact_tol, stepped)
+            if not row.approximate and kind == "intermediate" and not numeric.any() and unused[name]():
+                row.hint = UNUSED_TAP
+            elif not row.approximate:
+                row.hint = kink_hint(_nudged_loss(run, G, nudge, row.worst_index), eps,
+                                     float(grad[row.worst_index]), atol, rtol)
+            report.rows.append(row)
+    model.record_intermediates(False)
+    return report
+
+
+def _targets(model, inputs, run, out):
+    """What ``check_intermediates`` checks, after one forward and backward of ``model``:
+
+    - ``targets``: ``(name, kind, shape, analytic gradient or None, nudge(index, h), note,
+      per-step)`` for the inputs, each parameter (a shared one once) and each floating
+      intermediate;
+    - ``backward_order``: ``(name, step)`` in the order backward computed the gradients;
+    - ``unused``: per intermediate, a function telling whether forward ignores it.
+    """
+    targets, events, unused = [], [], {}
     for name, array, grad in inputs:
         note = gradient_problem(grad, array)
         targets.append((name, "input", array.shape, None if note else grad, _array_nudger(array),
                         note, False))
-    shared = {id(p): name for name, p in model.named_parameters()}     # a shared one once
+    shared = {id(p): name for name, p in model.named_parameters()}
     for mod_name, mod in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         for p_name, p in mod._parameters.items():
@@ -392,45 +432,15 @@ def check_intermediates(layer, x, forward_kwargs=None, eps=1e-6, atol=1e-6, rtol
             elif np.shape(grad) != value.shape:
                 note = f"gradient has shape {np.shape(grad)}"
                 grad = None
-            stepped = tap in mod.per_step_intermediates
             targets.append((prefix + tap, "intermediate", value.shape, grad,
-                            _tap_nudger(mod, tap, value.shape), note, stepped))
+                            _tap_nudger(mod, tap, value.shape), note, tap in mod.per_step_intermediates))
+            unused[prefix + tap] = functools.partial(_moves_nothing, run, out, mod, tap, value)
         events += [(tick, prefix + n, t)
                    for (n, t), tick in zip(mod.intermediate_grad_order, mod._grad_ticks)]
         events += [(mod._backward_tick, prefix + n, None) for n in mod._parameters]
-    events.sort(key=lambda e: e[0])            # when backward computed them (stable: params in order)
+    events.sort(key=lambda e: e[0])     # when backward computed them (stable: params in order)
     backward_order = [(name, t) for _, name, t in events] + [(name, None) for name, _, _ in inputs]
-
-    if not targets:
-        nothing_to_check("check_intermediates", layer)
-    if wanted is not None:
-        unknown = wanted - {t[0] for t in targets}
-        if unknown:
-            raise ValueError(f"check_intermediates: no tensor named {sorted(unknown)}; "
-                             f"available: {[t[0] for t in targets]}")
-        targets = [t for t in targets if t[0] in wanted]
-
-    title = f"check_intermediates: {type(layer).__name__}, float64, eps={eps:g}"
-    report = IntermediateReport(title, backward_order=backward_order, exact_tol=exact_tol,
-                                atol=atol, rtol=rtol)
-    for name, kind, shape, grad, nudge, note, stepped in targets:
-        idx = sample_indices(shape, max_samples, rng)
-        if grad is None:
-            report.rows.append(Row(name, kind, tuple(shape), 0, False, False, float("nan"), (), note,
-                                   stepped))
-            continue
-        numeric = _central_differences(run, G, nudge, idx, eps)
-        analytic = np.array([grad[i] for i in idx], dtype=np.float64)
-        row = _row(name, kind, shape, idx, analytic, numeric, atol, rtol, exact_tol, stepped)
-        if not row.approximate and kind == "intermediate" and not numeric.any():
-            row.hint = UNUSED_TAP
-        elif not row.approximate:
-            row.hint = kink_hint(_nudged_loss(run, G, nudge, row.worst_index), eps,
-                                 float(grad[row.worst_index]), atol, rtol)
-        report.rows.append(row)
-    model.record_intermediates(False)
-    rewind()                              # the global generator as it was found
-    return report
+    return targets, backward_order, unused
 
 
 def _array_nudger(array):
@@ -453,6 +463,17 @@ def _tap_nudger(module, name, shape):
         else:
             module._perturbations.pop(name, None)
     return nudge
+
+
+def _moves_nothing(run, out, module, name, value):
+    """Whether noise on every entry of intermediate ``name`` at once, as large as the entries,
+    leaves the output unchanged: forward went on without the value ``_tap`` returned."""
+    noise = np.random.default_rng(0).standard_normal(value.shape) * (1 + np.abs(value))
+    module._perturbations[name] = noise
+    try:
+        return np.array_equal(run(), out, equal_nan=True)
+    finally:
+        module._perturbations.pop(name, None)
 
 
 def _central_differences(run, G, nudge, indices, eps):

@@ -342,6 +342,11 @@ class Module:
         state["_call_depth"], state["_caller"] = 0, None
         return state
 
+    def __setstate__(self, state):
+        """A module pickled by an older handprop gets the bookkeeping added since."""
+        self.__dict__.update({k: v for k, v in Module().__dict__.items() if k not in state})
+        self.__dict__.update(state)
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # the class's own methods, and ones it takes from a class that is not a Module (a mixin)
@@ -420,7 +425,14 @@ class Module:
 
     def register_parameter(self, name, param):
         """Register ``param`` under ``name``, as assigning it does, with the name checks of
-        ``register_buffer`` (a name built at run time, e.g. ``f"weight_l{k}"``)."""
+        ``register_buffer`` (a name built at run time, e.g. ``f"weight_l{k}"``). None, as in
+        PyTorch, says the module has no such parameter (``bias=False``): ``self.bias`` reads
+        None and nothing is registered."""
+        if param is None:
+            self._check_new_name(f"{type(self).__name__}.register_parameter", name)
+            self._forget(name, keep=None)
+            object.__setattr__(self, name, None)
+            return
         self._register("register_parameter", name, param, Parameter, self._parameters)
 
     def add_module(self, name, module):
@@ -475,16 +487,21 @@ class Module:
         return [m for _, m in self.named_modules()]
 
     def named_children(self):
-        """Yield ``(name, child)`` for each direct child, in order."""
-        yield from self._modules.items()
+        """Yield ``(name, child)`` for each direct child, in order, a child held under two
+        names once (under the first), as PyTorch's."""
+        seen = set()
+        for name, child in self._modules.items():
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
 
     def children(self):
         return list(self._modules.values())
 
     def apply(self, fn):
         """Call ``fn(module)`` on every child, recursively, then on this module (PyTorch's
-        order, e.g. a custom initialisation); returns self."""
-        for child in self._modules.values():
+        order, e.g. a custom initialisation, a child held twice called once); returns self."""
+        for _, child in self.named_children():
             child.apply(fn)
         fn(self)
         return self
@@ -503,9 +520,12 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self, prefix=""):
+        """Yield ``(dotted_name, array)`` of every buffer that holds an array (one set to None
+        is left out, as in PyTorch)."""
         for mod_name, module in self.named_modules(prefix):
             for name, b in module._buffers.items():
-                yield (f"{mod_name}.{name}" if mod_name else name), b
+                if b is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), b
 
     def buffers(self):
         return [b for _, b in self.named_buffers()]
@@ -551,7 +571,7 @@ class Module:
         params = self.parameters()
         if params:
             return params[0].data.dtype
-        floats = (b.dtype for _, b in self.named_buffers() if b is not None and b.dtype.kind == "f")
+        floats = (b.dtype for _, b in self.named_buffers() if b.dtype.kind == "f")
         return next(floats, None)
 
     def _state_entries(self):

@@ -22,7 +22,8 @@ class ModuleDict(Module):
         def backward(self, dy):
             return self.heads[self.task].backward(dy)
 
-    ``ModuleDict(modules=None)`` takes a mapping or an iterable of ``(key, module)`` pairs.
+    ``ModuleDict(modules=None)`` takes a mapping (another ModuleDict too) or an iterable of
+    ``(key, module)`` pairs.
     Edited like a dict: ``heads[key] = module``, ``del heads[key]``, ``update``, ``pop`` and
     ``clear``; read with ``heads[key]``, ``key in heads``, ``keys``, ``values``, ``items``
     and iteration over the keys. A key is a non-empty string without ``"."`` that is not
@@ -37,7 +38,7 @@ class ModuleDict(Module):
     def update(self, modules):
         """Add or replace the ``(key, module)`` pairs of a mapping or an iterable of pairs;
         every pair is checked before any is added."""
-        pairs = list(modules.items() if isinstance(modules, Mapping) else modules)
+        pairs = list(modules.items() if isinstance(modules, Mapping | ModuleDict) else modules)
         for number, pair in enumerate(pairs):
             if not (isinstance(pair, tuple | list) and len(pair) == 2):
                 raise TypeError(f"ModuleDict.update: expected a mapping or (key, module) pairs, got "

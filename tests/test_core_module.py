@@ -950,3 +950,47 @@ def test_apply_children_and_buffers_as_torchs():
                                                  for name in torch_order]
     assert [n for n, _ in model.named_children()] == [n for n, _ in reference.named_children()]
     assert [b.shape for b in model.buffers()] == [tuple(b.shape) for b in reference.buffers()]
+
+
+def test_a_module_dict_takes_another_and_register_parameter_takes_none_as_torchs():
+    torch = pytest.importorskip("torch")
+    heads = nn.ModuleDict({"x": layers.ReLU()})
+    torch_heads = torch.nn.ModuleDict({"x": torch.nn.ReLU()})
+    assert list(nn.ModuleDict(heads)) == list(torch.nn.ModuleDict(torch_heads)) == ["x"]
+    heads.update(nn.ModuleDict({"y": layers.Tanh()}))
+    assert list(heads) == ["x", "y"]
+    dense, linear = layers.Dense(2, 2), torch.nn.Linear(2, 2)
+    dense.register_parameter("bias", None)
+    linear.register_parameter("bias", None)
+    assert dense.bias is None and list(dense.state_dict()) == list(linear.state_dict()) == ["weight"]
+    y = dense(np.ones((1, 2), np.float32))
+    np.testing.assert_allclose(y, np.ones((1, 2), np.float32) @ dense.weight.data.T)
+
+
+def test_apply_children_and_buffers_count_a_shared_child_once_and_skip_none_as_torchs():
+    torch = pytest.importorskip("torch")
+    d, t = layers.Dense(2, 2), torch.nn.Linear(2, 2)
+    model, reference = nn.Sequential(d, d), torch.nn.Sequential(t, t)
+    calls, torch_calls = [], []
+    model.apply(lambda m: calls.append(type(m).__name__))
+    reference.apply(lambda m: torch_calls.append(type(m).__name__))
+    assert calls == ["Dense", "Sequential"] and len(torch_calls) == 2
+    assert [n for n, _ in model.named_children()] == [n for n, _ in reference.named_children()] == ["0"]
+    bn, torch_bn = layers.BatchNorm1D(2), torch.nn.BatchNorm1d(2)
+    bn.register_buffer("extra", None)
+    torch_bn.register_buffer("extra", None)
+    assert [n for n, _ in bn.named_buffers()] == [n for n, _ in torch_bn.named_buffers()]
+    assert len(bn.buffers()) == len(list(torch_bn.buffers())) == 3
+
+
+def test_a_module_pickled_without_newer_bookkeeping_still_works():
+    import pickle
+    model = nn.Sequential(layers.Dense(2, 2), layers.BatchNorm1D(2))
+    blob = pickle.dumps(model)
+    old = pickle.loads(blob)
+    for m in old.modules():                             # as pickled before the attribute existed
+        del m.__dict__["_non_persistent"]
+    again = pickle.loads(pickle.dumps(old))
+    assert list(again.state_dict()) == list(model.state_dict())
+    again[0].weight = nn.Parameter(np.zeros((2, 2), np.float32))
+    assert not again[0].weight.data.any()

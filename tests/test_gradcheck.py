@@ -256,3 +256,18 @@ def test_a_second_input_by_keyword_is_checked_through_input_gradients(check):
     wrong = check(_Gate(wrong=True), x, forward_kwargs={"x2": x2})
     assert right.passed and "x2" in str(right)
     assert not wrong.passed and not wrong["x2"].passed and wrong["input"].passed and wrong["weight"].passed
+
+
+def test_the_global_generator_is_rewound_only_for_a_module_that_draws_from_it():
+    from nn.gradcheck import replayed
+    x = np.ones((2, 3))
+    for module, draws in ((layers.Tanh(), False), (_Jitter(), True)):
+        start = nn.get_rng().bit_generator.state
+        with replayed(module) as rewind:
+            rewind()
+            module(x)
+            rewind()                                        # after the first forward: decided
+            nn.get_rng().random()                           # a draw of some other code
+            rewind()
+        moved = nn.get_rng().bit_generator.state != start
+        assert moved is not draws                          # replayed only when the module draws

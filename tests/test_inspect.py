@@ -884,3 +884,29 @@ def test_a_tap_forward_does_not_use_is_named_as_such_not_as_a_wrong_gradient():
     assert report.failed == ["z"] and report["z"].hint == nn.inspect.UNUSED_TAP
     assert "'z', is recorded but not used by forward: fix that tap first" in report.table()
     assert "the error enters" not in report.table()
+
+
+class _ShiftReLU(nn.Module):
+    """``z = x + b`` (recorded and used), ``relu(z)``; ``bug`` forgets ReLU's mask in backward."""
+
+    def __init__(self, bug):
+        super().__init__()
+        self.b = nn.Parameter(np.zeros(3))
+        self.bug = bug
+
+    def forward(self, x):
+        z = self._tap("z", x + self.b.data)
+        self._mask = z > 0
+        return np.maximum(z, 0)
+
+    def backward(self, dy):
+        dz = self._tap_grad("z", dy if self.bug else dy * self._mask)
+        self.b.grad += dz.sum(axis=0)
+        return dz
+
+
+def test_a_used_tap_with_a_zero_derivative_is_not_called_unused():
+    x = -1.0 - rng(0).random((2, 3))                      # every unit dead: numeric gradients 0
+    report = nn.check_intermediates(_ShiftReLU(bug=True), x)
+    assert report["z"].hint == "" and "the error enters at 'z'" in report.table()
+    assert nn.check_intermediates(_ShiftReLU(bug=False), x).passed
