@@ -80,7 +80,8 @@ class RMSprop(Optimizer):
             np.multiply(gm, gm, out=d)                      # d <- sqrt(v - gm^2)
             with np.errstate(invalid="ignore"):             # inf - inf where v overflowed...
                 np.subtract(v, d, out=d)
-            np.copyto(d, v, where=np.isinf(v))              # ...is inf there, as torch's fused op
+            if v.max(initial=0) == np.inf:                  # ...is inf there, as torch's fused op
+                np.copyto(d, v, where=np.isinf(v))
             np.sqrt(d, out=d)
         else:
             np.sqrt(v, out=d)
