@@ -190,6 +190,7 @@ def test_a_huge_float32_gradient_does_not_freeze_the_weight(name, kwargs, refere
     np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in multiply")     # g**2, as meant
 @pytest.mark.parametrize("g", [1e22, 1e30])
 def test_centered_rmsprop_with_an_overflowing_second_moment_matches_torch(g):
     """Past |g| ~ 2e20 both v and gm^2 overflow float32; torch's fused v - gm^2 gives
