@@ -263,10 +263,11 @@ def _wrap_backward(fn):
                 self.intermediate_grad_order.clear()
                 self._grad_ticks.clear()
             dx = fn(self, dy, *args, **kwargs)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as error:
             if standing is not None:             # refused (e.g. a recurrent layer's dstate)
                 self.intermediate_grads.update(standing[0])
                 self.intermediate_grad_order[:], self._grad_ticks[:] = standing[1:]
+            _explain_none_grad(self, error)
             raise
         finally:
             _release(self)
@@ -278,6 +279,20 @@ def _wrap_backward(fn):
         return _apply_hooks(self._backward_hooks, f"{name}.backward", "dx", dx,
                             lambda hook, dx: hook(self, dx, dy))
     return backward
+
+
+def _explain_none_grad(module, error):
+    """``None += array`` in a backward: name the parameter whose gradient was None -- one a
+    child registered, after ``zero_grad(set_to_none=True)``, that this backward adds into
+    before the child's backward started it."""
+    if not (isinstance(error, TypeError) and "NoneType" in str(error)):
+        return
+    unset = [name for name, p in module.named_parameters() if p.grad is None]
+    if unset:
+        raise TypeError(f"{type(module).__name__}.backward: {error}: the gradient of "
+                        f"{', '.join(unset)} was None (zero_grad(set_to_none=True)) when this "
+                        "backward added into it; start it first, `if p.grad is None: "
+                        "p.zero_grad()`, or register the parameter here too") from error
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])

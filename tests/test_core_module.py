@@ -994,3 +994,33 @@ def test_a_module_pickled_without_newer_bookkeeping_still_works():
     assert list(again.state_dict()) == list(model.state_dict())
     again[0].weight = nn.Parameter(np.zeros((2, 2), np.float32))
     assert not again[0].weight.data.any()
+
+
+class _TiedHead(nn.Module):
+    """Embedding, then logits against the same table: the output projection adds into the
+    embedding's weight before the embedding's own backward runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = layers.Embedding(5, 3, rng=0)
+
+    def forward(self, ids):
+        self._h = self.emb(ids)
+        return self._h @ self.emb.weight.data.T
+
+    def backward(self, dy):
+        self.emb.weight.grad += np.einsum("nv,nd->vd", dy, self._h)
+        return self.emb.backward(dy @ self.emb.weight.data)
+
+
+def test_adding_into_a_childs_unset_gradient_names_the_parameter():
+    model = _TiedHead()
+    y = model(np.array([0, 3]))
+    model.zero_grad(set_to_none=True)
+    with pytest.raises(TypeError, match=r"_TiedHead.backward: .*NoneType.*: the gradient of emb.weight "
+                                        r"was None \(zero_grad\(set_to_none=True\)\)"):
+        model.backward(np.ones_like(y))
+    model.zero_grad()
+    y = model(np.array([0, 3]))
+    model.backward(np.ones_like(y))                      # started: the tie adds as it should
+    assert model.emb.weight.grad[[0, 3]].any() and model.emb.weight.grad[[1, 2, 4]].any()
