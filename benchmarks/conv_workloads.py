@@ -9,15 +9,28 @@ import layers
 import nn
 from benchmarks.harness import Workload, try_import_torch
 
-#: (name, layer factory, input shape, quick input shape)
+#: (layer factory, input shape, quick input shape)
 CASES = [
-    ("Conv2D 1->32 28x28 k3 p1, N=64", lambda: layers.Conv2D(1, 32, 3, padding=1), (64, 1, 28, 28), (2, 1, 8, 8)),
-    ("Conv2D 32->64 14x14 k3 p1, N=64", lambda: layers.Conv2D(32, 64, 3, padding=1), (64, 32, 14, 14), (2, 32, 6, 6)),
-    ("Conv2D 16->32 16x16 k5 p2, N=64", lambda: layers.Conv2D(16, 32, 5, padding=2), (64, 16, 16, 16), (2, 16, 6, 6)),
-    ("MaxPool2D 2x2 on (64, 32, 28, 28)", lambda: layers.MaxPool2D(2), (64, 32, 28, 28), (2, 4, 8, 8)),
-    ("AvgPool2D 2x2 on (64, 32, 28, 28)", lambda: layers.AvgPool2D(2), (64, 32, 28, 28), (2, 4, 8, 8)),
-    ("Conv1D 32->64 L=256 k5 p2, N=64", lambda: layers.Conv1D(32, 64, 5, padding=2), (64, 32, 256), (2, 32, 16)),
+    (lambda: layers.Conv2D(1, 32, 3, padding=1), (64, 1, 28, 28), (2, 1, 8, 8)),
+    (lambda: layers.Conv2D(32, 64, 3, padding=1), (64, 32, 14, 14), (2, 32, 6, 6)),
+    (lambda: layers.Conv2D(16, 32, 5, padding=2), (64, 16, 16, 16), (2, 16, 6, 6)),
+    (lambda: layers.MaxPool2D(2), (64, 32, 28, 28), (2, 4, 8, 8)),
+    (lambda: layers.AvgPool2D(2), (64, 32, 28, 28), (2, 4, 8, 8)),
+    (lambda: layers.Conv1D(32, 64, 5, padding=2), (64, 32, 256), (2, 32, 16)),
 ]
+
+
+def workload_name(layer, shape):
+    """The row's name, from the layer and the input shape it runs on, e.g.
+    ``Conv2D 1->32 28x28 k3 p1, N=64`` or ``MaxPool2D 2x2 on (64, 32, 28, 28)``."""
+    kind = type(layer).__name__
+    if isinstance(layer, layers.Conv2D):
+        return (f"{kind} {layer.in_channels}->{layer.out_channels} {shape[2]}x{shape[3]} "
+                f"k{layer.kernel_size[0]} p{layer.padding}, N={shape[0]}")
+    if isinstance(layer, layers.Conv1D):
+        return (f"{kind} {layer.in_channels}->{layer.out_channels} L={shape[2]} "
+                f"k{layer.kernel_size[0]} p{layer.padding}, N={shape[0]}")
+    return f"{kind} {'x'.join(map(str, layer.kernel_size))} on {tuple(shape)}"
 
 
 def torch_twin(torch, layer):
@@ -83,15 +96,13 @@ def _output_shape(layer, shape):
         return layer(np.zeros(shape, dtype=np.float32)).shape
 
 
-def _flops(factory, shape):
-    layer = factory()
-    return layer.flops(shape, _output_shape(layer, shape))
-
-
 def workloads(quick=False):
-    """The benchmark rows; ``quick`` uses tiny shapes (a smoke test, not a measurement)."""
+    """The benchmark rows; ``quick`` uses tiny shapes (a smoke test, not a measurement) and
+    names them so."""
     rows = []
-    for name, factory, shape, quick_shape in CASES:
+    for factory, shape, quick_shape in CASES:
         shape = quick_shape if quick else shape
-        rows.append(Workload(name, _flops(factory, shape), _make(factory, shape)))
+        layer = factory()
+        flops = layer.flops(shape, _output_shape(layer, shape))
+        rows.append(Workload(workload_name(layer, shape), flops, _make(factory, shape)))
     return rows

@@ -18,6 +18,12 @@ test accuracy for both and the time ratio, as a markdown table, and writes JSON 
 matplotlib, a PNG of both per epoch beside it). The data come from
 ``datasets.load_fashion_mnist()`` (with ``--data DIR`` from that folder only); ``--quick``
 trains one step on a small synthetic set instead (a smoke test that needs no data files).
+Without PyTorch (or with ``--no-torch``) the table has handprop's columns only.
+
+By default the JSON goes to ``benchmarks/results/`` only with the options of a run committed
+there (``COMMITTED``, the commands README quotes, PyTorch installed; ``--data`` says only where
+the files are); a ``--quick`` run writes to ``benchmarks/results/quick/``, any other to
+``benchmarks/results/custom/``, so that no short run replaces a committed result.
 """
 import argparse
 import json
@@ -32,11 +38,17 @@ import layers
 import nn
 import optim
 from benchmarks.cnn_vs_rnn import load_pyplot
-from benchmarks.harness import (check_writable, limit_threads, nonnegative_int, positive_int, result_name,
-                                thread_count, try_import_torch)
+from benchmarks.harness import (check_writable, command_line, default_file, destination_help,
+                                limit_threads, nonnegative_int, path_arg, positive_int, result_name,
+                                thread_count, torch_for_run, write_text)
 
-ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZE, LR = 64, 1e-3
+#: The committed results and the options of the runs that wrote them (README's Fashion-MNIST
+#: table; each ran with PyTorch beside).
+COMMITTED = {"fashion_mnist_cnn.json": {"epochs": 1},
+             "fashion_mnist_cnn_2threads.json": {"epochs": 1, "threads": 2},
+             "fashion_mnist_cnn_6epochs.json": {"epochs": 6},
+             "fashion_mnist_lstm.json": {"model": "lstm", "epochs": 20}}
 
 
 # ----------------------------------------------------------------------------- models
@@ -145,15 +157,18 @@ class TorchRun:
 
 
 def table(results):
+    """Per epoch: seconds and test accuracy of each framework and, with PyTorch, the time ratio."""
     ours, theirs = results["handprop"], results.get("torch")
+    if theirs is None:
+        lines = ["| epoch | handprop s | handprop test acc |", "|---:|---:|---:|"]
+        lines += [f"| {e + 1} | {s:.1f} | {acc:.4f} |"
+                  for e, (s, acc) in enumerate(zip(ours["seconds"], ours["test_accuracy"]))]
+        return "\n".join(lines)
     lines = ["| epoch | handprop s | handprop test acc | PyTorch s | PyTorch test acc | handprop / PyTorch time |",
              "|---:|---:|---:|---:|---:|---:|"]
     for e, (s, acc) in enumerate(zip(ours["seconds"], ours["test_accuracy"])):
-        if theirs:
-            ts, tacc = theirs["seconds"][e], theirs["test_accuracy"][e]
-            lines.append(f"| {e + 1} | {s:.1f} | {acc:.4f} | {ts:.1f} | {tacc:.4f} | {s / ts:.2f}x |")
-        else:
-            lines.append(f"| {e + 1} | {s:.1f} | {acc:.4f} | n/a | n/a | n/a |")
+        ts, tacc = theirs["seconds"][e], theirs["test_accuracy"][e]
+        lines.append(f"| {e + 1} | {s:.1f} | {acc:.4f} | {ts:.1f} | {tacc:.4f} | {s / ts:.2f}x |")
     return "\n".join(lines)
 
 
@@ -184,7 +199,9 @@ def plot(results, path):
     return [path]
 
 
-def main(argv=None):
+def parse_args(argv):
+    """The options, with ``json`` the path to write (see the module's docstring for the
+    default); every check is made here, before anything is loaded, trained or written."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fashion_mnist",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("cnn", "lstm"), default="cnn")
@@ -197,22 +214,32 @@ def main(argv=None):
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--data", type=Path, help=f"the folder of the four IDX files (default: "
                         f"${datasets.idx.FASHION_MNIST_ENV}, then the Debian package's folder)")
-    parser.add_argument("--json", type=Path,
-                        help="default: benchmarks/results/fashion_mnist_MODEL[_Nthreads][_quick].json")
+    committed = ", ".join(f"{name} ({command_line(options)})" for name, options in COMMITTED.items())
+    parser.add_argument("--json", type=path_arg,
+                        help="where to write the results (and the plot beside, as .png), by default "
+                             "named fashion_mnist_MODEL[_Nthreads].json " + destination_help(committed))
     args = parser.parse_args(argv)
     if args.quick:
         ignored = [f"--{name.replace('_', '-')}" for name in ("epochs", "train_size", "data")
                    if getattr(args, name) != parser.get_default(name)]
         if ignored:
             parser.error(f"--quick trains one epoch on synthetic data: expected no {' '.join(ignored)}")
-    epochs = 1 if args.quick else args.epochs
-    path = args.json or ROOT / "benchmarks" / "results" / result_name("fashion_mnist", args.model,
-                                                                      args.threads, args.quick)
-    check_writable(parser, path, "--json")
-    if path.suffix != ".json":
-        parser.error(f"--json {path}: expected a file name ending in .json (the plot goes beside it, "
-                     "as .png)")
+    if args.data is not None and args.data.exists() and not args.data.is_dir():
+        parser.error(f"--data {args.data}: expected the folder of the four IDX files, got a file")
+    args.json = args.json or default_file(parser, args, COMMITTED,
+                                          result_name("fashion_mnist", args.model, args.threads),
+                                          torch_needed=True)
+    check_writable(parser, args.json, "--json")
+    if args.json.suffix != ".json":
+        parser.error(f"--json {args.json}: expected a file name ending in .json (the plot goes beside "
+                     "it, as .png)")
+    return args
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    path = args.json
+    epochs = 1 if args.quick else args.epochs
     threads = limit_threads(args.threads, torch=not args.no_torch)
     try:
         train, test = load_data(args.model, args.quick, args.train_size, args.seed, args.data)
@@ -222,7 +249,7 @@ def main(argv=None):
     nn.seed(args.seed)
     model = build(args.model)
     runs = {"handprop": HandpropRun(model, train, test, args.seed)}
-    torch = None if args.no_torch else try_import_torch()
+    torch = torch_for_run(not args.no_torch)
     if torch is not None:
         torch.manual_seed(args.seed)
         twin = build_torch(torch, args.model)
@@ -237,7 +264,7 @@ def main(argv=None):
     for _ in range(epochs):
         for run in runs.values():
             run.epoch()
-        path.write_text(json.dumps(results, indent=2))       # after every epoch: a long run can be stopped
+        write_text(path, json.dumps(results, indent=2))       # after every epoch: a long run can be stopped
     print(table(results))
     for written in [path] + plot(results, path.with_suffix(".png")):
         print(f"wrote {written}")

@@ -11,6 +11,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numba
@@ -25,48 +26,169 @@ IMPLS = ("fast", "reference", "torch")
 #: and keeps its own threads' habits while it runs.
 SETTLE_S = 0.02
 
+#: The committed results, each written by the run README quotes for it.
+RESULTS = Path(__file__).resolve().parent / "results"
 
-def try_import_torch():
-    """PyTorch if importable (an optional reference), else None."""
+#: Options that say where to read or write, not what to run.
+LOCATION_OPTIONS = ("out", "json", "data")
+
+TORCH_INSTALL = "pip install torch==2.13.0, see README"
+
+
+def import_torch():
+    """``(torch, None)``, or ``(None, the error)`` when PyTorch does not import: not installed,
+    or a broken install (a missing shared library raises OSError, for one)."""
     try:
         import torch
-    except ImportError:
+    except Exception as error:       # whatever a broken install raises, the run goes on without
+        return None, error
+    return torch, None
+
+
+def try_import_torch():
+    """PyTorch if it imports (an optional reference), else None."""
+    return import_torch()[0]
+
+
+def torch_missing_note(error):
+    """One line: why PyTorch is absent (``error``, from ``import_torch``) and how to install it."""
+    if isinstance(error, ModuleNotFoundError) and error.name == "torch":
+        why = "PyTorch is not installed"
+    else:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        why = f"PyTorch failed to import ({type(error).__name__}: {first_line})"
+    return (f"{why}: handprop only, no PyTorch columns (for them, install a CPU build: "
+            f"{TORCH_INSTALL})")
+
+
+def torch_for_run(wanted=True):
+    """PyTorch for a run's side-by-side columns, None when not ``wanted`` or not importable --
+    then printing ``torch_missing_note``, so that a report without PyTorch says why."""
+    if not wanted:
         return None
+    torch, error = import_torch()
+    if torch is None:
+        print(torch_missing_note(error))
     return torch
 
 
 _THREAD_LIMITS = []        # threadpoolctl limits stay in force while referenced
 
 
+def _integer_at_least(text, minimum):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+    return value
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+    return _integer_at_least(text, 1)
 
 
 def nonnegative_int(text):
     """argparse type: an integer >= 0 (a seed)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
+    return _integer_at_least(text, 0)
+
+
+def path_arg(text):
+    """argparse type for ``--out`` and ``--json``: a path, never empty (``Path("")`` would be
+    the current folder, written into without being asked for)."""
+    if not text:
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return Path(text)
 
 
 def check_writable(parser, path, option, folder=False):
     """End with ``parser``'s usage error unless a file can be written at ``path`` (in the
-    folder ``path`` with ``folder``), creating the folders it needs: checked before the run,
-    so a bad path costs a line, not the run's results."""
-    where = path if folder else path.parent
+    folder ``path`` with ``folder``). Checked before the run, so that a bad path costs a line,
+    not the run's results; creates nothing (the run makes the folders when it writes)."""
+    if folder and path.exists() and not path.is_dir():
+        parser.error(f"{option} {path}: expected a folder, got a file")
+    if not folder and path.is_dir():
+        parser.error(f"{option} {path}: expected a file name, got a folder")
+    existing = path if folder else path.parent
+    while not existing.exists():          # the folders still to be made go in the nearest that is
+        existing = existing.parent
+    if not existing.is_dir():
+        parser.error(f"{option} {path}: cannot write there ({existing} is a file, not a folder)")
     try:
-        if not folder and path.is_dir():
-            raise IsADirectoryError(21, "is a folder, expected a file name")
-        where.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=where):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
         parser.error(f"{option} {path}: cannot write there ({e.strerror or e})")
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path``, making its folder first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def is_committed_run(parser, args, options, torch_needed):
+    """Whether ``args`` are ``options`` (``{dest: value}``, the options of a run whose results
+    are committed) and ``parser``'s defaults for the rest, ``LOCATION_OPTIONS`` aside -- and,
+    with ``torch_needed``, PyTorch imports, as it did for that run."""
+    same = all(value == options.get(dest, parser.get_default(dest))
+               for dest, value in vars(args).items() if dest not in LOCATION_OPTIONS)
+    return same and (not torch_needed or try_import_torch() is not None)
+
+
+def scratch_folder(quick):
+    """Where a run not committed writes by default: ``RESULTS/quick`` or ``RESULTS/custom``."""
+    return RESULTS / ("quick" if quick else "custom")
+
+
+def default_folder(parser, args, committed, torch_needed):
+    """The output folder of a run: ``RESULTS`` when ``args`` are the options of one of the
+    ``committed`` runs (see ``is_committed_run``), else ``scratch_folder`` -- so that a short
+    or partial run never replaces a committed result."""
+    if any(is_committed_run(parser, args, options, torch_needed) for options in committed):
+        return RESULTS
+    return scratch_folder(args.quick)
+
+
+def default_file(parser, args, committed, name, torch_needed):
+    """The results file of a run: the file in ``RESULTS`` whose run had the options ``args``
+    have (``committed`` maps each committed file name to those options), else ``name`` in
+    ``scratch_folder``."""
+    for committed_name, options in committed.items():
+        if is_committed_run(parser, args, options, torch_needed):
+            return RESULTS / committed_name
+    return scratch_folder(args.quick) / name
+
+
+def command_line(options):
+    """``{dest: value}`` as typed, e.g. ``--only conv --threads 2``."""
+    return " ".join(f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}")
+                    for dest, value in options.items()) or "the run without options"
+
+
+def destination_help(committed_runs):
+    """The end of the ``--out`` or ``--json`` help: where a run writes by default.
+    ``committed_runs`` says which runs' results are committed, with which options."""
+    return (f"(default: benchmarks/results/ only for the runs committed there: {committed_runs}; "
+            "benchmarks/results/quick/ with --quick and benchmarks/results/custom/ for any other "
+            "run, both ignored by git)")
+
+
+def add_out_option(parser, committed):
+    """``--out``, the output folder; its help names the ``committed`` runs (see
+    ``default_folder``), the ones that write to ``benchmarks/results/`` by default."""
+    runs = "; ".join(command_line(options) for options in committed)
+    parser.add_argument("--out", type=path_arg, help="output folder " + destination_help(runs))
+
+
+def resolve_out(parser, args, committed, torch_needed):
+    """``args`` with ``out`` set to the folder to write in: as given, else ``default_folder``;
+    ends with ``parser``'s usage error when nothing can be written there."""
+    args.out = args.out or default_folder(parser, args, committed, torch_needed)
+    check_writable(parser, args.out, "--out", folder=True)
+    return args
 
 
 def thread_count(text):
@@ -116,11 +238,9 @@ class Workload:
     make: Callable
 
 
-def result_name(script, what, threads, quick):
-    """The default results file of a run, e.g. ``kernels_conv_2threads.json``: runs with other
-    settings never overwrite each other's results."""
-    return (f"{script}_{what}" + ("" if threads == 1 else f"_{threads}threads")
-            + ("_quick" if quick else "") + ".json")
+def result_name(script, what, threads):
+    """The results file name of a run, e.g. ``kernels_conv_2threads.json``."""
+    return f"{script}_{what}" + ("" if threads == 1 else f"_{threads}threads") + ".json"
 
 
 def time_call(fn):
@@ -156,9 +276,12 @@ def measure(workloads, impls=IMPLS, repeats=7, reference_repeats=3):
 
 
 def markdown_table(workloads, results):
-    """Rows: workload x implementation, with ms, GFLOP/s and the ratio to PyTorch."""
-    lines = ["| workload | impl | forward ms | fwd+bwd ms | fwd+bwd GFLOP/s | fwd+bwd / PyTorch |",
-             "|---|---|---:|---:|---:|---:|"]
+    """Rows: workload x implementation, with ms, GFLOP/s and -- when PyTorch was timed -- the
+    ratio to PyTorch."""
+    with_torch = any(impl == "torch" for _, impl in results)
+    lines = ["| workload | impl | forward ms | fwd+bwd ms | fwd+bwd GFLOP/s |"
+             + (" fwd+bwd / PyTorch |" if with_torch else ""),
+             "|---|---|---:|---:|---:|" + ("---:|" if with_torch else "")]
     for w in workloads:
         torch_t = results.get((w.name, "torch"), {}).get("forward_backward")
         for impl in IMPLS:
@@ -166,9 +289,11 @@ def markdown_table(workloads, results):
             if r is None:
                 continue
             fb = r["forward_backward"]
-            ratio = f"{fb / torch_t:.2f}x" if torch_t else "n/a"
             gflops = 3 * w.flops / fb / 1e9 if w.flops else float("nan")
-            lines.append(f"| {w.name} | {impl} | {r['forward'] * 1e3:.2f} | {fb * 1e3:.2f} | {gflops:.1f} | {ratio} |")
+            line = f"| {w.name} | {impl} | {r['forward'] * 1e3:.2f} | {fb * 1e3:.2f} | {gflops:.1f} |"
+            if with_torch:
+                line += f" {fb / torch_t:.2f}x |" if torch_t else " n/a |"
+            lines.append(line)
     return "\n".join(lines)
 
 

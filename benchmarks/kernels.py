@@ -9,7 +9,13 @@ two markdown tables: warm times (ms, GFLOP/s, ratio to PyTorch) and first-call t
 times, in fresh interpreters, importing ``layers`` and the first call of every convolution and
 pooling kernel -- with an empty numba cache (compiling) and then with it filled, three times
 from a new cache each (medians and the range printed).
-``--quick`` runs tiny shapes once: a smoke test, not a measurement.
+``--quick`` runs tiny shapes once: a smoke test, not a measurement. Without PyTorch the
+tables have no PyTorch rows or ratios (the run says so).
+
+Writes JSON to ``--json``; by default to ``benchmarks/results/`` only with the options of a run
+committed there (``COMMITTED``: ``--only conv`` or ``--only recurrent``, on one thread or with
+``--threads 2``, PyTorch installed), so that no other run replaces those results: a ``--quick``
+run writes to ``benchmarks/results/quick/``, any other to ``benchmarks/results/custom/``.
 
 The thread pools' settings (numba's ``workqueue`` layer, OpenBLAS's threads sleeping at once)
 are printed with the tables; why they matter: ``layers/kernels/__init__.py``. The
@@ -34,6 +40,11 @@ from benchmarks import harness
 
 FAMILIES = {"conv": "benchmarks.conv_workloads", "recurrent": "benchmarks.recurrent_workloads"}
 ROOT = Path(__file__).resolve().parent.parent
+#: The committed results and the options of the runs that wrote them (README's kernel table).
+COMMITTED = {"kernels_conv.json": {"only": "conv"},
+             "kernels_conv_2threads.json": {"only": "conv", "threads": 2},
+             "kernels_recurrent.json": {"only": "recurrent"},
+             "kernels_recurrent_2threads.json": {"only": "recurrent", "threads": 2}}
 
 # Imports ``layers`` and runs every convolution and pooling kernel once (float32): on a small
 # map, and on a sample large enough that its im2col is split among threads.
@@ -106,7 +117,8 @@ def to_json(workloads, results, jit, quick):
             "machine": platform.machine(), "results": rows, "jit": jit}
 
 
-def main(argv=None):
+def parse_args(argv):
+    """The options, with ``json`` the path to write (see the module's docstring for the default)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke test)")
     parser.add_argument("--only", choices=sorted(FAMILIES), help="run one family of workloads")
@@ -114,18 +126,33 @@ def main(argv=None):
                         help="threads for BLAS, numba and PyTorch (default 1)")
     parser.add_argument("--no-jit-timing", action="store_true",
                         help="skip timing the cold and cached import + JIT in fresh interpreters")
-    parser.add_argument("--json", type=Path,
-                        help="where to write the results (default: benchmarks/results/"
-                             "kernels_{conv,recurrent,all}[_Nthreads][_quick].json)")
+    committed = ", ".join(f"{name} ({harness.command_line(options)})"
+                          for name, options in COMMITTED.items())
+    parser.add_argument("--json", type=harness.path_arg,
+                        help="where to write the results, by default named "
+                             "kernels_{conv,recurrent,all}[_Nthreads].json "
+                             + harness.destination_help(committed))
     args = parser.parse_args(argv)
-    path = args.json or ROOT / "benchmarks" / "results" / harness.result_name(
-        "kernels", args.only or "all", args.threads, args.quick)
-    harness.check_writable(parser, path, "--json")
+    args.json = args.json or harness.default_file(
+        parser, args, COMMITTED, harness.result_name("kernels", args.only or "all", args.threads),
+        torch_needed=True)
+    harness.check_writable(parser, args.json, "--json")
+    return args
 
+
+def header(n_workloads, threads, with_torch, quick):
+    """The line above the tables: what runs, on how many threads, in which libraries."""
+    libraries = "numba and PyTorch" if with_torch else "numba; no PyTorch"
+    return (f"{n_workloads} workloads, float32, {threads} threads ({libraries}), "
+            f"{_thread_settings()}{' -- quick mode' if quick else ''}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
     harness.limit_threads(args.threads)
+    torch = harness.torch_for_run()
     workloads = collect(args.only, args.quick)
-    print(f"{len(workloads)} workloads, float32, {numba.get_num_threads()} threads (numba and PyTorch), "
-          f"{_thread_settings()}{' -- quick mode' if args.quick else ''}\n")
+    print(header(len(workloads), numba.get_num_threads(), torch is not None, args.quick), "\n")
     results = harness.measure(workloads, repeats=1 if args.quick else 7,
                               reference_repeats=1 if args.quick else 3)
     print(harness.markdown_table(workloads, results), "\n")
@@ -134,8 +161,8 @@ def main(argv=None):
     if args.only in (None, "conv") and not args.no_jit_timing:
         jit = jit_times(repeats=1 if args.quick else 3)
         print(jit_table(jit), "\n")
-    path.write_text(json.dumps(to_json(workloads, results, jit, args.quick), indent=2))
-    print(f"wrote {path}")
+    harness.write_text(args.json, json.dumps(to_json(workloads, results, jit, args.quick), indent=2))
+    print(f"wrote {args.json}")
     return results
 
 

@@ -21,7 +21,10 @@ loss, at initialisation and after training, for T = 100 (the middle length). A t
 gradient shrinks geometrically with distance; the LSTM's cell state carries it.
 
 Writes ``long_memory.json``, ``long_memory.md`` and, with matplotlib,
-``long_memory_gradients.png`` and ``long_memory_curves.png`` to ``--out``.
+``long_memory_gradients.png`` and ``long_memory_curves.png`` to ``--out``: by default
+``benchmarks/results/`` only for a run without options (the one committed there),
+``benchmarks/results/quick/`` with ``--quick`` and ``benchmarks/results/custom/`` for any other
+run, so that a shorter run never replaces the committed results.
 """
 import argparse
 import os
@@ -35,9 +38,9 @@ import datasets
 import layers
 import nn
 import optim
-from benchmarks.cnn_vs_rnn import (fmt, load_pyplot, machine_info, markdown_table, parse_with_out,
-                                   save_report)
-from benchmarks.harness import limit_threads, name_list, nonnegative_int, positive_int, thread_count
+from benchmarks.cnn_vs_rnn import fmt, load_pyplot, machine_info, markdown_table, save_report
+from benchmarks.harness import (add_out_option, limit_threads, name_list, nonnegative_int, positive_int,
+                                resolve_out, thread_count)
 
 CELLS = ("rnn", "lstm", "gru")
 BASELINE_MSE = 1.0 / 6.0
@@ -47,6 +50,8 @@ CONFIG = {"lengths": (50, 100, 200), "budget": {50: 2000, 100: 3000, 200: 4000},
 QUICK_CONFIG = {"lengths": (10, 20), "budget": {10: 60, 20: 60}, "hidden_size": 16, "lr": 3e-3,
                 "clip": 1.0, "batch_size": 16, "eval_every": 20, "test_size": 64,
                 "threshold": 0.01, "gradient_T": 20}
+#: The options of the run whose results are committed in benchmarks/results/: none.
+COMMITTED_RUNS = [{}]
 
 
 class AddingModel(nn.Module):
@@ -116,12 +121,31 @@ def gradient_profile(model, x, y):
     return norms[::-1].copy()
 
 
+def train_step(model, opt, loss_fn, x, y, clip):
+    """One step: forward, loss, backward, the gradients of ``opt``'s parameters clipped to
+    total norm ``clip``, then ``opt``'s update."""
+    model.zero_grad()
+    loss_fn(model(x), y)
+    model.backward(loss_fn.backward())
+    optim.clip_grad_norm(opt.params, clip)
+    opt.step()
+
+
+def warm_up(cells, config):
+    """One untimed step of each cell on a tiny batch, so that loading numba's compiled kernels
+    (or compiling them) is not timed as part of the first run."""
+    x, y = datasets.adding_problem(2, 3, seed=0)
+    for cell in cells:
+        model = make_model(cell, config["hidden_size"], seed=0)
+        train_step(model, optim.Adam(model.parameters(), lr=config["lr"]), nn.MSELoss(), x, y,
+                   config["clip"])
+
+
 def train_adding(cell, T, config, seed, test):
     """Train one model on the adding problem at length ``T``; returns the run record and the
     trained model."""
     model = make_model(cell, config["hidden_size"], seed)
-    params = model.parameters()
-    opt = optim.Adam(params, lr=config["lr"])
+    opt = optim.Adam(model.parameters(), lr=config["lr"])
     loss_fn = nn.MSELoss()
     data_rng = np.random.default_rng(10_000 + seed)
     budget, every = config["budget"][T], config["eval_every"]
@@ -130,11 +154,7 @@ def train_adding(cell, T, config, seed, test):
     for step in bar:
         x, y = datasets.adding_problem(config["batch_size"], T, seed=data_rng)
         start = time.perf_counter()
-        model.zero_grad()
-        loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
-        optim.clip_grad_norm(params, config["clip"])
-        opt.step()
+        train_step(model, opt, loss_fn, x, y, config["clip"])
         seconds += time.perf_counter() - start
         if step % every == 0 or step == budget:
             history.append((step, test_mse(model, *test)))
@@ -151,7 +171,9 @@ def train_adding(cell, T, config, seed, test):
 
 
 def run(config, cells, seed):
-    """Every (length, cell) run, plus the gradient profiles at ``gradient_T``."""
+    """Every (length, cell) run, after an untimed ``warm_up``, plus the gradient profiles at
+    ``gradient_T``."""
+    warm_up(cells, config)
     runs, profiles = [], {}
     gT = config["gradient_T"]
     probe = datasets.adding_problem(256, gT, seed=7)
@@ -269,12 +291,13 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=positive_int, help="sequences per step (default 32)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--threads", type=thread_count, default=1, help="threads for BLAS and numba (default 1)")
-    args = parse_with_out(p, argv)
+    add_out_option(p, COMMITTED_RUNS)
+    args = p.parse_args(argv)
     eval_every = (QUICK_CONFIG if args.quick else CONFIG)["eval_every"]
     if args.budget is not None and args.budget < eval_every:
         p.error(f"--budget {args.budget} is less than one evaluation's worth of steps "
                 f"({eval_every}{' in --quick' if args.quick else ''})")
-    return args
+    return resolve_out(p, args, COMMITTED_RUNS, torch_needed=False)
 
 
 def make_config(args):

@@ -15,14 +15,26 @@ import nn
 import optim
 from benchmarks.harness import Workload, try_import_torch
 
-#: (name, layer class, input size, hidden size, input shape (N, T, I), quick input shape)
+#: (layer class, input size, hidden size, input shape (N, T, I), quick input shape)
 LAYER_CASES = [
-    ("LSTM B64 T28 I28 H128", layers.LSTM, 28, 128, (64, 28, 28), (2, 3, 28)),
-    ("LSTM B64 T100 I2 H128", layers.LSTM, 2, 128, (64, 100, 2), (2, 3, 2)),
-    ("GRU B64 T28 I28 H128", layers.GRU, 28, 128, (64, 28, 28), (2, 3, 28)),
-    ("RNN B64 T28 I28 H128", layers.RNN, 28, 128, (64, 28, 28), (2, 3, 28)),
+    (layers.LSTM, 28, 128, (64, 28, 28), (2, 3, 28)),
+    (layers.LSTM, 2, 128, (64, 100, 2), (2, 3, 2)),
+    (layers.GRU, 28, 128, (64, 28, 28), (2, 3, 28)),
+    (layers.RNN, 28, 128, (64, 28, 28), (2, 3, 28)),
 ]
-TRAIN_STEP = "BiGRU(1->6)+Dense(12->10) B100 T40, Adam step"
+#: The training step's input shape (N, T, 1), and the quick one.
+TRAIN_STEP_SHAPE, QUICK_TRAIN_STEP_SHAPE = (100, 40, 1), (2, 5, 1)
+
+
+def layer_name(cls, hidden_size, shape):
+    """A layer row's name, from the shape it runs on, e.g. ``LSTM B64 T28 I28 H128``."""
+    N, T, I = shape
+    return f"{cls.__name__} B{N} T{T} I{I} H{hidden_size}"
+
+
+def train_step_name(shape):
+    """The training step row's name, from the shape it runs on."""
+    return f"BiGRU(1->6)+Dense(12->10) B{shape[0]} T{shape[1]}, Adam step"
 
 
 def _torch():
@@ -130,14 +142,14 @@ def _torch_train_step(model, x, y):
 
 
 def workloads(quick=False):
-    """The recurrent rows of the kernel benchmark (tiny shapes with ``quick``)."""
+    """The recurrent rows of the kernel benchmark (tiny shapes with ``quick``, named so)."""
     rows = []
-    for name, cls, I, H, shape, quick_shape in LAYER_CASES:
+    for cls, I, H, shape, quick_shape in LAYER_CASES:
         shape = quick_shape if quick else shape
         flops = cls(I, H, rng=0).flops(shape, shape[:2] + (H,))
-        rows.append(Workload(name, flops, _layer_make(cls, I, H, shape)))
-    shape = (2, 5, 1) if quick else (100, 40, 1)
+        rows.append(Workload(layer_name(cls, H, shape), flops, _layer_make(cls, I, H, shape)))
+    shape = QUICK_TRAIN_STEP_SHAPE if quick else TRAIN_STEP_SHAPE
     model = _gru_model(0)
     flops = model[0].flops(shape, (shape[0], 12)) + model[1].flops((shape[0], 12), (shape[0], 10))
-    rows.append(Workload(TRAIN_STEP, flops, _train_step_make(shape)))
+    rows.append(Workload(train_step_name(shape), flops, _train_step_make(shape)))
     return rows

@@ -25,8 +25,14 @@ dominate): every model does work proportional to T, so the slopes should approac
 differs is the constant, because a recurrent layer's T steps must run one after another (T
 small matrix products) while a convolution's positions are one big matrix product.
 
+Without PyTorch (not installed, or ``--no-torch``) the run says so and reports handprop only.
+
 Writes ``sequence_scaling.json``, ``sequence_scaling.md`` and, with matplotlib,
-``sequence_scaling.png`` (log-log, fitted slopes in the legend) to ``--out``.
+``sequence_scaling.png`` (log-log, fitted slopes in the legend) to ``--out``: by default
+``benchmarks/results/`` only for a run without options and with PyTorch installed (the one
+committed there), ``benchmarks/results/quick/`` with ``--quick`` and
+``benchmarks/results/custom/`` for any other run, so that a shorter or partial run never
+replaces the committed results.
 """
 import argparse
 import os
@@ -37,9 +43,9 @@ import numpy as np
 
 import layers
 import nn
-from benchmarks.cnn_vs_rnn import (load_pyplot, machine_info, markdown_table, parse_with_out,
-                                   save_report)
-from benchmarks.harness import Workload, limit_threads, measure, thread_count, try_import_torch
+from benchmarks.cnn_vs_rnn import load_pyplot, machine_info, markdown_table, save_report
+from benchmarks.harness import (Workload, add_out_option, limit_threads, measure, resolve_out, thread_count,
+                                torch_for_run)
 
 MODELS = ("conv", "rnn", "lstm", "gru")
 HIDDEN = {"rnn": 118, "lstm": 56, "gru": 64}
@@ -47,6 +53,8 @@ CONFIG = {"lengths": (10, 22, 46, 100, 215, 464, 1000), "batch_size": 32, "featu
           "hidden": HIDDEN, "channels": 48, "repeats": 7, "asymptotic_from": 100}
 QUICK_CONFIG = {"lengths": (10, 32, 100), "batch_size": 8, "features": 16, "hidden": HIDDEN,
                 "channels": 48, "repeats": 2, "asymptotic_from": 32}
+#: The options of the run whose results are committed in benchmarks/results/: none.
+COMMITTED_RUNS = [{}]
 
 
 def fit_slope(lengths, times):
@@ -171,9 +179,9 @@ def workload(name, T, config, torch):
 IMPL_NAMES = {"fast": "handprop", "reference": "reference", "torch": "torch"}
 
 
-def run(config, with_torch, with_reference):
-    """Time every (model, T); returns rows and fitted slopes per implementation."""
-    torch = try_import_torch() if with_torch else None
+def run(config, torch, with_reference):
+    """Time every (model, T), beside ``torch`` (PyTorch, or None); returns rows and fitted
+    slopes per implementation."""
     impls = ("fast",) + (("reference",) if with_reference else ()) + (("torch",) if torch else ())
     rows = []
     for T in config["lengths"]:
@@ -212,8 +220,20 @@ def _slope_pair(slopes, model):
     return f"{slopes['handprop'][model]:.2f}"
 
 
+def summary_header(config, with_torch):
+    """The header of the slopes table: both slope columns name what they pair, and the
+    PyTorch ratio column is there only with PyTorch."""
+    pair = " (handprop / PyTorch)" if with_torch else " (handprop)"
+    T_max = config["lengths"][-1]
+    return (["model", "params", "slope, all T" + pair, f"slope, T ≥ {config['asymptotic_from']}" + pair,
+             f"µs per step at T={T_max}", "GFLOP/s", "time vs conv"]
+            + (["handprop / PyTorch"] if with_torch else [])
+            + ["fast path speed-up over the NumPy reference"])
+
+
 def report(config, rows, slopes, tail_slopes, params):
     impls = [i for i in ("handprop", "torch") if any(r["impl"] == i for r in rows)]
+    with_torch = "torch" in impls
     header = ["T"] + [f"{m} {i} ms" for i in impls for m in MODELS]
     body = [[str(T)] + [f"{_ms(rows, m, i, T):.2f}" for i in impls for m in MODELS]
             for T in config["lengths"]]
@@ -225,8 +245,9 @@ def report(config, rows, slopes, tail_slopes, params):
         ref = _ms(rows, m, "reference", T_max)
         gflops = next(r["gflops"] for r in rows if (r["model"], r["impl"], r["T"]) == (m, "handprop", T_max))
         summary.append([m, f"{params[m]:,}", _slope_pair(slopes, m), _slope_pair(tail_slopes, m),
-                        f"{1e3 * hp / T_max:.1f}", f"{gflops:.1f}", f"{hp / conv_ms:.1f}x",
-                        f"{hp / pt:.2f}x" if pt else "—", f"{ref / hp:.1f}x" if ref else "—"])
+                        f"{1e3 * hp / T_max:.1f}", f"{gflops:.1f}", f"{hp / conv_ms:.1f}x"]
+                       + ([f"{hp / pt:.2f}x"] if with_torch else [])
+                       + [f"{ref / hp:.1f}x" if ref else "—"])
     return "\n\n".join([
         f"## Forward+backward time against sequence length (batch {config['batch_size']}, "
         f"{config['features']} features; hidden "
@@ -234,10 +255,7 @@ def report(config, rows, slopes, tail_slopes, params):
         + f"; conv {config['channels']} channels)",
         markdown_table(header, body),
         f"## Growth exponents (time ~ T^slope) and the cost at T={T_max}",
-        markdown_table(["model", "params", "slope, all T (handprop / PyTorch)",
-                        f"slope, T ≥ {config['asymptotic_from']}", f"µs per step at T={T_max}",
-                        "GFLOP/s", "time vs conv", "handprop / PyTorch",
-                        "fast path speed-up over the NumPy reference"], summary),
+        markdown_table(summary_header(config, with_torch), summary),
         "Times and GFLOP/s are handprop's unless marked; \"time vs conv\" compares handprop "
         "models at the longest length."])
 
@@ -277,7 +295,8 @@ def parse_args(argv):
                    help="skip timing handprop's readable NumPy reference path")
     p.add_argument("--threads", type=thread_count, default=1,
                    help="threads for BLAS, numba and PyTorch (default 1)")
-    return parse_with_out(p, argv)
+    add_out_option(p, COMMITTED_RUNS)
+    return resolve_out(p, p.parse_args(argv), COMMITTED_RUNS, torch_needed=True)
 
 
 def main(argv=None):
@@ -285,11 +304,11 @@ def main(argv=None):
     started = time.perf_counter()
     threads = limit_threads(args.threads, torch=not args.no_torch)
     config = dict(QUICK_CONFIG if args.quick else CONFIG)
-    with_torch = not args.no_torch and try_import_torch() is not None
-    machine = machine_info()
+    torch = torch_for_run(not args.no_torch)
+    machine = machine_info(torch)
     print(f"sequence scaling, T={config['lengths']}, load average {machine['load_average']}")
     params = parameter_counts(config)
-    rows, slopes, tail_slopes = run(config, with_torch, not args.no_reference)
+    rows, slopes, tail_slopes = run(config, torch, not args.no_reference)
     machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     total = time.perf_counter() - started
     markdown = report(config, rows, slopes, tail_slopes, params) + (

@@ -1,6 +1,7 @@
 """Smoke tests of the CNN benchmarks: ``benchmarks.kernels`` and ``benchmarks.fashion_mnist``
 in quick mode (tiny shapes, one step), and the equivalence of the PyTorch twins they time."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ def test_kernels_quick(tmp_path, capsys):
     path = tmp_path / "kernels.json"
     kernels.main(["--quick", "--only", "conv", "--no-jit-timing", "--json", str(path)])
     data = json.loads(path.read_text())
-    names = {name for name, *_ in conv_workloads.CASES}
+    names = {w.name for w in conv_workloads.workloads(quick=True)}
     assert {r["workload"] for r in data["results"]} == names
     assert {(r["workload"], r["impl"]) for r in data["results"]} >= {(n, "fast") for n in names}
     assert all(r["forward_backward"] > 0 for r in data["results"])
@@ -68,16 +69,19 @@ def test_fashion_mnist_twins_compute_the_same_function(model_name, shape):
     np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_default_result_names_keep_runs_apart():
-    assert harness.result_name("kernels", "conv", 1, False) == "kernels_conv.json"
-    assert harness.result_name("kernels", "recurrent", 2, False) == "kernels_recurrent_2threads.json"
-    assert harness.result_name("fashion_mnist", "cnn", 1, True) == "fashion_mnist_cnn_quick.json"
+def test_result_names_keep_thread_counts_apart():
+    assert harness.result_name("kernels", "conv", 1) == "kernels_conv.json"
+    assert harness.result_name("kernels", "recurrent", 2) == "kernels_recurrent_2threads.json"
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got 0"),
-    (["--train-size", "-5"], "argument --train-size: expected an integer >= 1, got -5"),
-    (["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+    (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
+    (["--epochs", "2.5"], "argument --epochs: expected an integer >= 1, got '2.5'"),
+    (["--train-size", "-5"], "argument --train-size: expected an integer >= 1, got '-5'"),
+    (["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+    (["--seed", "abc"], "argument --seed: expected an integer >= 0, got 'abc'"),
+    (["--json", ""], "argument --json: expected a path, got ''"),
+    (["--data", "/etc/passwd"], "--data /etc/passwd: expected the folder of the four IDX files, got a file"),
     (["--quick", "--epochs", "5", "--train-size", "10"],
      "--quick trains one epoch on synthetic data: expected no --epochs --train-size"),
     (["--quick", "--json", "/tmp/results.png"], "--json /tmp/results.png: expected a file name ending in .json"),
@@ -92,12 +96,15 @@ def test_fashion_mnist_refuses_bad_arguments(argv, message, capsys):
 def test_an_unwritable_json_path_is_refused_before_any_work(main, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--quick", "--json", str(tmp_path)])          # a folder, not a file name
-    assert f"--json {tmp_path}: cannot write there (is a folder, expected a file name)" in capsys.readouterr().err
+    assert f"--json {tmp_path}: expected a file name, got a folder" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(SystemExit):
-        main(["--quick", "--json", str(blocker / "r.json")])   # a folder that cannot be made
-    assert "cannot write there" in capsys.readouterr().err
+        main(["--quick", "--json", str(blocker / "sub" / "r.json")])   # a folder that cannot be made
+    assert f"cannot write there ({blocker} is a file, not a folder)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--quick", "--json", ""])
+    assert "argument --json: expected a path, got ''" in capsys.readouterr().err
 
 
 def test_fashion_mnist_without_the_data_says_how_to_get_it(tmp_path, monkeypatch):
@@ -133,6 +140,109 @@ def test_the_reference_training_step_runs_the_reference_optimizer(impl, by_refer
     original = optim.Adam._update_reference
     monkeypatch.setattr(optim.Adam, "_update_reference",
                         lambda self, *a: calls.append(1) or original(self, *a))
-    step = next(w for w in recurrent_workloads.workloads(quick=True) if w.name == recurrent_workloads.TRAIN_STEP)
+    name = recurrent_workloads.train_step_name(recurrent_workloads.QUICK_TRAIN_STEP_SHAPE)
+    step = next(w for w in recurrent_workloads.workloads(quick=True) if w.name == name)
     step.make(impl)[1]()
     assert bool(calls) == by_reference
+
+
+# ----------------------------------------------------------------------------- where runs write
+
+def _installed(monkeypatch, present):
+    """PyTorch importable (a stand-in module) or absent, whatever this machine has."""
+    absent = ModuleNotFoundError("No module named 'torch'", name="torch")
+    monkeypatch.setattr(harness, "import_torch", lambda: (object(), None) if present else (None, absent))
+
+
+@pytest.mark.parametrize("main, argv, destination", [
+    (kernels, ["--only", "conv"], "kernels_conv.json"),
+    (kernels, ["--only", "recurrent"], "kernels_recurrent.json"),
+    (kernels, ["--only", "conv", "--no-jit-timing"], "custom/kernels_conv.json"),
+    (kernels, [], "custom/kernels_all.json"),
+    (kernels, ["--quick", "--only", "conv"], "quick/kernels_conv.json"),
+    (fashion_mnist, ["--epochs", "1"], "fashion_mnist_cnn.json"),
+    (fashion_mnist, ["--epochs", "6"], "fashion_mnist_cnn_6epochs.json"),
+    (fashion_mnist, ["--model", "lstm", "--epochs", "20"], "fashion_mnist_lstm.json"),
+    (fashion_mnist, ["--epochs", "1", "--data", "/tmp"], "fashion_mnist_cnn.json"),   # where, not what
+    (fashion_mnist, ["--epochs", "1", "--train-size", "128", "--no-torch"], "custom/fashion_mnist_cnn.json"),
+    (fashion_mnist, ["--epochs", "1", "--seed", "1"], "custom/fashion_mnist_cnn.json"),
+    (fashion_mnist, ["--model", "lstm", "--epochs", "2"], "custom/fashion_mnist_lstm.json"),
+    (fashion_mnist, [], "custom/fashion_mnist_cnn.json"),                   # 3 epochs: none committed
+    (fashion_mnist, ["--quick"], "quick/fashion_mnist_cnn.json"),
+])
+def test_only_a_committed_runs_options_write_to_its_committed_file(main, argv, destination, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setattr(harness, "RESULTS", tmp_path / "results")
+    _installed(monkeypatch, True)
+    assert main.parse_args(argv).json == tmp_path / "results" / destination
+    assert not (tmp_path / "results").exists()                  # choosing creates nothing
+
+
+def test_without_torch_the_committed_options_write_to_the_custom_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    _installed(monkeypatch, False)
+    assert kernels.parse_args(["--only", "conv"]).json == tmp_path / "custom" / "kernels_conv.json"
+    assert fashion_mnist.parse_args(["--epochs", "1"]).json == tmp_path / "custom" / "fashion_mnist_cnn.json"
+
+
+@pytest.mark.parametrize("module, prefix", [(kernels, "kernels_"), (fashion_mnist, "fashion_mnist_")])
+def test_the_committed_runs_are_the_files_committed(module, prefix):
+    assert set(module.COMMITTED) == {p.name for p in harness.RESULTS.glob(f"{prefix}*.json")}
+
+
+def test_a_refused_json_path_creates_no_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        fashion_mnist.main(["--quick", "--json", str(tmp_path / "new" / "sub" / "r.txt")])
+    assert "expected a file name ending in .json" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- without PyTorch
+
+def test_without_torch_kernels_say_so_once_and_claim_no_pytorch_columns(tmp_path, monkeypatch, capsys):
+    _installed(monkeypatch, False)
+    kernels.main(["--quick", "--only", "recurrent", "--no-jit-timing", "--json", str(tmp_path / "k.json")])
+    out = capsys.readouterr().out
+    assert out.count("PyTorch is not installed") == 1 and "pip install torch==2.13.0" in out
+    header = out.splitlines()[1]
+    assert header.startswith("5 workloads") and "numba; no PyTorch" in header
+    assert "| workload | impl | forward ms | fwd+bwd ms | fwd+bwd GFLOP/s |\n" in out     # no ratio column
+    assert "n/a" not in out
+
+
+def test_the_fashion_mnist_table_without_torch_has_handprop_columns_only():
+    results = {"handprop": {"seconds": [2.0], "test_accuracy": [0.5]}}
+    assert fashion_mnist.table(results).splitlines()[::2] == ["| epoch | handprop s | handprop test acc |",
+                                                               "| 1 | 2.0 | 0.5000 |"]
+    results["torch"] = {"seconds": [4.0], "test_accuracy": [0.25]}
+    assert fashion_mnist.table(results).endswith("| 1 | 2.0 | 0.5000 | 4.0 | 0.2500 | 0.50x |")
+
+
+def test_a_broken_torch_install_counts_as_absent_with_a_one_line_note(monkeypatch, capsys):
+    class BrokenInstall:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch":
+                raise OSError("libtorch_cpu.so: cannot open shared object file\nmore detail")
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [BrokenInstall()] + sys.meta_path)
+    assert harness.try_import_torch() is None
+    assert harness.torch_for_run() is None
+    assert capsys.readouterr().out == ("PyTorch failed to import (OSError: libtorch_cpu.so: cannot open "
+                                       "shared object file): handprop only, no PyTorch columns (for them, "
+                                       "install a CPU build: pip install torch==2.13.0, see README)\n")
+    assert harness.torch_for_run(wanted=False) is None and capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------- workload names
+
+def test_workload_names_describe_the_shapes_run():
+    full = [w.name for w in kernels.collect()]
+    committed = [r["workload"] for family in ("conv", "recurrent")
+                 for r in json.loads((harness.RESULTS / f"kernels_{family}.json").read_text())["results"]]
+    assert full == list(dict.fromkeys(committed))          # README's rows keep their names
+    quick = [w.name for w in kernels.collect(quick=True)]
+    assert quick[0] == "Conv2D 1->32 8x8 k3 p1, N=2" and quick[3] == "MaxPool2D 2x2 on (2, 4, 8, 8)"
+    assert quick[5] == "Conv1D 32->64 L=16 k5 p2, N=2" and quick[6] == "LSTM B2 T3 I28 H128"
+    assert quick[-1] == "BiGRU(1->6)+Dense(12->10) B2 T5, Adam step"
+    assert not set(quick) & set(full)
