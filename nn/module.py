@@ -567,6 +567,14 @@ class Module:
         for p in self.parameters():
             p.zero_grad(set_to_none)
 
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze every parameter (``Parameter.requires_grad``): e.g.
+        ``model.trunk.requires_grad_(False)`` to train only the rest; returns self."""
+        flag = check_flag(f"{type(self).__name__}.requires_grad_", "requires_grad", requires_grad)
+        for p in self.parameters():
+            p.requires_grad = flag
+        return self
+
     def astype(self, dtype):
         """Convert every parameter and floating buffer to ``dtype`` in place; returns self."""
         dtype = check_float_dtype(f"{type(self).__name__}.astype", dtype)

@@ -20,15 +20,33 @@ class Parameter:
         ``backward`` of its module or ``zero_grad`` starts it again from zeros.
     name : str
         The name under which the owning module registered it (e.g. ``"weight"``).
+    requires_grad : bool
+        False freezes it (PyTorch's flag, e.g. a pretrained part of a model being fine-tuned):
+        optimizers, ``clip_grad_norm`` and ``clip_grad_value`` leave it alone. Its module's
+        backward still computes its gradient (every layer here computes all of them), so
+        ``grad`` holds a value, unused. ``requires_grad_(False)`` sets it and returns self.
     """
 
-    __slots__ = ("_data", "_grad", "name")
+    __slots__ = ("_data", "_grad", "_requires_grad", "name")
 
-    def __init__(self, data, name=""):
+    def __init__(self, data, name="", requires_grad=True):
         self.name = name
         self._grad = None
         self.data = data
         self.grad = np.zeros_like(self.data)
+        self.requires_grad = requires_grad
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self._requires_grad = check_flag(f"Parameter {self.name!r}", "requires_grad", value)
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
 
     @property
     def data(self):
@@ -98,4 +116,5 @@ class Parameter:
         return self
 
     def __repr__(self):
-        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype}{frozen})"

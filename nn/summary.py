@@ -25,7 +25,8 @@ def summary(model, input_shape, dtype=None, print_fn=print):
     its caches, state and mode -- is left as it was. (Two samples, not one: a BatchNorm without
     running statistics normalizes over the batch even in eval mode.) FLOPs count a
     multiply-add as two operations and are per sample. A parameter shared by several layers
-    (tied weights) is counted once, in the row of the first layer that runs with it.
+    (tied weights) is counted once, in the row of the first layer that runs with it. With
+    frozen parameters (``requires_grad=False``) the totals split into trainable and not.
     """
     expect_module("summary", model)
     if not isinstance(input_shape, (tuple, list)) or not all(
@@ -72,8 +73,11 @@ def summary(model, input_shape, dtype=None, print_fn=print):
         shown = "(None, " + ", ".join(str(s) for s in shape[1:]) + ")" if shape else "?"
         lines.append(f"{(f'{name} ({kind})' if name else kind):<32}{shown:<22}{params:>12,}{flops:>14,}")
     total_params = sum(p.size for p in model.parameters())
-    lines += ["=" * len(header), f"Total params: {total_params:,}",
-              f"Forward FLOPs per sample: {sum(r[4] for r in rows):,}"]
+    frozen = sum(p.size for p in model.parameters() if not p.requires_grad)
+    lines += ["=" * len(header), f"Total params: {total_params:,}"]
+    if frozen:
+        lines += [f"Trainable params: {total_params - frozen:,}", f"Non-trainable params: {frozen:,}"]
+    lines.append(f"Forward FLOPs per sample: {sum(r[4] for r in rows):,}")
     if any(sharing):
         lines.append("(a parameter shared by several layers is counted in the first one's row)")
     text = "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Both functions work in place on ``p.grad`` (a writable floating-point array, every one checked
 before any changes) and are called between ``backward`` and ``Optimizer.step``; parameters
-whose ``grad`` is None are ignored.
+whose ``grad`` is None, or frozen (``requires_grad=False``), are ignored, as in PyTorch.
 """
 import math
 
@@ -19,7 +19,7 @@ def _grads(params, owner):
     grads = []
     for i, p in enumerate(params):
         g = p.grad
-        if g is None:
+        if g is None or not p.requires_grad:
             continue
         if type(g) is not np.ndarray or not np.issubdtype(g.dtype, np.floating) or not g.flags.writeable:
             got = (type(g).__name__ if type(g) is not np.ndarray else

@@ -137,8 +137,8 @@ class Optimizer:
     ----------
     params : iterable of Parameter
         Consumed once into the list ``self.params``. Each ``p.data`` is updated in place from
-        ``p.grad`` (same shape and dtype). A parameter whose ``grad`` is None is skipped by
-        ``step``.
+        ``p.grad`` (same shape and dtype). A parameter whose ``grad`` is None, or that is
+        frozen (``requires_grad=False``), is skipped by ``step``.
     lr : float
         Learning rate, >= 0. ``opt.lr`` may be set at any time (schedulers do); the other
         hyperparameters are fixed at construction.
@@ -217,7 +217,7 @@ class Optimizer:
         pending = []
         for i, p in enumerate(self.params):
             g = p.grad
-            if g is None:
+            if g is None or not p.requires_grad:
                 continue
             if type(g) is not np.ndarray:        # a subclass (np.matrix) would fail midway
                 raise TypeError(f"{owner}.step: {_label(i, p)} has a gradient of type "

@@ -796,3 +796,48 @@ def test_zeroed_gradients_still_move_a_parameter_under_momentum():
     np.testing.assert_array_equal(p.data, before)
     with pytest.raises(TypeError, match="SGD.zero_grad: set_to_none must be True or False, got str 'yes'"):
         opt.zero_grad(set_to_none="yes")
+
+
+def test_a_frozen_trunk_stays_put_while_the_rest_trains_as_in_torch():
+    torch = pytest.importorskip("torch")
+    import layers
+    model = nn.Sequential(layers.Dense(4, 5, dtype=np.float64), layers.Tanh(),
+                          layers.Dense(5, 3, dtype=np.float64))
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    reference.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    assert model[0].requires_grad_(False) is model[0]
+    reference[0].requires_grad_(False)
+    frozen = model[0].weight.data.copy()
+    opt = optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+    topt = torch.optim.AdamW(reference.parameters(), lr=0.1, weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x, dy = rng.standard_normal((6, 4)), rng.standard_normal((6, 3))
+        model.zero_grad()
+        model(x)
+        model.backward(dy)
+        topt.zero_grad()
+        reference(torch.from_numpy(x)).backward(torch.from_numpy(dy))
+        norm = optim.clip_grad_norm(model.parameters(), 0.5)
+        assert norm == pytest.approx(float(torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.5)))
+        opt.step()
+        topt.step()
+    np.testing.assert_array_equal(model[0].weight.data, frozen)
+    for name, value in reference.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[name], value.numpy(), rtol=1e-12, err_msg=name)
+    assert opt.state[0]["step"] == 0 and opt.state[2]["step"] == 3
+
+
+def test_requires_grad_is_a_flag_kept_by_copies():
+    import copy
+    import layers
+    p = nn.Parameter(np.zeros(2), requires_grad=False)
+    assert "requires_grad=False" in repr(p) and not copy.deepcopy(p).requires_grad
+    assert not p.astype(np.float32).requires_grad
+    with pytest.raises(TypeError, match="Parameter '': expected requires_grad to be True or False, got 0"):
+        p.requires_grad = 0
+    model = nn.Sequential(layers.Dense(3, 4), layers.Dense(4, 2))
+    model[0].requires_grad_(False)
+    text = nn.summary(model, (3,), print_fn=None)
+    assert "Total params: 26\nTrainable params: 10\nNon-trainable params: 16" in text
+    assert "Trainable" not in nn.summary(model.requires_grad_(), (3,), print_fn=None)
