@@ -38,7 +38,7 @@ class Parameter:
 
     @property
     def requires_grad(self):
-        return self._requires_grad
+        return getattr(self, "_requires_grad", True)     # unset in one pickled before the flag
 
     @requires_grad.setter
     def requires_grad(self, value):

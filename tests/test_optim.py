@@ -841,3 +841,18 @@ def test_requires_grad_is_a_flag_kept_by_copies():
     text = nn.summary(model, (3,), print_fn=None)
     assert "Total params: 26\nTrainable params: 10\nNon-trainable params: 16" in text
     assert "Trainable" not in nn.summary(model.requires_grad_(), (3,), print_fn=None)
+
+
+def test_a_parameter_pickled_before_the_flag_counts_as_trainable():
+    p = nn.Parameter(np.ones(2))
+    make, args, (_, slots) = p.__reduce_ex__(4)[:3]
+    old = make(*args)
+    for name, value in slots.items():
+        if name != "_requires_grad":                       # what such a pickle holds
+            setattr(old, name, value)
+    assert old.requires_grad
+    optim.SGD([old], lr=0.5).step()
+    np.testing.assert_array_equal(old.data, [1.0, 1.0])    # a zero gradient: stepped, unchanged
+    old.grad[...] = 1.0
+    optim.SGD([old], lr=0.5).step()
+    np.testing.assert_array_equal(old.data, [0.5, 0.5])
