@@ -25,7 +25,9 @@ What it measures
 2. "The classic comparison, measured": one row per textbook claim about CNNs and RNNs (data
    type, processing style, parameter sharing, strengths, weaknesses) with the number from this
    run -- or from ``long_memory.json`` / ``sequence_scaling.json`` in the same output folder
-   when those benchmarks have been run -- that backs or refutes it. ``--claims-only`` trains
+   when those benchmarks have been run (a run other than ``--quick`` not finding them there
+   reads the ones in ``benchmarks/results/``, where their own runs write) -- that backs or
+   refutes it. ``--claims-only`` trains
    nothing: it rebuilds this table from the ``cnn_vs_rnn.json`` already in the folder and those
    two files as they are now, so rerunning either benchmark does not cost a rerun of this one.
 
@@ -57,8 +59,8 @@ from tqdm.auto import tqdm
 import datasets
 import nn
 import optim
-from benchmarks.harness import (add_out_option, limit_threads, name_list, positive_int, resolve_out,
-                                thread_count, torch_for_run, try_import_torch)
+from benchmarks.harness import (RESULTS, add_out_option, limit_threads, name_list, positive_int,
+                                resolve_out, thread_count, torch_for_run, try_import_torch)
 from benchmarks.mnist1d_models import (LABELS, MODELS, RECURRENT, build, build_torch,
                                        copy_to_torch, count_parameters)
 
@@ -800,7 +802,8 @@ def main(argv=None):
     timing = step_timing(with_torch, repeats=3 if args.quick else 7)
     grads = gradient_ratios(args.quick)
     phases["claims_s"] = time.perf_counter() - t0
-    claims = claim_rows(rows, sharing, timing, grads, *load_siblings(args.out))
+    claims = claim_rows(rows, sharing, timing, grads,
+                        *load_siblings(args.out, fallback=None if args.quick else RESULTS))
 
     phases["total_s"] = time.perf_counter() - started
     machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -836,9 +839,13 @@ def report_markdown(result):
     return "\n\n".join(parts)
 
 
-def load_siblings(out):
-    """``long_memory.json`` and ``sequence_scaling.json`` from ``out`` (each None if absent)."""
-    return load_sibling(out, "long_memory"), load_sibling(out, "sequence_scaling")
+def load_siblings(out, fallback=None):
+    """``long_memory.json`` and ``sequence_scaling.json`` from ``out``, else from ``fallback``
+    (each None if absent)."""
+    def load(name):
+        found = load_sibling(out, name)
+        return found if found is not None or fallback is None else load_sibling(fallback, name)
+    return load("long_memory"), load("sequence_scaling")
 
 
 def rebuild_claims(out):

@@ -171,7 +171,8 @@ def command_line(options):
 def destination_help(committed_runs):
     """The end of the ``--out`` or ``--json`` help: where a run writes by default.
     ``committed_runs`` says which runs' results are committed, with which options."""
-    return (f"(default: benchmarks/results/ only for the runs committed there: {committed_runs}; "
+    return (f"(default: benchmarks/results/ only for the runs committed there, with PyTorch "
+            f"importable if they timed it: {committed_runs}; "
             "benchmarks/results/quick/ with --quick and benchmarks/results/custom/ for any other "
             "run, both ignored by git)")
 

@@ -821,7 +821,10 @@ def gradient_report(model, optimizer=None, watcher=None):
         for p in mod._parameters.values():
             owners.setdefault(id(p), type(mod).__name__)
     ratios = getattr(optimizer, "update_ratios", None) if optimizer is not None else None
-    if optimizer is not None and not ratios:
+    tracking = getattr(optimizer, "track_updates", False)
+    params = getattr(optimizer, "params", None)
+    all_frozen = bool(params) and not any(p.requires_grad for p in params)   # its steps move none
+    if optimizer is not None and not ratios and not (tracking and all_frozen):
         fix = ("no step() has run since optimizer.track_updates was set"
                if getattr(optimizer, "track_updates", False)
                else "set optimizer.track_updates = True before step()")
@@ -832,11 +835,16 @@ def gradient_report(model, optimizer=None, watcher=None):
     unset = [name for name, p in model.named_parameters() if p.grad is None]
     if unset:
         report.notes.append(f"no gradient (grad is None), shown as 0: {', '.join(unset)}")
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    if frozen:
+        report.notes.append(f"frozen (requires_grad=False), left alone by the optimizer: {', '.join(frozen)}")
     for name, p in model.named_parameters():
         g = float(np.linalg.norm(p.grad.astype(np.float64))) if p.grad is not None else 0.0
         d = float(np.linalg.norm(p.data.astype(np.float64)))
         ratio = g / d if d > 0 else (0.0 if g == 0 else float("inf"))
         update = ratios.get(id(p)) if ratios else None
+        if tracking and not p.requires_grad:
+            update = 0.0                    # tracked, and not moved
         report.parameters.append(ParameterStats(name, owners.get(id(p), "?"), tuple(p.data.shape), g, d,
                                                 ratio, None if update is None else float(update)))
     watcher = watcher if watcher is not None else _last_watch.get(model)

@@ -21,6 +21,7 @@ collected.
 import copy
 import functools
 import itertools
+import re
 import threading
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
@@ -282,17 +283,25 @@ def _wrap_backward(fn):
 
 
 def _explain_none_grad(module, error):
-    """``None += array`` in a backward: name the parameter whose gradient was None -- one a
-    child registered, after ``zero_grad(set_to_none=True)``, that this backward adds into
-    before the child's backward started it."""
-    if not (isinstance(error, TypeError) and "NoneType" in str(error)):
+    """``None += array`` raised by this backward's own code (not by a module it called): name
+    the parameters whose gradient was None -- a child's, after ``zero_grad(set_to_none=True)``,
+    which this backward added into before the child's backward started it (its own
+    parameters the protocol starts)."""
+    if hasattr(error, "raised_in_backward_of"):          # explained, or not, where it was raised
         return
-    unset = [name for name, p in module.named_parameters() if p.grad is None]
+    error.raised_in_backward_of = module
+    if not (isinstance(error, TypeError) and re.match(r"unsupported operand type\(s\) for \+=?: "
+                                                      r"'NoneType'", str(error))):
+        return
+    own = {id(p) for p in module._parameters.values()}
+    unset = [name for name, p in module.named_parameters() if p.grad is None and id(p) not in own]
     if unset:
-        raise TypeError(f"{type(module).__name__}.backward: {error}: the gradient of "
-                        f"{', '.join(unset)} was None (zero_grad(set_to_none=True)) when this "
-                        "backward added into it; start it first, `if p.grad is None: "
-                        "p.zero_grad()`, or register the parameter here too") from error
+        explained = TypeError(f"{type(module).__name__}.backward: {error}: the gradient of "
+                              f"{', '.join(unset)} was None (zero_grad(set_to_none=True)) when this "
+                              "backward added into it; start it first, `if p.grad is None: "
+                              "p.zero_grad()`, or register the parameter here too")
+        explained.raised_in_backward_of = module
+        raise explained from error
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])

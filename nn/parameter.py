@@ -24,7 +24,10 @@ class Parameter:
         False freezes it (PyTorch's flag, e.g. a pretrained part of a model being fine-tuned):
         optimizers, ``clip_grad_norm`` and ``clip_grad_value`` leave it alone. Its module's
         backward still computes its gradient (every layer here computes all of them), so
-        ``grad`` holds a value, unused. ``requires_grad_(False)`` sets it and returns self.
+        ``grad`` holds a value, unused -- which is why the flag itself is what optimizers
+        look at. (PyTorch's look at ``grad is None`` only: a parameter frozen there while it
+        still holds a gradient, or momentum, keeps moving until its gradient is set to None;
+        here it stops.) ``requires_grad_(False)`` sets it and returns self.
     """
 
     __slots__ = ("_data", "_grad", "_requires_grad", "name")

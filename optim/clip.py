@@ -2,7 +2,8 @@
 
 Both functions work in place on ``p.grad`` (a writable floating-point array, every one checked
 before any changes) and are called between ``backward`` and ``Optimizer.step``; parameters
-whose ``grad`` is None, or frozen (``requires_grad=False``), are ignored, as in PyTorch.
+whose ``grad`` is None, or frozen (``requires_grad=False``: in PyTorch their gradient is
+None), are ignored.
 """
 import math
 

@@ -80,8 +80,8 @@ class RMSprop(Optimizer):
             np.multiply(gm, gm, out=d)                      # d <- sqrt(v - gm^2)
             with np.errstate(invalid="ignore"):             # inf - inf where v overflowed...
                 np.subtract(v, d, out=d)
-            if v.max(initial=0) == np.inf:                  # ...is inf there, as torch's fused op
-                np.copyto(d, v, where=np.isinf(v))
+            if not v.max(initial=0) < np.inf:               # ...is inf there, as torch's fused op
+                np.copyto(d, v, where=np.isinf(v))          # ("not <": a NaN in v makes max NaN)
             np.sqrt(d, out=d)
         else:
             np.sqrt(v, out=d)

@@ -438,3 +438,13 @@ def test_long_memory_warms_every_cell_up_before_timing_any(monkeypatch):
     runs, _ = long_memory.run(config, ["rnn", "gru"], seed=0)
     assert batches == [("rnn", 2), ("gru", 2), ("rnn", 5), ("rnn", 5), ("gru", 5), ("gru", 5)]
     assert [r["steps_run"] for r in runs] == [2, 2]
+
+
+def test_a_run_writing_elsewhere_reads_the_sibling_results_where_their_runs_wrote(tmp_path):
+    (tmp_path / "here").mkdir()
+    (tmp_path / "committed").mkdir()
+    (tmp_path / "committed" / "long_memory.json").write_text(json.dumps({"runs": []}))
+    (tmp_path / "here" / "sequence_scaling.json").write_text(json.dumps({"rows": []}))
+    long_mem, scaling = cnn_vs_rnn.load_siblings(tmp_path / "here", fallback=tmp_path / "committed")
+    assert long_mem == {"runs": []} and scaling == {"rows": []}
+    assert cnn_vs_rnn.load_siblings(tmp_path / "here") == (None, {"rows": []})

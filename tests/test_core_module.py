@@ -1024,3 +1024,18 @@ def test_adding_into_a_childs_unset_gradient_names_the_parameter():
     y = model(np.array([0, 3]))
     model.backward(np.ones_like(y))                      # started: the tie adds as it should
     assert model.emb.weight.grad[[0, 3]].any() and model.emb.weight.grad[[1, 2, 4]].any()
+
+
+class _ForgotCache(layers.ReLU):
+    def backward(self, dy):
+        self._total += dy                                  # a cache forward never set: None
+        return dy
+
+
+def test_another_none_error_in_a_backward_is_left_as_it_was_raised():
+    model = nn.Sequential(nn.Sequential(layers.Dense(3, 4), _ForgotCache()), layers.Dense(4, 2))
+    y = model(np.ones((2, 3), np.float32))
+    model._modules["0"]._modules["1"]._total = None
+    model.zero_grad(set_to_none=True)                     # the first Dense has not started its own
+    with pytest.raises(TypeError, match=r"^unsupported operand type\(s\) for \+=?: 'NoneType' and '\w+'$"):
+        model.backward(np.ones_like(y))

@@ -14,6 +14,7 @@ import pytest
 
 import layers
 import nn
+import optim
 from nn.inspect import (ActivationStats, check_intermediates, compare, gradient_report,
                         watch)
 
@@ -910,3 +911,21 @@ def test_a_used_tap_with_a_zero_derivative_is_not_called_unused():
     report = nn.check_intermediates(_ShiftReLU(bug=True), x)
     assert report["z"].hint == "" and "the error enters at 'z'" in report.table()
     assert nn.check_intermediates(_ShiftReLU(bug=False), x).passed
+
+
+def test_gradient_report_names_frozen_parameters_and_their_zero_update():
+    model = nn.Sequential(layers.Dense(3, 4), layers.Tanh(), layers.Dense(4, 2))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    opt.track_updates = True
+    model[0].requires_grad_(False)
+    model(np.ones((2, 3), np.float32))
+    model.backward(np.ones((2, 2), np.float32))
+    opt.step()
+    report = nn.gradient_report(model, opt)
+    updates = {p.name: p.update_ratio for p in report.parameters}
+    assert updates["0.weight"] == updates["0.bias"] == 0.0 and updates["2.weight"] > 0
+    assert "frozen (requires_grad=False), left alone by the optimizer: 0.weight, 0.bias" in report.notes
+    model.requires_grad_(False)
+    opt.step()
+    notes = nn.gradient_report(model, opt).notes
+    assert not any("no step() has run" in n for n in notes)
