@@ -485,7 +485,8 @@ class Module:
     def _check_new_name(self, where, name):
         """``register_parameter``, ``register_buffer`` and ``add_module`` take a name usable as
         an attribute and in a dotted ``state_dict`` key that does not hide what ``Module``
-        itself defines (``training``, ``forward``, ...). (Plain assignment is not checked, as in PyTorch.)"""
+        itself defines (``training``, ``forward``, ...). (Plain assignment is not checked, as
+        in PyTorch.)"""
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"{where}: expected a non-empty name without '.', got {name!r}")
         if hasattr(Module, name) or name in _PROTOCOL_ATTRIBUTES:
