@@ -181,9 +181,9 @@ class RecurrentBase(Module):
         self.hidden_size = check_size(name, "hidden_size", hidden_size)
         self.num_layers = check_size(name, "num_layers", num_layers)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number)):
-            raise TypeError(f"{name}: expected dropout to be a number in [0, 1), got {dropout!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{name}: expected dropout to be a number in [0, 1), got {dropout!r}")
+            raise TypeError(f"{name}: expected dropout to be a number in [0, 1], got {dropout!r}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"{name}: expected dropout to be a number in [0, 1], got {dropout!r}")
         if dropout > 0 and self.num_layers == 1:
             own_init = "__init__" in type(self).__dict__       # RNN's: one frame more to the caller
             warnings.warn(f"{name}: dropout={dropout} acts between stacked layers only, and "

@@ -110,13 +110,33 @@ def _apply_hooks(hooks, where, what, value, call):
     return value
 
 
-def _check_replacement(where, hook, what, value, result):
+def _apply_pre_hooks(module, args):
+    """Each forward pre-hook in turn; a non-None result (a tuple, or one value standing for a
+    one-element tuple) replaces the positional arguments, each array by one of its shape and
+    dtype."""
+    where = f"{type(module).__name__}.forward"
+    for hook in list(module._forward_pre_hooks.values()):
+        result = hook(module, args)
+        if result is None:
+            continue
+        result = result if isinstance(result, tuple) else (result,)
+        if len(result) != len(args):
+            raise ValueError(f"{where}: the forward pre-hook {getattr(hook, '__name__', hook)!r} returned "
+                             f"{len(result)} arguments to replace {len(args)}")
+        for value, new in zip(args, result):
+            _check_replacement(where, hook, "an input", value, new, kind="forward pre-")
+        args = result
+    return args
+
+
+def _check_replacement(where, hook, what, value, result, kind=None):
     """A hook's replacement for ``value`` (forward's output, backward's dx) must be an array
     of its shape and dtype: backward differentiates the module's own function, as if the hook
     were the identity."""
     got = isinstance(value, np.ndarray) and _unlike(result, value.shape, value.dtype)
     if got:
-        raise ValueError(f"{where}: the {where.rsplit('.', 1)[1]} hook {getattr(hook, '__name__', hook)!r} "
+        kind = kind or f"{where.rsplit('.', 1)[1]} "
+        raise ValueError(f"{where}: the {kind}hook {getattr(hook, '__name__', hook)!r} "
                          f"returned {got} to replace {what}, which is {value.dtype} {value.shape}")
 
 
@@ -185,6 +205,7 @@ def _wrap_forward(fn):
             # A super().forward(...) call; the same one twice overwrote the cache of the first.
             self._inner_calls[fn] = self._inner_calls.get(fn, 0) + 1
             return fn(self, *args, **kwargs)
+        args = _apply_pre_hooks(self, args)
         _claim(self, "forward")
         standing = None                          # the record of the forward a refusal leaves standing
         if self._recording:
@@ -341,6 +362,7 @@ class Module:
         d["_buffers"] = OrderedDict()
         d["_non_persistent"] = set()            # buffers left out of state_dict
         d["_modules"] = OrderedDict()
+        d["_forward_pre_hooks"] = OrderedDict()
         d["_forward_hooks"] = OrderedDict()
         d["_backward_hooks"] = OrderedDict()
         d["training"] = True
@@ -662,6 +684,18 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ hooks
+    def register_forward_pre_hook(self, hook):
+        """``hook(module, inputs)`` runs before every forward; ``inputs`` is the tuple of
+        positional arguments. A non-None return value replaces them: a tuple of as many, or
+        one value for a one-argument forward, each array of the shape and dtype of the one it
+        replaces (a normalisation, a fixed mask). Forward then runs on the replacement, and
+        backward returns dL/d(replacement): it differentiates the module's own function, as if
+        the hook were the identity."""
+        _check_hook(f"{type(self).__name__}.register_forward_pre_hook", hook)
+        handle = RemovableHandle(self._forward_pre_hooks)
+        self._forward_pre_hooks[handle.id] = hook
+        return handle
+
     def register_forward_hook(self, hook):
         """``hook(module, inputs, output)`` runs after every forward; ``inputs`` is the tuple of
         positional arguments (keyword arguments, e.g. a recurrent layer's ``state``, are not
@@ -774,13 +808,14 @@ def expect_module(owner, model, name="model"):
 
 
 def copy_without_hooks(module):
-    """A deep copy of ``module`` whose modules have no forward or backward hooks: for tools
-    (``gradcheck``, ``summary``) that run a model many times or for their own ends, so that a
-    user's hooks neither fire on those runs nor change the function they see. The hooks are
-    never copied (a bound method's object may hold a lock, or a dataset)."""
+    """A deep copy of ``module`` whose modules have no hooks: for tools (``gradcheck``,
+    ``summary``) that run a model many times or for their own ends, so that a user's hooks
+    neither fire on those runs nor change the function they see. The hooks are never copied
+    (a bound method's object may hold a lock, or a dataset)."""
     memo = {}
     for m in module.modules():
-        memo[id(m._forward_hooks)], memo[id(m._backward_hooks)] = OrderedDict(), OrderedDict()
+        for hooks in (m._forward_pre_hooks, m._forward_hooks, m._backward_hooks):
+            memo[id(hooks)] = OrderedDict()
     return copy.deepcopy(module, memo)
 
 

@@ -37,6 +37,20 @@ class ModuleSequence(Module):
         self._renumber(items)
         return self
 
+    def __add__(self, other):
+        """A new container of this type holding this one's modules, then ``other``'s (the same
+        module objects, numbered ``"0"``, ``"1"``, ...), as PyTorch's ``+``."""
+        return type(self)().extend(list(self) + self._modules_of(other, "+"))
+
+    def __iadd__(self, other):
+        return self.extend(self._modules_of(other, "+="))
+
+    def _modules_of(self, other, operator):
+        if not isinstance(other, (ModuleSequence, list, tuple)):
+            raise TypeError(f"{type(self).__name__} {operator}: expected a ModuleList, a Sequential or a "
+                            f"list of modules, got {type(other).__name__}")
+        return list(other)
+
     def pop(self, index=-1):
         module = self[index]
         del self[index]
@@ -110,7 +124,7 @@ class ModuleList(ModuleSequence):
             return dy
 
     ``ModuleList(modules=None)``; edited like a list: ``append``, ``extend``, ``insert``,
-    ``blocks[i] = module``, ``del blocks[i]`` (or a slice) and ``pop``. After an insert or a
+    ``blocks[i] = module``, ``del blocks[i]`` (or a slice), ``pop``, ``+`` and ``+=``. After an insert or a
     deletion the children are numbered ``"0"``, ``"1"``, ... again, in order, as in PyTorch;
     a slice is a new ModuleList of the same modules, numbered from ``"0"``.
     """

@@ -10,7 +10,7 @@ class Sequential(ModuleSequence):
     Children are named ``"0"``, ``"1"``, ... as in PyTorch, so ``state_dict`` keys match; a
     slice keeps its children's names (``model[2:]`` starts at ``"2"``), as PyTorch's does.
     Edited like a list (as a ``ModuleList``): ``append``, ``extend``, ``insert``, ``model[i] =
-    module``, ``del model[i]`` (or a slice) and ``pop``; after an insert or a deletion the
+    module``, ``del model[i]`` (or a slice), ``pop``, ``+`` and ``+=``; after an insert or a deletion the
     numbered children are numbered ``"0"``, ``"1"``, ... again, in order, as in PyTorch.
     """
 

@@ -2,7 +2,6 @@
 determinism and bad input."""
 import threading
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -845,6 +845,28 @@ def test_a_module_list_edits_like_torchs_and_runs_nothing_itself():
         blocks.insert(7, layers.ReLU())
 
 
+def test_adding_module_lists_and_sequentials_joins_the_same_modules_as_torch():
+    torch = pytest.importorskip("torch")
+    ours, theirs = [layers.Dense(3, 4), layers.Tanh()], [torch.nn.Linear(3, 4), torch.nn.Tanh()]
+    tail, torch_tail = layers.Dense(4, 2), torch.nn.Linear(4, 2)
+    for kind, torch_kind in ((nn.ModuleList, torch.nn.ModuleList), (nn.Sequential, torch.nn.Sequential)):
+        make = (lambda ms: kind(ms)) if kind is nn.ModuleList else (lambda ms: kind(*ms))
+        make_torch = (lambda ms: torch_kind(ms)) if kind is nn.ModuleList else (lambda ms: torch_kind(*ms))
+        head = make(ours)
+        joined, reference = head + make([tail]), make_torch(theirs) + make_torch([torch_tail])
+        assert type(joined) is kind and list(head) == ours          # a new container; head unchanged
+        assert all(a is b for a, b in zip(joined, ours + [tail]))   # the same module objects
+        assert list(joined.state_dict()) == list(reference.state_dict())
+        head += make([tail])
+        assert list(head.state_dict()) == list(reference.state_dict())
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal((nn.Sequential(*ours) + [tail])(x), tail(ours[1](ours[0](x))))
+    for other in (layers.Dense(2, 2), 3):
+        with pytest.raises(TypeError, match=f"ModuleList \\+: expected a ModuleList, a Sequential or a list "
+                                            f"of modules, got {type(other).__name__}"):
+            nn.ModuleList(ours) + other
+
+
 def test_a_module_dict_registers_its_modules_with_torchs_names():
     torch = pytest.importorskip("torch")
 

@@ -112,6 +112,66 @@ def test_backward_hook_can_replace_grad_input():
     assert np.any(model[0].weight.grad != 0)
 
 
+def test_forward_pre_hooks_fire_before_forward_and_can_replace_the_input():
+    layer = layers.Dense(3, 2).astype(np.float64)
+    x = batch()
+    order = []
+
+    def double(module, inputs):
+        order.append(("double", module, inputs[0]))
+        return 2 * inputs[0]                       # one value: stands for a one-element tuple
+
+    def shift(module, inputs):
+        order.append(("shift", module, inputs[0]))
+        return (inputs[0] + 1,)
+
+    layer.register_forward_pre_hook(double)
+    layer.register_forward_pre_hook(shift)
+    layer.register_forward_hook(lambda m, inputs, out: order.append(("forward", m, inputs[0])))
+    y = layer(x)
+    assert [(name, m) for name, m, _ in order] == [("double", layer), ("shift", layer), ("forward", layer)]
+    assert order[0][2] is x
+    np.testing.assert_array_equal(order[1][2], 2 * x)
+    np.testing.assert_array_equal(order[2][2], 2 * x + 1)    # the forward hook sees the replacement
+    W, b = layer.weight.data, layer.bias.data
+    np.testing.assert_allclose(y, (2 * x + 1) @ W.T + b, rtol=1e-12)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    # backward differentiates the layer at its replaced input, as if the hooks were the identity
+    np.testing.assert_allclose(layer.backward(dy), dy @ W, rtol=1e-12)
+    np.testing.assert_allclose(layer.weight.grad, dy.T @ (2 * x + 1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("replacement, got", [(lambda x: x[:, :1], "float64 (5, 1)"),
+                                              (lambda x: (x.astype(np.float32),), "float32"),
+                                              (lambda x: (x, x), "2 arguments to replace 1")])
+def test_a_forward_pre_hooks_replacement_must_look_like_the_input(replacement, got):
+    model = make_model()
+    x = batch()
+    y = model(x)
+
+    def bad(module, inputs):
+        return replacement(inputs[0])
+
+    model[1].register_forward_pre_hook(bad)
+    with pytest.raises(ValueError, match=rf"ReLU.forward: the forward pre-hook 'bad' returned {re.escape(got)}"):
+        model(x)
+    with pytest.raises(ValueError, match="after a forward that failed"):
+        model.backward(np.ones(y.shape))
+    h = x @ model[0].weight.data.T + model[0].bias.data
+    # the refused call left the ReLU's last forward standing
+    np.testing.assert_array_equal(model[1].backward(np.ones(h.shape)), h > 0)
+
+
+def test_a_forward_pre_hook_stops_after_remove_and_is_not_copied_for_gradcheck():
+    layer = layers.Dense(3, 2).astype(np.float64)
+    handle = layer.register_forward_pre_hook(lambda m, inputs: np.zeros_like(inputs[0]))
+    x = batch()
+    np.testing.assert_array_equal(layer(x), np.broadcast_to(layer.bias.data, (5, 2)))
+    assert nn.gradcheck(layer, x).passed           # a copy without the hook: the input is checked
+    handle.remove()
+    assert np.any(layer(x) != layer.bias.data)
+
+
 @pytest.mark.parametrize("replacement, got", [(lambda g: np.zeros(7), "float64 (7,)"),
                                               (lambda g: g.astype(np.float32), "float32"),
                                               (lambda g: g.tolist(), "list")])

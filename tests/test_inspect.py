@@ -318,7 +318,7 @@ def array_attributes(module):
     """Names of ``module``'s own attributes that are, or hold, arrays (forward caches),
     besides the registries and the intermediate stores."""
     skip = {"intermediates", "intermediate_grads", "_perturbations", "_parameters", "_buffers",
-            "_modules", "_forward_hooks", "_backward_hooks"}
+            "_modules", "_forward_pre_hooks", "_forward_hooks", "_backward_hooks"}
 
     def holds_array(v):
         if isinstance(v, np.ndarray):

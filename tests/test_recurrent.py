@@ -492,6 +492,18 @@ def test_dropout_between_layers_only_in_training():
     np.testing.assert_array_equal(one_layer(x), twin(x))
 
 
+def test_dropout_of_one_feeds_the_upper_layer_zeros():
+    layer = layers.GRU(3, 5, num_layers=2, dropout=1.0, rng=1, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 6, 3))
+    out = layer(x)
+    upper_alone = layers.GRU(5, 5, rng=2, dtype=np.float64)
+    upper_alone.load_state_dict({k.replace("_l1", "_l0"): v for k, v in layer.state_dict().items()
+                                 if "_l1" in k})
+    np.testing.assert_allclose(out, upper_alone(np.zeros((4, 6, 5))), rtol=1e-12)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(out)), 0.0)   # nothing reaches x
+    assert np.all(layer.weight_ih_l0.grad == 0) and np.any(layer.weight_hh_l1.grad != 0)
+
+
 # ------------------------------------------------------------------ reproducibility, misc
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -578,9 +590,9 @@ BAD_CALLS = [
      r"LSTM: expected state c of shape \(1, 2, 4\) .*got \(1, 3, 4\)"),
     (lambda: _gru()(X, state=H0.astype(np.float64)), TypeError, r"GRU: expected state h of dtype float32"),
     (lambda: layers.GRU(3, 0), ValueError, r"GRU: expected hidden_size to be a positive int, got 0"),
-    (lambda: layers.LSTM(3, 4, dropout=1.0), ValueError, r"LSTM: expected dropout to be a number in \[0, 1\), got 1.0"),
-    (lambda: layers.RNN(3, 4, dropout="0.5"), TypeError, r"RNN: expected dropout to be a number in \[0, 1\), got '0.5'"),
-    (lambda: layers.GRU(3, 4, dropout=False), TypeError, r"GRU: expected dropout to be a number in \[0, 1\), got False"),
+    (lambda: layers.LSTM(3, 4, dropout=1.5), ValueError, r"LSTM: expected dropout to be a number in \[0, 1\], got 1.5"),
+    (lambda: layers.RNN(3, 4, dropout="0.5"), TypeError, r"RNN: expected dropout to be a number in \[0, 1\], got '0.5'"),
+    (lambda: layers.GRU(3, 4, dropout=False), TypeError, r"GRU: expected dropout to be a number in \[0, 1\], got False"),
     (lambda: layers.GRU(3, 4, bidirectional=True, stateful=True), ValueError,
      r"GRU: stateful=True carries .* a bidirectional layer cannot be stateful"),
     (lambda: layers.RNN(3, 4, nonlinearity="sigmoid"), ValueError,
