@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module
-from nn.checks import check_float_array, check_real
+from nn.checks import check_float_array, check_int, check_real
 
 
 class Activation(Module):
@@ -92,12 +92,11 @@ class Softmax(Activation):
 
     def __init__(self, axis=-1):
         super().__init__()
-        if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-            raise TypeError(f"Softmax: expected axis to be an int, got {axis!r}")
-        self.axis = int(axis)
+        self.axis = check_int("Softmax", "axis", axis)
 
     def forward(self, x):
-        if not -self._check(x).ndim <= self.axis < x.ndim:
+        self._check(x)
+        if not -x.ndim <= self.axis < x.ndim:
             raise ValueError(f"Softmax: expected an input with an axis {self.axis}, got shape {x.shape}")
         if x.shape[self.axis] == 0:
             raise ValueError(f"Softmax: expected an input with a non-empty axis {self.axis}, got shape {x.shape}")

@@ -28,7 +28,9 @@ The second term of ``dmean`` is zero (deviations from the mean sum to zero); sub
     dx = (1/m) * inv_std * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)),
     inv_std = 1 / sqrt(var + eps)
 
-In evaluation mean and var are constants, so ``dx = dxhat * inv_std``.
+Normalising with the running estimates (evaluation, when they are tracked), mean and var are
+constants, so ``dx = dxhat * inv_std``; with ``track_running_stats=False`` evaluation takes the
+batch's statistics and the training backward above.
 """
 import math
 
@@ -69,8 +71,7 @@ class _BatchNorm(Module):
     # -- helpers -----------------------------------------------------------------------------
     def _check_input(self, x):
         name = type(self).__name__
-        held = self.running_mean if self.track_running_stats else self.weight   # None: any float dtype
-        check_float_array(name, x, dtype=None if held is None else held.dtype)
+        check_float_array(name, x, dtype=self.dtype)      # None (no array held): any float dtype
         layouts = [tuple(self.num_features if d == "C" else d for d in s) for s in self.shapes]
         if not any(x.ndim == len(s) and x.shape[1] == self.num_features for s in layouts):
             shown = " or ".join("(" + ", ".join(map(str, s)) + ")" for s in layouts)
@@ -139,14 +140,14 @@ class _BatchNorm(Module):
             # Summed along L in x's dtype (NumPy's pairwise sum), then over the batch in
             # float64: one float32 running sum over millions of values loses digits.
             mean = (x3.sum(axis=2).sum(axis=0, dtype=np.float64) / m).astype(x.dtype)
-            xhat = x3 - mean[:, None]
-            var = (np.square(xhat).sum(axis=2).sum(axis=0, dtype=np.float64) / m).astype(x.dtype)
+            xc = x3 - mean[:, None]
+            var = (np.square(xc).sum(axis=2).sum(axis=0, dtype=np.float64) / m).astype(x.dtype)
             self._update_running(mean, var, m)
         else:
             mean, var = self.running_mean, self.running_var
-            xhat = x3 - mean[:, None]
+            xc = x3 - mean[:, None]
         self._inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
-        xhat *= self._inv_std[:, None]
+        xhat = np.multiply(xc, self._inv_std[:, None], out=xc)        # in place: x - mean -> xhat
         self._xhat = xhat
         y = xhat * gamma[:, None]
         y += beta[:, None]
@@ -159,7 +160,7 @@ class _BatchNorm(Module):
             dgamma = sum(dy * xhat)      dbeta = sum(dy)      dxhat = dy * gamma
             dx = (1/m) / sqrt(var + eps) * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
 
-        with the running statistics (evaluation) ``dx = dxhat / sqrt(var + eps)``. The
+        with the running statistics (evaluation, when tracked) ``dx = dxhat / sqrt(var + eps)``. The
         reference path goes node by node through ``var`` and ``mean`` (module docstring), the
         fast path takes the closed form. Adds ``dgamma``, ``dbeta`` into ``weight.grad``,
         ``bias.grad``; returns ``dx``."""
@@ -180,6 +181,7 @@ class _BatchNorm(Module):
         # same number, but inv_std ** 3 would fall below float32's range once std passes ~1e13.
         dvar = self._tap_grad("var", (dxhat * xhat).sum(axis=axes) * -0.5 * inv_std ** 2)
         if not self._batch_stats:        # mean and var are constants: only the direct path
+            # dvar and dmean feed nothing here; they are recorded for the intermediates' check
             self._tap_grad("mean", -dxhat.sum(axis=axes) * inv_std)
             return dxhat * col(inv_std)
         dmean = self._tap_grad("mean", -dxhat.sum(axis=axes) * inv_std
@@ -198,6 +200,7 @@ class _BatchNorm(Module):
         scale = (gamma * inv_std)[:, None]
         if not self._batch_stats:
             return (dy3 * scale).reshape(dy.shape)
+        # the closed form, dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat)), with
         # sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma
         dx = xhat * (dgamma / m)[:, None]
         dx += (dbeta / m)[:, None]
@@ -225,8 +228,8 @@ class BatchNorm1D(_BatchNorm):
         y = gamma * (x - mean) / sqrt(var + eps) + beta     (batch mean and biased var)
         dx = (1/m) * gamma / sqrt(var + eps) * (m * dy - sum(dy) - xhat * sum(dy * xhat))
 
-    (the running estimates in place of mean and var in evaluation, where ``dx = dy * gamma /
-    sqrt(var + eps)``); the derivation in this module's docstring.
+    (in evaluation, when the running estimates are tracked, they stand in for mean and var and
+    ``dx = dy * gamma / sqrt(var + eps)``); the derivation in this module's docstring.
 
     Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros), ``(C,)``, unless
     ``affine=False``; buffers ``running_mean`` (zeros), ``running_var`` (ones), ``(C,)``, and

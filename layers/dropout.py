@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import Module
-from nn.checks import check_float_array
+from nn.checks import check_float_array, check_real
 from nn.random import get_rng
 
 
@@ -23,9 +23,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.number)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: expected p in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = check_real("Dropout", "p", p, 0.0, 1.0)
         # None: the global generator at each call
         self._rng = None if rng is None else get_rng(rng, type(self).__name__)
         self._scale = None

@@ -110,18 +110,18 @@ class GRU(RecurrentBase):
         shape = (T, N, 3 * self.hidden_size)
         return np.empty(shape, dtype), np.empty(shape, dtype)
 
-    def _forward_step(self, t, xproj, gh, b_hh, lengths, state, b):
+    def _forward_step(self, t, xproj, gh, b_hh, lengths, state, buf):
         kernels.gru_forward_step(t, xproj, gh, b_hh, lengths, *state,
-                                 b["y"], b["h_prev"], b["gates"], b["cand"], b["gh_n"])
+                                 buf["y"], buf["h_prev"], buf["gates"], buf["cand"], buf["gh_n"])
 
-    def _forward_sequence(self, reverse, xproj, W_hh_T, b_hh, lengths, state, b):
+    def _forward_sequence(self, reverse, xproj, W_hh_T, b_hh, lengths, state, buf):
         kernels.gru_forward_sequence(reverse, xproj, W_hh_T, b_hh, lengths, *state,
-                                     b["y"], b["h_prev"], b["gates"], b["cand"], b["gh_n"])
+                                     buf["y"], buf["h_prev"], buf["gates"], buf["cand"], buf["gh_n"])
 
-    def _backward_step(self, t, dy, dh_rec, lengths, b, d, seq, dgates, dgates_h):
-        kernels.gru_backward_step(t, dy, dh_rec, lengths, b["gates"], b["cand"], b["gh_n"], b["h_prev"],
-                                  *d, seq["h"], dgates, dgates_h)
+    def _backward_step(self, t, dy, dh_rec, lengths, buf, dcarry, seq, dgates, dgates_h):
+        kernels.gru_backward_step(t, dy, dh_rec, lengths, buf["gates"], buf["cand"], buf["gh_n"], buf["h_prev"],
+                                  *dcarry, seq["h"], dgates, dgates_h)
 
-    def _backward_sequence(self, reverse, dy, W_hh, lengths, b, d, seq, dgates, dgates_h):
-        kernels.gru_backward_sequence(reverse, dy, W_hh, lengths, b["gates"], b["cand"], b["gh_n"], b["h_prev"],
-                                      *d, seq["h"], dgates, dgates_h)
+    def _backward_sequence(self, reverse, dy, W_hh, lengths, buf, dcarry, seq, dgates, dgates_h):
+        kernels.gru_backward_sequence(reverse, dy, W_hh, lengths, buf["gates"], buf["cand"], buf["gh_n"], buf["h_prev"],
+                                      *dcarry, seq["h"], dgates, dgates_h)

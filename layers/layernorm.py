@@ -54,7 +54,10 @@ class LayerNorm(Module):
         y = (x - mean) / sqrt(var + eps) * weight + bias          (biased variance)
 
     Shapes: ``x (..., *normalized_shape)`` -> the same; ``weight`` (ones) and ``bias`` (zeros)
-    of ``normalized_shape`` when ``elementwise_affine``. Backward: ``layernorm_backward``.
+    of ``normalized_shape`` and of ``dtype`` when ``elementwise_affine``. Without them
+    (``elementwise_affine=False``) ``weight`` and ``bias`` are None, as in PyTorch, and, holding
+    no array, the layer takes input of any float dtype. ``eps`` (>= 0) keeps a constant row
+    from dividing by zero. Backward: ``layernorm_backward``.
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, dtype=np.float32):
@@ -67,12 +70,12 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(int(s) for s in shape)
         self.eps = check_real("LayerNorm", "eps", eps, low=0.0)
         self.elementwise_affine = check_flag("LayerNorm", "elementwise_affine", elementwise_affine)
-        if self.elementwise_affine:
-            self.weight = Parameter(np.ones(self.normalized_shape, dtype))
-            self.bias = Parameter(np.zeros(self.normalized_shape, dtype))
+        affine = self.elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if affine else None
 
     def _affine(self, dtype):
-        if self.elementwise_affine:
+        if self.weight is not None:
             return self.weight.data.reshape(-1), self.bias.data.reshape(-1)
         M = int(np.prod(self.normalized_shape))
         return np.ones(M, dtype), np.zeros(M, dtype)
@@ -106,12 +109,13 @@ class LayerNorm(Module):
             dx = np.empty_like(rows)
             kernels.layernorm_backward(np.ascontiguousarray(rows), self._xhat, self._rstd[:, 0], weight, dx)
             dweight, dbias = (rows * self._xhat).sum(axis=0), rows.sum(axis=0)
-        if self.elementwise_affine:
+        if self.weight is not None:
             self.weight.grad += dweight.reshape(self.normalized_shape)
             self.bias.grad += dbias.reshape(self.normalized_shape)
         return dx.reshape(dy.shape)
 
     def flops(self, input_shape, output_shape):
+        """Per element: 8 (mean: 1, variance: 3, normalise: 2, scale and shift: 2)."""
         return 8 * int(np.prod(input_shape))
 
     def extra_repr(self):

@@ -116,18 +116,18 @@ class LSTM(RecurrentBase):
                        tanh_c=np.empty((T, N, H), dtype))
         return buffers
 
-    def _forward_step(self, t, xproj, gh, b_hh, lengths, state, b):
+    def _forward_step(self, t, xproj, gh, b_hh, lengths, state, buf):
         kernels.lstm_forward_step(t, xproj, gh, b_hh, lengths, *state,
-                                  b["y"], b["h_prev"], b["gates"], b["c_prev"], b["tanh_c"])
+                                  buf["y"], buf["h_prev"], buf["gates"], buf["c_prev"], buf["tanh_c"])
 
-    def _forward_sequence(self, reverse, xproj, W_hh_T, b_hh, lengths, state, b):
+    def _forward_sequence(self, reverse, xproj, W_hh_T, b_hh, lengths, state, buf):
         kernels.lstm_forward_sequence(reverse, xproj, W_hh_T, b_hh, lengths, *state,
-                                      b["y"], b["h_prev"], b["gates"], b["c_prev"], b["tanh_c"])
+                                      buf["y"], buf["h_prev"], buf["gates"], buf["c_prev"], buf["tanh_c"])
 
-    def _backward_step(self, t, dy, dh_rec, lengths, b, d, seq, dgates, dgates_h):
-        kernels.lstm_backward_step(t, dy, dh_rec, lengths, b["gates"], b["c_prev"], b["tanh_c"],
-                                   *d, seq["h"], seq["c"], dgates)
+    def _backward_step(self, t, dy, dh_rec, lengths, buf, dcarry, seq, dgates, dgates_h):
+        kernels.lstm_backward_step(t, dy, dh_rec, lengths, buf["gates"], buf["c_prev"], buf["tanh_c"],
+                                   *dcarry, seq["h"], seq["c"], dgates)
 
-    def _backward_sequence(self, reverse, dy, W_hh, lengths, b, d, seq, dgates, dgates_h):
-        kernels.lstm_backward_sequence(reverse, dy, W_hh, lengths, b["gates"], b["c_prev"], b["tanh_c"],
-                                       *d, seq["h"], seq["c"], dgates)
+    def _backward_sequence(self, reverse, dy, W_hh, lengths, buf, dcarry, seq, dgates, dgates_h):
+        kernels.lstm_backward_sequence(reverse, dy, W_hh, lengths, buf["gates"], buf["c_prev"], buf["tanh_c"],
+                                       *dcarry, seq["h"], seq["c"], dgates)

@@ -67,7 +67,7 @@ import numba
 import numpy as np
 
 from nn import Module, Parameter
-from nn.checks import check_flag, check_float_array, check_float_dtype, check_shape, check_size
+from nn.checks import check_flag, check_float_array, check_float_dtype, check_real, check_shape, check_size
 from nn.init import uniform
 from nn.random import get_rng
 
@@ -180,16 +180,13 @@ class RecurrentBase(Module):
         self.input_size = check_size(name, "input_size", input_size)
         self.hidden_size = check_size(name, "hidden_size", hidden_size)
         self.num_layers = check_size(name, "num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number)):
-            raise TypeError(f"{name}: expected dropout to be a number in [0, 1], got {dropout!r}")
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"{name}: expected dropout to be a number in [0, 1], got {dropout!r}")
+        dropout = check_real(name, "dropout", dropout, 0.0, 1.0)
         if dropout > 0 and self.num_layers == 1:
             own_init = "__init__" in type(self).__dict__       # RNN's: one frame more to the caller
             warnings.warn(f"{name}: dropout={dropout} acts between stacked layers only, and "
                           "num_layers=1 has none: it changes nothing", UserWarning,
                           stacklevel=3 if own_init else 2)
-        self.dropout = float(dropout)
+        self.dropout = dropout
         self.bias, self.bidirectional, self.return_sequences, self.stateful = (
             check_flag(name, flag, value) for flag, value in (
                 ("bias", bias), ("bidirectional", bidirectional),
@@ -204,10 +201,6 @@ class RecurrentBase(Module):
         self.final_state = self.initial_state_grad = self.grad_norms = None
         self._carried_state = None
         self._state_given = False
-
-    @property
-    def dtype(self):
-        return self.weight_ih_l0.dtype
 
     def _make_parameters(self, dtype):
         H, G = self.hidden_size, self.GATES
@@ -566,17 +559,20 @@ class RecurrentBase(Module):
         initial state's gradient, the parameter gradients and the squared BPTT norms."""
         T, N, I = x.shape
         H = self.hidden_size
-        d = tuple(g.copy() for g in dstate)                # carried state gradient, in place
+        dcarry = tuple(g.copy() for g in dstate)           # carried state gradient, in place
         dgates, dgates_h = self._gate_grad_buffers(T, N, x.dtype)
         seq = {s: np.empty((T, N, H), x.dtype) for s in self.STATE}
         if self._whole_sequence_in_one_call(N):
-            self._backward_sequence(reverse, dy, w.W_hh, lengths, buffers, d, seq, dgates, dgates_h)
+            self._backward_sequence(reverse, dy, w.W_hh, lengths, buffers, dcarry, seq, dgates, dgates_h)
         else:
+            # The kernel runs the elementwise part of step t; the recurrent product, dh_rec =
+            # dgates_h[t] @ W_hh (the gradient reaching h_{t-1} through the gates), is left to
+            # BLAS and handed to the next step. After step 0 it belongs to the initial state.
             dh_rec = np.zeros((N, H), x.dtype)
             for t in reversed(time_steps(T, reverse)):
-                self._backward_step(t, dy, dh_rec, lengths, buffers, d, seq, dgates, dgates_h)
+                self._backward_step(t, dy, dh_rec, lengths, buffers, dcarry, seq, dgates, dgates_h)
                 np.matmul(dgates_h[t], w.W_hh, out=dh_rec)
-            d[0][...] += dh_rec
+            dcarry[0][...] += dh_rec
         g_x = dgates.reshape(T * N, -1)
         g_h = dgates_h.reshape(T * N, -1)
         # dW = dgates2d.T @ inputs2d, formed as (inputs2d.T @ dgates2d).T: the operand order
@@ -587,7 +583,7 @@ class RecurrentBase(Module):
                  g_h.sum(axis=0, dtype=np.float64).astype(g_h.dtype))
         dx = (g_x @ w.W_ih).reshape(T, N, I)
         sq = {s: np.einsum("tnh,tnh->t", v, v, dtype=np.float64) for s, v in seq.items()}
-        return dx, d, grads, sq
+        return dx, dcarry, grads, sq
 
     def _whole_sequence_in_one_call(self, N):
         return N * self.GATES * self.hidden_size ** 2 <= SEQUENCE_KERNEL_MAX_MACS
@@ -622,13 +618,13 @@ class RecurrentBase(Module):
         """Fast path: every step in one kernel call (tiny products)."""
         raise NotImplementedError
 
-    def _backward_step(self, t, dy, dh_rec, lengths, buffers, d, seq, dgates, dgates_h):
+    def _backward_step(self, t, dy, dh_rec, lengths, buffers, dcarry, seq, dgates, dgates_h):
         """Fast path: BPTT through step ``t`` given ``dh_rec`` from the step processed before;
-        updates the carried gradients ``d`` in place, fills ``seq[...][t]`` (the BPTT norms'
+        updates the carried gradients ``dcarry`` in place, fills ``seq[...][t]`` (the BPTT norms'
         ``dL/dh_t``) and the gate gradients at ``t``."""
         raise NotImplementedError
 
-    def _backward_sequence(self, reverse, dy, W_hh, lengths, buffers, d, seq, dgates, dgates_h):
+    def _backward_sequence(self, reverse, dy, W_hh, lengths, buffers, dcarry, seq, dgates, dgates_h):
         """Fast path: BPTT through every step in one kernel call (tiny products)."""
         raise NotImplementedError
 

@@ -82,17 +82,17 @@ class RNN(RecurrentBase):
         dx_t, dh_prev, grads = rnn_step_backward(d_state[0], cache, w.W_ih, w.W_hh, self._relu, tap_grad)
         return dx_t, (dh_prev,), grads
 
-    def _forward_step(self, t, xproj, gh, b_hh, lengths, state, b):
-        kernels.rnn_forward_step(t, self._relu, xproj, gh, b_hh, lengths, *state, b["y"], b["h_prev"])
+    def _forward_step(self, t, xproj, gh, b_hh, lengths, state, buf):
+        kernels.rnn_forward_step(t, self._relu, xproj, gh, b_hh, lengths, *state, buf["y"], buf["h_prev"])
 
-    def _forward_sequence(self, reverse, xproj, W_hh_T, b_hh, lengths, state, b):
-        kernels.rnn_forward_sequence(reverse, self._relu, xproj, W_hh_T, b_hh, lengths, *state, b["y"], b["h_prev"])
+    def _forward_sequence(self, reverse, xproj, W_hh_T, b_hh, lengths, state, buf):
+        kernels.rnn_forward_sequence(reverse, self._relu, xproj, W_hh_T, b_hh, lengths, *state, buf["y"], buf["h_prev"])
 
-    def _backward_step(self, t, dy, dh_rec, lengths, b, d, seq, dgates, dgates_h):
-        kernels.rnn_backward_step(t, self._relu, dy, dh_rec, lengths, b["y"], *d, seq["h"], dgates)
+    def _backward_step(self, t, dy, dh_rec, lengths, buf, dcarry, seq, dgates, dgates_h):
+        kernels.rnn_backward_step(t, self._relu, dy, dh_rec, lengths, buf["y"], *dcarry, seq["h"], dgates)
 
-    def _backward_sequence(self, reverse, dy, W_hh, lengths, b, d, seq, dgates, dgates_h):
-        kernels.rnn_backward_sequence(reverse, self._relu, dy, W_hh, lengths, b["y"], *d, seq["h"], dgates)
+    def _backward_sequence(self, reverse, dy, W_hh, lengths, buf, dcarry, seq, dgates, dgates_h):
+        kernels.rnn_backward_sequence(reverse, self._relu, dy, W_hh, lengths, buf["y"], *dcarry, seq["h"], dgates)
 
     def extra_repr(self):
         s = super().extra_repr()

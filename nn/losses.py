@@ -107,8 +107,10 @@ class CrossEntropyLoss(Loss):
             raise TypeError(f"CrossEntropyLoss: expected integer class labels or float class "
                             f"probabilities, got dtype {target.dtype}")
         if target.shape != logits.shape[:-1]:
+            hint = ("; the class axis is the last here, PyTorch's is axis 1: pass "
+                    "logits.transpose(0, 2, 1)" if target.shape == logits.shape[::2] else "")
             raise ValueError(f"CrossEntropyLoss: expected target of shape {logits.shape[:-1]} for logits "
-                             f"{logits.shape}, got {target.shape}")
+                             f"{logits.shape}, got {target.shape}{hint}")
         C = logits.shape[-1]
         w = self._weight_for(C, logits.dtype)
         valid = target != self.ignore_index

@@ -84,6 +84,20 @@ def test_output_is_normalized_and_defaults_are_pytorch():
     np.testing.assert_allclose(y.var(-1), 1, atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_without_affine_weight_and_bias_are_none_as_in_torch(dtype):
+    layer = layers.LayerNorm(8, elementwise_affine=False)
+    assert layer.weight is None and layer.bias is None
+    assert layer.parameters() == [] and layer.state_dict() == {}
+    x = np.random.default_rng(1).standard_normal((3, 8)).astype(dtype)
+    y = layer(x)                                 # no array held: any float dtype
+    assert y.dtype == dtype and layer.backward(np.ones_like(y)).dtype == dtype
+    torch = pytest.importorskip("torch")
+    twin = torch.nn.LayerNorm(8, elementwise_affine=False)
+    assert twin.weight is None and twin.bias is None and twin.state_dict() == {}
+    np.testing.assert_allclose(y, twin(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_constant_row_normalizes_to_exactly_zero(dtype, reference):

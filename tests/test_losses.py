@@ -275,6 +275,10 @@ def test_bad_input():
         ce(z, np.array([True, False, True]))
     with pytest.raises(ValueError, match=r"expected target of shape \(3,\)"):
         ce(z, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"expected target of shape \(2, 4\) for logits \(2, 4, 5\), got "
+                                         r"\(2, 5\); the class axis is the last here, PyTorch's is axis 1: "
+                                         r"pass logits.transpose\(0, 2, 1\)$"):
+        ce(np.zeros((2, 4, 5), np.float32), np.zeros((2, 5), np.int64))     # PyTorch's (N, C, T)
     with pytest.raises(TypeError, match="expected logits of dtype float32 or float64, got int64"):
         ce(np.zeros((3, 4), np.int64), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match=r"expected logits of shape \(N, C\) or \(N, T, C\) with C >= 1 classes, got \(3, 0\)"):

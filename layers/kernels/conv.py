@@ -46,7 +46,7 @@ def _valid_range(offset, stride, size, count):
 
 
 @njit(cache=True)
-def _shifted_span(H, W, OH, OW, dr, dc):
+def _shifted_span(H, OH, OW, dr, dc):
     """For stride 1 and ``OW == W`` a tap is the flat plane shifted by ``dr * W + dc``: the
     flat span ``[a, b)`` of output positions, in the rows whose tap row lies inside the plane,
     whose shifted index stays inside it (``a == b`` when none does). Outside it, and where
@@ -92,7 +92,7 @@ def _im2col_rows(x, r_start, r_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW, ins
         c, i, j = r // (kh * kw), r // kw % kh, r % kw
         dr, dc = i * dh - pt, j * dw - pl
         if shifted:
-            a, b = _shifted_span(H, W, OH, OW, dr, dc)
+            a, b = _shifted_span(H, OH, OW, dr, dc)
             m = j * P
             for n in range(N):
                 o, s = (r * N + n) * P, (n * C + c) * H * W + dr * W + dc
@@ -139,7 +139,7 @@ def _col2im_planes(dcols, t_start, t_stop, kh, kw, sh, sw, dh, dw, pt, pl, OH, O
                 dc = j * dw - pl
                 o = (((c * kh + i) * kw + j) * N + n) * P
                 if shifted:     # the adjoint of the shifted copy: one long masked addition
-                    a, b = _shifted_span(H, W, OH, OW, dr, dc)
+                    a, b = _shifted_span(H, OH, OW, dr, dc)
                     d, m = plane + dr * W + dc, j * P
                     for q in range(a, b):
                         dst[np.uint64(d + q)] += src[np.uint64(o + q)] if keep[np.uint64(m + q)] else zero

@@ -1,5 +1,5 @@
 """numba kernels for max pooling's fast path. (Average pooling needs none of its own: it is
-im2col with a constant filter, see ``layers.pool.AvgPool2D``.)
+im2col with a constant filter, see ``layers.pool._AvgPool._forward_fast``.)
 
 Inputs are viewed as planes ``(N*C, H, W)``; each kernel runs in parallel over the planes and
 each plane is handled by one thread in a fixed order, so results are the same bits from run to

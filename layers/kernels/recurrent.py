@@ -392,14 +392,14 @@ def _gru_cell_backward(t, n, dy, dh_rec, gates, cand, gh_n, h_prev, dh, dh_seq, 
     H, one = dh.shape[1], dh.dtype.type(1)
     _total_dh(t, n, dy, dh_rec, dh, dh_seq)
     for j in range(H):                    # da_r = da_n gh_n r (1 - r),  da_n = dh (1 - z) (1 - n^2)
-        r, z, c = gates[t, n, j], gates[t, n, H + j], cand[t, n, j]
-        dgates[t, n, j] = dh_seq[t, n, j] * (one - z) * (one - c * c) * gh_n[t, n, j] * r * (one - r)
+        r, z, n_j = gates[t, n, j], gates[t, n, H + j], cand[t, n, j]
+        dgates[t, n, j] = dh_seq[t, n, j] * (one - z) * (one - n_j * n_j) * gh_n[t, n, j] * r * (one - r)
     for j in range(H):                    # da_z = dh (h_prev - n) z (1 - z)
         z = gates[t, n, H + j]
         dgates[t, n, H + j] = dh_seq[t, n, j] * (h_prev[t, n, j] - cand[t, n, j]) * z * (one - z)
     for j in range(H):                    # da_n
-        z, c = gates[t, n, H + j], cand[t, n, j]
-        dgates[t, n, 2 * H + j] = dh_seq[t, n, j] * (one - z) * (one - c * c)
+        z, n_j = gates[t, n, H + j], cand[t, n, j]
+        dgates[t, n, 2 * H + j] = dh_seq[t, n, j] * (one - z) * (one - n_j * n_j)
     for k in range(2 * H):                # W_hh sees [da_r, da_z, da_n r]
         dgates_h[t, n, k] = dgates[t, n, k]
     for j in range(H):
