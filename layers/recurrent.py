@@ -368,7 +368,9 @@ class RecurrentBase(Module):
 
     def _run_forward(self, x, state0, l, d):
         """One layer, one direction over time-major ``x (T, N, I_l)`` from ``state0``.
-        Returns the outputs ``(T, N, H)``, the final state and what backward needs."""
+        Returns the outputs ``(T, N, H)``, the final state and what backward needs (as
+        ``cache``: the reference's per-step caches, or the fast path's blocks of samples, each
+        ``(rows, x_b, buffers)``)."""
         w, reverse = self._weights(l, d), d == 1
         if self._reference:
             y, final, cache = self._reference_forward(x, state0, w, reverse, self._tap_suffix(l, d))
@@ -451,27 +453,9 @@ class RecurrentBase(Module):
         (the GRU's ``W_hh`` sees its own gate gradients, see ``gru_step_backward``). Layer
         ``l``'s ``dx`` is the output gradient of layer ``l - 1``, times its dropout mask.
         """
-        name = type(self).__name__
-        if isinstance(dstate, (tuple, list)) and all(g is None for g in dstate):
-            dstate = None                                  # (None, None): no state gradient
-        if dy is None and dstate is None:
-            raise ValueError(f"{name}.backward: got neither dy nor dstate; pass at least one")
         T, N = self._runs[0]["x"].shape[:2]
         H, D, LD = self.hidden_size, self.num_directions, self.num_layers * self.num_directions
-        if isinstance(dstate, (tuple, list)) and len(self.STATE) == 2:     # (dh_n, None): dc_n = 0
-            dstate = tuple(np.zeros((LD, N, H), self.dtype) if g is None else g for g in dstate)
-        if dstate is None:
-            dfinal = [np.zeros((LD, N, H), self.dtype) for _ in self.STATE]
-        else:
-            dfinal = [g.copy() for g in self._check_state(dstate, N, "dstate", f"{name}.backward")]
-        d_out = None
-        if dy is not None and self.return_sequences:
-            d_out = dy.transpose(1, 0, 2)
-        elif dy is not None:
-            first_of_last = LD - D
-            for d in range(D):
-                dfinal[0][first_of_last + d] += dy[:, d * H:(d + 1) * H]
-
+        dfinal, d_out = self._starting_grads(dy, dstate, N)
         initial_grads = [np.empty((LD, N, H), self.dtype) for _ in self.STATE]
         norms = {s: np.zeros((LD, T)) for s in self.STATE}
         for l in reversed(range(self.num_layers)):
@@ -492,6 +476,28 @@ class RecurrentBase(Module):
         self.initial_state_grad = self._public(tuple(initial_grads))
         self.grad_norms = norms
         return np.ascontiguousarray(d_out.transpose(1, 0, 2))
+
+    def _starting_grads(self, dy, dstate, N):
+        """Where BPTT starts: ``dfinal``, per state name ``(L*D, N, H)`` -- ``dstate``, zeros
+        where None, plus ``dy`` on the last layer's ``h_n`` when ``return_sequences=False`` --
+        and ``d_out``, the last layer's output gradient ``(T, N, D*H)`` (None if none)."""
+        name = type(self).__name__
+        if isinstance(dstate, (tuple, list)) and all(g is None for g in dstate):
+            dstate = None                                  # (None, None): no state gradient
+        if dy is None and dstate is None:
+            raise ValueError(f"{name}.backward: got neither dy nor dstate; pass at least one")
+        H, D, LD = self.hidden_size, self.num_directions, self.num_layers * self.num_directions
+        if isinstance(dstate, (tuple, list)) and len(self.STATE) == 2:     # (dh_n, None): dc_n = 0
+            dstate = tuple(np.zeros((LD, N, H), self.dtype) if g is None else g for g in dstate)
+        if dstate is None:
+            dfinal = [np.zeros((LD, N, H), self.dtype) for _ in self.STATE]
+        else:
+            dfinal = [g.copy() for g in self._check_state(dstate, N, "dstate", f"{name}.backward")]
+        if dy is None or self.return_sequences:
+            return dfinal, None if dy is None else dy.transpose(1, 0, 2)
+        for d in range(D):                                 # the last layer's directions
+            dfinal[0][LD - D + d] += dy[:, d * H:(d + 1) * H]
+        return dfinal, None
 
     def _run_backward(self, run, dy, dstate):
         """One layer and direction: returns ``dx (T, N, I_l)``, the initial state's gradient
