@@ -114,6 +114,8 @@ def read_idx(path):
         zero or more than 64 dimensions, or a payload that is shorter or longer than the
         header announces.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"read_idx: expected path to be a str or os.PathLike, got {type(path).__name__}")
     data = _read_bytes(path)
     dtype, dims, start = _parse_header(path, data)
     expected = math.prod(dims) * dtype.itemsize

@@ -6,6 +6,7 @@ crash never leaves a half-written checkpoint under the real name. ``load`` reads
 ``allow_pickle=False``, refuses files that are not handprop checkpoints, and checks every key
 and shape before changing anything (``load_state_dict`` is strict).
 """
+import math
 import os
 import uuid
 import warnings
@@ -124,8 +125,23 @@ def read_checkpoint(path):
 
 
 def _entry(data, key, path):
-    """Entry ``key`` of an open ``.npz``; NumPy hands back raw bytes for an entry that is
-    not an ``.npy`` array."""
+    """Entry ``key`` of an open ``.npz``, once its header's shape fits the bytes the entry
+    holds (a corrupt header must not ask for terabytes); NumPy hands back raw bytes for an
+    entry that is not an ``.npy`` array."""
+    member = key + ".npy"
+    if member in data.zip.namelist():
+        with data.zip.open(member) as f:
+            magic = f.read(len(_NPY_MAGIC) + 2)           # the prefix, then the format version
+            read_header = {b"\x01\x00": np.lib.format.read_array_header_1_0,
+                           b"\x02\x00": np.lib.format.read_array_header_2_0}.get(magic[-2:])
+            if magic.startswith(_NPY_MAGIC) and read_header is not None:
+                shape, _, dtype = read_header(f)
+                needed = math.prod(shape) * dtype.itemsize
+                held = data.zip.getinfo(member).file_size - f.tell()
+                if needed > held:
+                    raise ValueError(f"load: {path!r} is truncated or corrupt (its entry {key!r} "
+                                     f"claims shape {shape} of {dtype}, {needed} bytes, and holds "
+                                     f"{held})")
     value = data[key]
     if not isinstance(value, np.ndarray):
         raise ValueError(f"load: {path!r} is not a valid checkpoint (its entry {key!r} is not "
@@ -141,11 +157,11 @@ def load(obj, path, strict=True):
     if not callable(getattr(obj, "load_state_dict", None)):
         raise TypeError(f"load: expected an nn.Module or an optimizer (with load_state_dict()), "
                         f"got {type(obj).__name__}")
-    path = _as_path(path, "load")
-    state = read_checkpoint(path)
     if not isinstance(obj, Module) and not strict:
         raise ValueError(f"load: strict=False is for modules; an optimizer's state loads whole, "
-                         f"got a {type(obj).__name__}")
+                         f"got strict=False for {type(obj).__name__}")
+    path = _as_path(path, "load")
+    state = read_checkpoint(path)
     try:
         result = obj.load_state_dict(state, strict=strict) if isinstance(obj, Module) else obj.load_state_dict(state)
     except (ValueError, TypeError) as e:

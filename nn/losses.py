@@ -243,12 +243,14 @@ class MSELoss(Loss):
 
 
 def _bce_weight(name, value):
-    """``pos_weight`` or ``weight`` as a float64 array, refusing what is not an array of real
-    numbers."""
+    """``pos_weight`` or ``weight`` as a float64 array of finite numbers >= 0 (as
+    ``CrossEntropyLoss``'s class weights)."""
     array = np.asarray(value)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise TypeError(f"BCEWithLogitsLoss: expected {name} to be an array of numbers, got "
                         f"{type(value).__name__} {value!r}")
+    if not (np.all(np.isfinite(array)) and np.all(array >= 0)):
+        raise ValueError(f"BCEWithLogitsLoss: expected {name} of finite numbers >= 0, got {array}")
     return array.astype(np.float64)
 
 

@@ -153,6 +153,22 @@ def _check_initialised(module):
                         "super().__init__() first in __init__")
 
 
+def _check_shapes(module, where):
+    """A parameter or persistent buffer keeps the shape first registered under its name, for
+    the module's life: layers size their kernels' loops by their configuration, so a
+    ``p.data`` of another shape would be read out of bounds or broadcast silently. Checked
+    before each forward and backward."""
+    shapes, free = module._registered_shapes, module._non_persistent   # (a causal mask may grow)
+    for kind, registry in (("parameter", module._parameters), ("buffer", module._buffers)):
+        for name, value in registry.items():
+            expected = shapes.get(name)
+            if value is not None and expected is not None and value.shape != expected and name not in free:
+                raise ValueError(
+                    f"{type(module).__name__}.{where}: expected {kind} {name!r} of shape {expected}, "
+                    f"the shape it was registered with, got {value.shape}; a {kind} keeps its shape "
+                    "(build a new module for another)")
+
+
 def _check_dx(module, dx):
     """A backward returns dL/dx of its (floating) input's shape and dtype: a custom layer's
     mistake is named where it happens, not one layer further back."""
@@ -205,6 +221,7 @@ def _wrap_forward(fn):
             # A super().forward(...) call; the same one twice overwrote the cache of the first.
             self._inner_calls[fn] = self._inner_calls.get(fn, 0) + 1
             return fn(self, *args, **kwargs)
+        _check_shapes(self, "forward")
         args = _apply_pre_hooks(self, args)
         _claim(self, "forward")
         standing = None                          # the record of the forward a refusal leaves standing
@@ -262,6 +279,7 @@ def _wrap_backward(fn):
         if dy is None and not self._dy_optional:
             raise TypeError(f"{name}.backward: expected dy to be a numpy array, got None")
         _check_single_use(self)
+        _check_shapes(self, "backward")
         if dy is not None and self._output_meta is not None:
             shape, dtype = self._output_meta
             if not isinstance(dy, np.ndarray):
@@ -272,9 +290,9 @@ def _wrap_backward(fn):
             if dy.dtype != dtype:
                 raise TypeError(f"{name}.backward: expected dy of dtype {dtype} (forward's output), "
                                 f"got {dy.dtype}")
-        for p in self._parameters.values():
-            if p.grad is None:                  # "no gradient": backward starts it from zeros
-                p.grad = np.zeros_like(p.data)
+        unset = [p for p in self._parameters.values() if p.grad is None]
+        for p in unset:                          # "no gradient": backward starts it from zeros
+            p.grad = np.zeros_like(p.data)
         _claim(self, "backward")                 # first: a refusal must not touch another thread's record
         standing = None                          # the gradients a refused argument leaves standing
         try:
@@ -286,7 +304,9 @@ def _wrap_backward(fn):
                 self._grad_ticks.clear()
             dx = fn(self, dy, *args, **kwargs)
         except (ValueError, TypeError) as error:
-            if standing is not None:             # refused (e.g. a recurrent layer's dstate)
+            for p in unset:                      # refused (e.g. a recurrent layer's dstate)
+                p.grad = None
+            if standing is not None:
                 self.intermediate_grads.update(standing[0])
                 self.intermediate_grad_order[:], self._grad_ticks[:] = standing[1:]
             _explain_none_grad(self, error)
@@ -361,6 +381,7 @@ class Module:
         d["_parameters"] = OrderedDict()
         d["_buffers"] = OrderedDict()
         d["_non_persistent"] = set()            # buffers left out of state_dict
+        d["_registered_shapes"] = {}            # name: the shape a parameter or buffer came with
         d["_modules"] = OrderedDict()
         d["_forward_pre_hooks"] = OrderedDict()
         d["_forward_hooks"] = OrderedDict()
@@ -392,6 +413,10 @@ class Module:
         """A module pickled by an older handprop gets the bookkeeping added since."""
         self.__dict__.update({k: v for k, v in Module().__dict__.items() if k not in state})
         self.__dict__.update(state)
+        if "_registered_shapes" not in state:
+            for registry in (self._parameters, self._buffers):
+                for name, value in registry.items():
+                    self._record_shape(name, value)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -411,6 +436,7 @@ class Module:
             value.name = value.name or name
             self._forget(name, keep=self._parameters)
             self._parameters[name] = value
+            self._record_shape(name, value)
         elif isinstance(value, Module):
             self._forget(name, keep=self._modules)
             self._modules[name] = value
@@ -419,6 +445,7 @@ class Module:
                 value = np.asarray(value)
             _check_buffer(f"{type(self).__name__}.{name}", name, value)
             self._buffers[name] = value
+            self._record_shape(name, value)
         elif name in self._parameters or name in self._modules:
             raise TypeError(f"{type(self).__name__}: cannot replace registered {name!r} with a "
                             f"{type(value).__name__}; delete it first")
@@ -434,6 +461,12 @@ class Module:
                 registry.pop(name, None)
         if keep is not self._buffers:
             self._non_persistent.discard(name)
+
+    def _record_shape(self, name, value):
+        """Remember the first shape registered under ``name``, for the module's life (see
+        ``_check_shapes``)."""
+        if value is not None:
+            self._registered_shapes.setdefault(name, value.shape)
 
     def __getattr__(self, name):
         # Only called when normal lookup fails: look in the registries.
@@ -467,6 +500,7 @@ class Module:
         _check_buffer(where, name, array)
         self.__dict__.pop(name, None)
         self._buffers[name] = array
+        self._record_shape(name, array)
         (self._non_persistent.discard if persistent else self._non_persistent.add)(name)
 
     def register_parameter(self, name, param):

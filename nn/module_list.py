@@ -62,6 +62,9 @@ class ModuleSequence(Module):
         return list(self._modules.values())[self._position(index)]
 
     def __setitem__(self, index, module):
+        if isinstance(index, slice):
+            raise TypeError(f"{type(self).__name__}: expected an integer index to assign one module, "
+                            f"got {index!r} (for a range, del it and insert the new modules)")
         self._check_module(module)
         setattr(self, list(self._modules)[self._position(index)], module)
 

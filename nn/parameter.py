@@ -11,7 +11,9 @@ class Parameter:
     ----------
     data : np.ndarray
         The value, updated in place by optimizers: a writeable, C-contiguous float array (one
-        that is not contiguous is copied; a read-only one is refused).
+        that is not contiguous is copied; a read-only one is refused). It may be replaced, but
+        a module's forward and backward refuse a parameter whose shape is no longer the one
+        it was registered with (its kernels are sized by the layer's configuration).
     grad : np.ndarray or None
         dL/d(data), same shape and dtype as ``data`` (assigning anything else is refused; a new
         ``data`` of another shape or dtype sets it to None). Layers' ``backward`` ADDS into it

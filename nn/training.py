@@ -12,6 +12,7 @@
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -174,6 +175,31 @@ def _fresh_carried_states(model):
             m.carried_state = state
 
 
+@contextmanager
+def _undone_before_first_step(model):
+    """Yields ``run``; unless ``run.stepped`` was set, a failure puts back what the attempt
+    changed -- the buffers (BatchNorm's running statistics), the gradients and the state of
+    stateful layers -- so that a mistake found in the first batch (a loss that does not fit
+    the model's output, say) leaves the model as it was."""
+    buffers = [(m, name, b.copy()) for m in model.modules() for name, b in m._buffers.items()
+               if b is not None]
+    grads = [(p, None if p.grad is None else p.grad.copy()) for p in model.parameters()]
+    stateful = _stateful_layers(model)
+    carried = [m.carried_state for m in stateful]
+    run = SimpleNamespace(stepped=False)
+    try:
+        yield run
+    except BaseException:
+        if not run.stepped:
+            for m, name, b in buffers:
+                setattr(m, name, b)
+            for p, g in grads:
+                p.grad = g
+            for m, state in zip(stateful, carried):
+                m.carried_state = state
+        raise
+
+
 def evaluate(model, loss_fn, data, batch_size=256):
     """Loss and accuracy (for ``CrossEntropyLoss``) of ``model`` on ``data`` -- an ``(x, y)``
     pair or an iterable of batches -- in eval mode: the loss is the mean over every
@@ -231,7 +257,9 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     module has its own mode back. Stateful recurrent layers start each epoch from zeros (the
     data starts over) and carry their state from batch to batch, which needs batches of one
     size. A loss that is not finite stops the run with a ``FloatingPointError`` before that
-    batch's step, so the parameters hold the last finite step's values.
+    batch's step, so the parameters hold the last finite step's values. A failure before the
+    first step (a loss that does not fit the model's output) leaves the model as it was:
+    its buffers, gradients and carried states are put back.
 
     Returns
     -------
@@ -248,20 +276,23 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     history = {"loss": [], "accuracy": [], "time": []}
     if val_data is not None:
         history.update(val_loss=[], val_accuracy=[])
-    with modes_restored(model):
+    with modes_restored(model), _undone_before_first_step(model) as run:
         if not model.training:
             model.train()
         for epoch in range(epochs):
             start = time.perf_counter()
             tally = _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step,
-                                 epoch + 1, epochs, progress)
+                                 epoch + 1, epochs, progress, run)
             history["time"].append(time.perf_counter() - start)
             history["loss"].append(tally.loss)
             history["accuracy"].append(tally.accuracy)
             if scheduler is not None:
                 scheduler.step()
             if val_data is not None:
-                val = evaluate(model, loss_fn, val_data, batch_size)
+                try:
+                    val = evaluate(model, loss_fn, val_data, batch_size)
+                except (ValueError, TypeError) as e:      # say which data, and when
+                    raise type(e)(f"fit: val_data, after epoch {epoch + 1}: {e}") from e
                 history["val_loss"].append(val["loss"])
                 history["val_accuracy"].append(val["accuracy"])
             if progress:
@@ -269,9 +300,10 @@ def fit(model, loss_fn, optimizer, train_data, epochs, val_data=None, batch_size
     return history
 
 
-def _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step, epoch, epochs, progress):
-    """Epoch ``epoch`` (from 1): one pass over ``train_data``, one optimizer step per batch;
-    returns the epoch's tally."""
+def _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step, epoch, epochs, progress,
+                 run):
+    """Epoch ``epoch`` (from 1): one pass over ``train_data``, one optimizer step per batch
+    (each sets ``run.stepped``); returns the epoch's tally."""
     from tqdm.auto import tqdm
     for m in _stateful_layers(model):               # the data starts over, so does the state
         m.reset_state()
@@ -291,6 +323,7 @@ def _train_epoch(model, loss_fn, optimizer, train_data, batch_size, before_step,
             if before_step is not None:
                 before_step()
             optimizer.step()
+            run.stepped = True
             tally.add(loss_fn, loss, logits, yb)
             bar.set_postfix(loss=f"{tally.loss:.4f}", refresh=False)
     if tally.batches == 0:
@@ -305,16 +338,43 @@ def _check_fit_arguments(model, loss_fn, optimizer, train_data, val_data, epochs
     for name, data in (("train_data", train_data), ("val_data", val_data)):
         if data is not None or name == "train_data":
             _check_data(data, "fit", name, passes=epochs)
+    _check_val_like_train(train_data, val_data)
     _check_model_and_loss("fit", model, loss_fn)
     _needs("fit", "optimizer", optimizer, "step", "an optimizer")
+    _check_optimizer_updates_model(model, optimizer)
     if scheduler is not None:
         _needs("fit", "scheduler", scheduler, "step", "a scheduler")
+        if getattr(scheduler, "optimizer", optimizer) is not optimizer:
+            raise ValueError("fit: the scheduler sets the learning rate of another optimizer than "
+                             "the one given; build it over this optimizer")
     if before_step is not None and not callable(before_step):
         raise TypeError(f"fit: expected before_step to be callable or None, got {type(before_step).__name__}")
     check_flag("fit", "progress", progress)
     for name, data in (("train_data", train_data), ("val_data", val_data)):
         if data is not None:
             _check_equal_batches(model, data, batch_size, "fit", name)
+
+
+def _check_val_like_train(train_data, val_data):
+    """``(x, y)`` validation samples unlike the training ones would fail only after an epoch."""
+    if val_data is None or not (_is_array_pair(train_data, "fit") and _is_array_pair(val_data, "fit")):
+        return
+    (x, y), (xv, yv) = train_data, val_data
+    if (xv.shape[1:], xv.dtype, yv.shape[1:]) != (x.shape[1:], x.dtype, y.shape[1:]):
+        raise ValueError(f"fit: expected val_data samples like train_data's, x {x.shape[1:]} of "
+                         f"{x.dtype} and y {y.shape[1:]}, got x {xv.shape[1:]} of {xv.dtype} and "
+                         f"y {yv.shape[1:]}")
+
+
+def _check_optimizer_updates_model(model, optimizer):
+    """An optimizer built over other parameters (another model's, or this one's before a
+    ``copy.deepcopy``) would train nothing, silently."""
+    params = getattr(optimizer, "params", None)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if isinstance(params, list) and trainable and not trainable & {id(p) for p in params}:
+        raise ValueError("fit: the optimizer updates none of the model's trainable parameters "
+                         "(it was built over other ones, e.g. another model's or this one's before "
+                         "a copy); build it over model.parameters()")
 
 
 def _epoch_line(epoch, epochs, history):

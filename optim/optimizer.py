@@ -26,6 +26,10 @@ from nn.parameter import Parameter
 
 __all__ = ["Optimizer"]
 
+#: The state buffers that sum or average squared gradients (Adam's, RMSprop's, Adagrad's):
+#: a loaded one with a negative value (or NaN) would put NaN in a parameter at the next step.
+_SUMS_OF_SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")
+
 
 # --------------------------------------------------------------------------------------------
 # argument checks shared by the optimizers, the schedulers and the clipping functions
@@ -349,6 +353,9 @@ class Optimizer:
                     if not np.issubdtype(value.dtype, np.floating):
                         raise TypeError(f"{owner}: {key!r} must be a floating-point array, "
                                         f"got dtype {value.dtype}")
+                    if k in _SUMS_OF_SQUARES and not np.all(value >= 0):    # NaN fails too
+                        raise ValueError(f"{owner}: {key!r} accumulates squared gradients, so "
+                                         f"holds values >= 0, got {value[~(value >= 0)].flat[0]}")
                 else:
                     value = _integer(owner, repr(key), value, 0)
                 updates.append((st, k, value))

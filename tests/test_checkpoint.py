@@ -1,4 +1,5 @@
 """Checkpoints: npz, never unpickled, atomic, strict."""
+import io
 import os
 import pickle
 import zipfile
@@ -51,6 +52,21 @@ def test_corrupt_entries_are_a_clear_error(tmp_path):
         z.writestr("__handprop_checkpoint__.npy", b"not an array")
     with pytest.raises(ValueError, match="its entry '__handprop_checkpoint__' is not an .npy array"):
         nn.load(model(), zipped)
+
+
+def test_an_entry_whose_header_claims_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        with z.open("__handprop_checkpoint__.npy", "w") as entry:
+            np.lib.format.write_array(entry, np.array(1))
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (10 ** 12, 3)})
+        with z.open("0.weight.npy", "w") as entry:
+            entry.write(header.getvalue() + bytes(48))        # 12 TB claimed, 48 bytes held
+    with pytest.raises(ValueError, match=r"truncated or corrupt \(its entry '0.weight' claims shape "
+                                         r"\(1000000000000, 3\) of float32, 12000000000000 bytes, and holds 48\)"):
+        nn.load(model(), path)
 
 
 def test_corrupt_compressed_file_is_a_clear_error(tmp_path):
@@ -201,6 +217,9 @@ def test_an_optimizers_state_round_trips_and_training_resumes_the_same(tmp_path)
     b = nn.load(model(), tmp_path / "m.npz")
     opt_b = nn.load(optim.Adam(b.parameters(), lr=0.5, amsgrad=True), tmp_path / "opt.npz")
     assert opt_b.lr == 0.01 and opt_b.state[0]["step"] == 3
+    with pytest.raises(ValueError, match="load: strict=False is for modules; an optimizer's state loads "
+                                         "whole, got strict=False for Adam"):
+        nn.load(opt_b, tmp_path / "absent.npz", strict=False)      # refused before reading
     steps(a, opt_a, 2)
     steps(b, opt_b, 2)
     for u, v in zip(a.parameters(), b.parameters()):

@@ -1,6 +1,7 @@
 """The Module protocol: registries, modes, state_dict, astype, errors."""
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -397,6 +398,55 @@ def test_parameter_data_is_a_writeable_contiguous_float_array():
     assert p.data is before
 
 
+@pytest.mark.parametrize("make, name, shape", [
+    (lambda: layers.LSTM(3, 4), "weight_hh_l0", (4, 16)),             # Keras's (H, 4H) layout
+    (lambda: layers.LayerNorm(6), "weight", (1,)),
+    (lambda: layers.Dense(3, 4), "bias", (1,)),
+])
+def test_a_parameter_keeps_the_shape_it_was_registered_with(make, name, shape):
+    """The kernels size their loops by the layer's configuration: another shape would be read
+    out of bounds or broadcast silently. PyTorch refuses it at forward too."""
+    layer = make()
+    x = np.ones((2, 5, 3) if isinstance(layer, layers.LSTM) else (2, 6 if name == "weight" else 3), np.float32)
+    y = layer(x)
+    registered = getattr(layer, name).shape
+    getattr(layer, name).data = np.ones(shape, np.float32)
+    message = (rf"\.{{}}: expected parameter '{name}' of shape {re.escape(str(registered))}, the shape it "
+               rf"was registered with, got {re.escape(str(shape))}; a parameter keeps its shape")
+    with pytest.raises(ValueError, match=message.format("backward")):
+        layer.backward(np.ones_like(y))
+    assert all(np.all(p.grad == 0) for p in layer.parameters() if p.grad is not None)
+    with pytest.raises(ValueError, match=message.format("forward")):
+        layer(x)
+    delattr(layer, name)                          # deleting does not forget the shape either
+    setattr(layer, name, nn.Parameter(np.ones(shape, np.float32)))
+    with pytest.raises(ValueError, match=message.format("forward")):
+        layer(x)
+
+
+def test_a_persistent_buffer_keeps_its_shape_a_non_persistent_one_may_change():
+    bn = layers.BatchNorm1D(4).eval()
+    bn.running_mean = np.zeros(1, np.float32)          # PyTorch: "running_mean should contain 4 elements"
+    with pytest.raises(ValueError, match=r"BatchNorm1D.forward: expected buffer 'running_mean' of shape \(4,\)"):
+        bn(np.ones((2, 4), np.float32))
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mask", np.ones(2, np.float32), persistent=False)
+
+        def forward(self, x):
+            self.mask = np.ones(x.shape[-1], np.float32)        # rebuilt for each length
+            return x * self.mask
+
+        def backward(self, dy):
+            return dy * self.mask
+
+    m = Masked()
+    for T in (2, 3, 4):
+        m(np.ones((1, T), np.float32))
+
+
 def test_a_gradient_set_to_none_starts_again_from_zeros():
     x = np.ones((4, 3), np.float32)
     d = layers.Dense(3, 2, rng=0)
@@ -411,6 +461,15 @@ def test_a_gradient_set_to_none_starts_again_from_zeros():
     d.bias.grad = None
     d.astype(np.float64)
     assert d.bias.grad is None and d.weight.grad.dtype == np.float64
+
+
+def test_a_refused_backward_leaves_no_gradient_as_none():
+    gru = layers.GRU(3, 4)
+    y = gru(np.ones((2, 5, 3), np.float32))
+    gru.zero_grad(set_to_none=True)
+    with pytest.raises(TypeError, match="GRU.backward: expected dstate h of dtype float32"):
+        gru.backward(np.ones_like(y), dstate=np.zeros((1, 2, 4)))          # float64
+    assert all(p.grad is None for p in gru.parameters())
 
 
 @pytest.mark.parametrize("make, message", [
@@ -578,6 +637,9 @@ def test_sequential_index_out_of_range_names_the_length():
         nn.Sequential(layers.ReLU(), layers.Tanh())[5]
     with pytest.raises(TypeError, match="expected an integer index or a slice, got '1'"):
         nn.Sequential(layers.ReLU())["1"]
+    with pytest.raises(TypeError, match=r"Sequential: expected an integer index to assign one module, got "
+                                        r"slice\(0, 1, None\) \(for a range, del it and insert"):
+        nn.Sequential(layers.ReLU())[0:1] = layers.Tanh()
 
 
 def _edit_like_a_list(model, dense, activation, before_last=-1):

@@ -118,6 +118,11 @@ def test_read_idx_rejects_broken_gzip(tmp_path):
         assert f"broken-{i}.gz" in str(info.value)
 
 
+def test_read_idx_wants_a_path():
+    with pytest.raises(TypeError, match="read_idx: expected path to be a str or os.PathLike, got int"):
+        datasets.read_idx(3)
+
+
 def test_read_idx_payload_size_uses_itemsize(tmp_path):
     data = bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 3) + b"\x00" * 3 * 2  # int32 needs 12 bytes
     path = write_file(tmp_path / "short.idx", data)

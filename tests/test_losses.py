@@ -294,6 +294,10 @@ def test_bad_input():
             loss(np.zeros(2, np.float32), np.array(["1", "2"]))
     with pytest.raises(TypeError, match="BCEWithLogitsLoss: expected pos_weight to be an array of numbers, got str 'abc'"):
         nn.BCEWithLogitsLoss(pos_weight="abc")
+    with pytest.raises(ValueError, match=r"BCEWithLogitsLoss: expected pos_weight of finite numbers >= 0, got \[ 1. -2.\]"):
+        nn.BCEWithLogitsLoss(pos_weight=[1.0, -2.0])
+    with pytest.raises(ValueError, match=r"BCEWithLogitsLoss: expected weight of finite numbers >= 0, got nan"):
+        nn.BCEWithLogitsLoss(weight=np.nan)
     with pytest.raises(ValueError, match="expected reduction"):
         nn.MSELoss(reduction="avg")
     with pytest.raises(ValueError, match=r"MSELoss: expected target of shape \(3, 4\)"):

@@ -556,6 +556,9 @@ def test_load_state_dict_rejects_bad_input_and_changes_nothing():
         ({**good, "state.0.exp_avg": np.zeros((3, 4), dtype=np.int64)}, TypeError, "floating"),
         ({**good, "state.0.exp_avg": [[0.0] * 4] * 3}, TypeError, "array"),
         ([("lr", 0.1)], TypeError, "dict"),
+        ({**good, "state.1.exp_avg_sq": -good["state.1.exp_avg_sq"] - 1}, ValueError,
+         r"'state.1.exp_avg_sq' accumulates squared gradients, so holds values >= 0, got -"),
+        ({**good, "state.0.max_exp_avg_sq": np.full((3, 4), np.nan)}, ValueError, "values >= 0, got nan"),
     ]
     for state, error, words in cases:
         with pytest.raises(error, match=words):

@@ -157,6 +157,15 @@ def test_fit_and_evaluate_reject_bad_arguments(call, error, message):
      r"evaluate: expected data as an \(x, y\) tuple .* got NoneType"),
     (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, [(*d, None)], epochs=1), TypeError,
      r"fit: expected each batch to be an \(xb, yb\) pair, got a tuple of 3 items as batch 1"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, d, epochs=1, val_data=(np.ones((4, 2), np.float32), d[1])),
+     ValueError, r"fit: expected val_data samples like train_data's, x \(1,\) of float32 and y \(1,\), got "
+                 r"x \(2,\) of float32 and y \(1,\)"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), optim.SGD(copy.deepcopy(m).parameters(), lr=0.1), d, epochs=1),
+     ValueError, r"fit: the optimizer updates none of the model's trainable parameters .* build it over "
+                 r"model.parameters\(\)"),
+    (lambda m, o, d: nn.fit(m, nn.MSELoss(), o, d, epochs=1, scheduler=optim.StepLR(
+        optim.SGD(m.parameters(), lr=0.1), 1)), ValueError,
+     "fit: the scheduler sets the learning rate of another optimizer than the one given"),
 ])
 def test_fit_checks_its_arguments_before_the_first_step(call, error, message):
     model = layers.Dense(1, 1)
@@ -166,6 +175,30 @@ def test_fit_checks_its_arguments_before_the_first_step(call, error, message):
     with pytest.raises(error, match=message):
         call(model, opt, data)
     np.testing.assert_array_equal(model.weight.data, start)
+
+
+def test_a_fit_failing_before_its_first_step_leaves_the_model_as_it_was():
+    """Here the loss refuses the first batch's targets, after the training forward has moved
+    BatchNorm's running statistics and zero_grad has cleared the gradients."""
+    model = nn.Sequential(layers.Dense(3, 4), layers.BatchNorm1D(4), layers.Dense(4, 2))
+    for p in model.parameters():
+        p.grad[...] = 1.0
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"MSELoss: expected target of shape \(4, 2\)"):
+        nn.fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1), (x, np.zeros(8, np.float32)),
+               epochs=1, batch_size=4, progress=False)
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert all(np.all(p.grad == 1.0) for p in model.parameters())
+
+
+def test_a_val_data_failure_names_val_data_and_the_epoch():
+    model = layers.Dense(3, 2)
+    x, y = np.ones((4, 3), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match=r"fit: val_data, after epoch 1: CrossEntropyLoss: expected labels in \[0, 2\)"):
+        nn.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+               val_data=(x, y + 5), progress=False)
 
 
 def test_fit_keeps_each_modules_mode_and_gives_it_back():
