@@ -709,7 +709,12 @@ class Module:
             if (value.dtype.kind not in "biuf"
                     or np.issubdtype(current.dtype, np.floating) != np.issubdtype(value.dtype, np.floating)):
                 raise TypeError(f"{owner}.load_state_dict: {key!r} expected dtype like {current.dtype}, got {value.dtype}")
-            staged.append((module, name, value.astype(current.dtype, copy=True)))
+            with np.errstate(over="ignore"):
+                cast = value.astype(current.dtype, copy=True)
+            if value.dtype.kind == "f" and (np.isinf(cast) & np.isfinite(value)).any():
+                raise ValueError(f"{owner}.load_state_dict: {key!r} holds values beyond the range of "
+                                 f"{current.dtype} (up to {np.abs(value[np.isfinite(value)]).max():g})")
+            staged.append((module, name, cast))
         for module, name, value in staged:
             if name in module._parameters:
                 module._parameters[name].data[...] = value

@@ -235,6 +235,17 @@ def test_load_state_dict_wrong_shape_changes_nothing():
         np.testing.assert_array_equal(v, before[k])
 
 
+def test_load_state_dict_refuses_values_its_dtype_cannot_hold():
+    dense = layers.Dense(2, 2)
+    state = {k: v.astype(np.float64) for k, v in dense.state_dict().items()}
+    state["bias"][1] = -1e300
+    before = {k: v.copy() for k, v in dense.state_dict().items()}
+    with pytest.raises(ValueError, match=r"Dense.load_state_dict: 'bias' holds values beyond the range of "
+                                         r"float32 \(up to 1e\+300\)"):
+        dense.load_state_dict(state)
+    assert all(np.array_equal(before[k], v) for k, v in dense.state_dict().items())
+
+
 def test_astype_converts_params_and_buffers_in_place():
     m = Affine()
     p = m.scale
